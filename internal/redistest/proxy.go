@@ -1,0 +1,134 @@
+package redistest
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// Proxy forwards TCP connections from a loopback port to a target address,
+// and can cut, delay and restore the traffic to simulate network faults.
+type Proxy struct {
+	ln     net.Listener
+	target string
+
+	mu    sync.Mutex // protects the fields below
+	conns map[net.Conn]struct{}
+	cut   bool          // while true, bytes are held back (a black hole)
+	delay time.Duration // added before each forwarded chunk
+	flow  *sync.Cond    // broadcast when cut turns false
+}
+
+// StartProxy starts a proxy to target; it is closed when the test ends.
+func StartProxy(t TB, target string) *Proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("redistest: proxy listen: %v", err)
+	}
+	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.flow = sync.NewCond(&p.mu)
+	go p.accept()
+	t.Cleanup(p.Close)
+	return p
+}
+
+// Addr is the address clients should dial.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// Cut makes the network a black hole: connections stay open, no bytes pass
+// in either direction, new connections are accepted but hang.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	p.cut = true
+	p.mu.Unlock()
+}
+
+// Restore lets traffic flow again after Cut; held bytes are delivered.
+func (p *Proxy) Restore() {
+	p.mu.Lock()
+	p.cut = false
+	p.delay = 0
+	p.flow.Broadcast()
+	p.mu.Unlock()
+}
+
+// Delay adds d before every forwarded chunk, in both directions.
+func (p *Proxy) Delay(d time.Duration) {
+	p.mu.Lock()
+	p.delay = d
+	p.mu.Unlock()
+}
+
+// DropAll closes every open connection (the client sees a reset).
+func (p *Proxy) DropAll() {
+	p.mu.Lock()
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+}
+
+// Close stops the proxy and closes its connections.
+func (p *Proxy) Close() {
+	p.ln.Close()
+	p.Restore()
+	p.DropAll()
+}
+
+func (p *Proxy) accept() {
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		go p.serve(in)
+	}
+}
+
+func (p *Proxy) serve(in net.Conn) {
+	out, err := net.Dial("tcp", p.target)
+	if err != nil {
+		in.Close()
+		return
+	}
+	p.mu.Lock()
+	p.conns[in], p.conns[out] = struct{}{}, struct{}{}
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); p.pipe(out, in) }()
+	go func() { defer wg.Done(); p.pipe(in, out) }()
+	wg.Wait()
+	p.mu.Lock()
+	delete(p.conns, in)
+	delete(p.conns, out)
+	p.mu.Unlock()
+}
+
+// pipe copies src to dst, honouring cut and delay, and closes both at the end.
+func (p *Proxy) pipe(dst, src net.Conn) {
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			for p.cut {
+				p.flow.Wait()
+			}
+			d := p.delay
+			p.mu.Unlock()
+			if d > 0 {
+				time.Sleep(d)
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return // EOF or a closed connection: close both sides
+		}
+	}
+}

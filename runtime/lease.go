@@ -1,0 +1,229 @@
+package dlockrt
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// lease is the local side of something held in Redis for a while: its
+// deadline on this process's monotonic clock, the watchdog that renews it,
+// and the Done channel that tells the holder when it ended.
+//
+// The deadline is computed from when the acquire or extend was sent, so it
+// never lies past the server's own expiry (barring clock-rate differences).
+// The holder is told the lease is lost a little before that deadline
+// (lossMargin), whether or not Redis ever answers again.
+type lease struct {
+	c        *Client
+	ttl      time.Duration
+	watchdog bool
+	extend   func(ctx context.Context, ttl time.Duration) (bool, error) // one attempt, all or nothing
+	release  func(ctx context.Context) (released, total int, err error)
+
+	mu       sync.Mutex // protects the fields below
+	deadline time.Time  // end of the current lease on the local clock
+	ended    bool       // lost, released or closed: done is closed
+	released bool       // Release or Close ran the release script
+	err      error      // why it ended
+	timer    *time.Timer
+	done     chan struct{}
+	stop     chan struct{} // closed when the lease ends: stops the watchdog
+}
+
+// lossMargin is how long before the local deadline a lease whose renewal
+// was not confirmed is declared lost.
+func lossMargin(ttl time.Duration) time.Duration { return min(ttl/20, 50*time.Millisecond) }
+
+// start begins tracking a lease acquired with a command sent at sent.
+func (l *lease) start(sent time.Time) {
+	l.deadline = sent.Add(l.ttl)
+	l.done = make(chan struct{})
+	l.stop = make(chan struct{})
+	l.c.track(l)
+	if l.watchdog {
+		l.c.wg.Add(1)
+		go l.watch()
+		return
+	}
+	l.mu.Lock()
+	l.timer = time.AfterFunc(time.Until(l.deadline)-lossMargin(l.ttl), l.expired)
+	l.mu.Unlock()
+}
+
+// expired ends a lease without a watchdog whose deadline came.
+func (l *lease) expired() {
+	l.mu.Lock()
+	late := !time.Now().Before(l.deadline.Add(-lossMargin(l.ttl)))
+	l.mu.Unlock()
+	if late {
+		l.lose(fmt.Errorf("%w: lease of %v expired without extension", ErrLost, l.ttl))
+	}
+}
+
+// watch renews the lease a third of the way into it, retrying until the
+// deadline; it ends when the lease ends.
+func (l *lease) watch() {
+	defer l.c.wg.Done()
+	for {
+		l.mu.Lock()
+		deadline := l.deadline
+		l.mu.Unlock()
+		lossAt := deadline.Add(-lossMargin(l.ttl))
+		if !l.sleepUntil(deadline.Add(-l.ttl * 2 / 3)) {
+			return
+		}
+		var lastErr error
+		for {
+			sent := time.Now()
+			ctx, cancel := context.WithDeadline(l.c.bg, lossAt)
+			ok, err := l.extend(ctx, l.ttl)
+			cancel()
+			select {
+			case <-l.stop:
+				return
+			default:
+			}
+			if err == nil && ok {
+				l.renewed(sent)
+				break
+			}
+			if err == nil {
+				l.lose(fmt.Errorf("%w: %w: another holder has it", ErrLost, ErrNotHeld))
+				return
+			}
+			lastErr = err
+			if !time.Now().Before(lossAt) {
+				l.lose(fmt.Errorf("%w: not renewed before the lease ended: %w", ErrLost, lastErr))
+				return
+			}
+			if !l.sleepUntil(earliest(time.Now().Add(l.ttl/10), lossAt)) {
+				return
+			}
+		}
+	}
+}
+
+// sleepUntil waits until t; it reports false when the lease ended first.
+func (l *lease) sleepUntil(t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return true
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true
+	case <-l.stop:
+		return false
+	}
+}
+
+func (l *lease) renewed(sent time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if d := sent.Add(l.ttl); d.After(l.deadline) {
+		l.deadline = d
+	}
+	if l.timer != nil && !l.ended {
+		l.timer.Reset(time.Until(l.deadline) - lossMargin(l.ttl))
+	}
+}
+
+// finish ends the lease with err; it reports false if it had ended before.
+func (l *lease) finish(err error, released bool) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if released {
+		if l.released {
+			return false
+		}
+		l.released = true
+	}
+	if !l.ended {
+		l.ended = true
+		l.err = err
+		close(l.done)
+		close(l.stop)
+		if l.timer != nil {
+			l.timer.Stop()
+		}
+	}
+	return true
+}
+
+func (l *lease) lose(err error) {
+	if l.finish(err, false) {
+		l.c.untrack(l)
+		l.c.opts.Logger.Warn("dlock: lease lost", "err", err)
+	}
+}
+
+// Extend renews the lease for ttl from now (all of it, for a multi-lock).
+// When any part is no longer held, the rest is released and the lease ends.
+func (l *lease) doExtend(ctx context.Context, ttl time.Duration) error {
+	if ttl <= 0 {
+		return invalid("ttl %v <= 0", ttl)
+	}
+	l.mu.Lock()
+	ended, why := l.ended, l.err
+	l.mu.Unlock()
+	if ended {
+		return fmt.Errorf("%w: %w", ErrNotHeld, why)
+	}
+	sent := time.Now()
+	ok, err := l.extend(ctx, ttl)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		l.doRelease(ctx, fmt.Errorf("%w: extend found it taken", ErrNotHeld))
+		return ErrNotHeld
+	}
+	l.mu.Lock()
+	l.deadline = sent.Add(ttl)
+	if l.timer != nil && !l.ended {
+		l.timer.Reset(time.Until(l.deadline) - lossMargin(ttl))
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// doRelease runs the release script once, on a context detached from the
+// caller's cancellation, and ends the lease with why.
+func (l *lease) doRelease(ctx context.Context, why error) error {
+	if !l.finish(why, true) {
+		return ErrNotHeld
+	}
+	l.c.untrack(l)
+	ctx, cancel := l.c.detached(ctx)
+	defer cancel()
+	n, total, err := l.release(ctx)
+	switch {
+	case err != nil:
+		return err
+	case n < total:
+		return ErrNotHeld
+	}
+	return nil
+}
+
+// end is Close's release: it ends the lease with ErrClosed.
+func (l *lease) end(ctx context.Context, why error) { l.doRelease(ctx, why) }
+
+func (l *lease) doneChan() <-chan struct{} { return l.done }
+
+func (l *lease) errNow() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,266 @@
+package dlockrt
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// Lock is a held lock on one key. Its lease is renewed by a watchdog until
+// Release (unless the watchdog is off). Methods on a nil *Lock return
+// ErrNotHeld or zero values; they never panic.
+type Lock struct {
+	key   string
+	token int64
+	set   *lockset
+	lease *lease
+}
+
+// LockOption changes one acquisition.
+type LockOption func(*lockConfig)
+
+type lockConfig struct {
+	ttl      time.Duration
+	retries  int
+	delay    time.Duration
+	watchdog bool
+	err      error
+}
+
+// WithTTL sets the lease (d > 0). Default Options.TTL.
+func WithTTL(d time.Duration) LockOption {
+	return func(c *lockConfig) {
+		if d <= 0 {
+			c.err = invalid("ttl %v <= 0", d)
+		}
+		c.ttl = d
+	}
+}
+
+// WithRetries makes Once (and Multi) try n more times after a failed
+// attempt, pausing a random time in [delay/2, 3*delay/2) between attempts.
+// Default Options.Retries and Options.RetryDelay.
+func WithRetries(n int, delay time.Duration) LockOption {
+	return func(c *lockConfig) {
+		if n < 0 || delay < 0 {
+			c.err = invalid("retries %d, delay %v: negative", n, delay)
+		}
+		c.retries, c.delay = n, delay
+	}
+}
+
+// WithWatchdog turns the watchdog on or off for this lock. Default: on,
+// unless Options.NoWatchdog.
+func WithWatchdog(on bool) LockOption {
+	return func(c *lockConfig) { c.watchdog = on }
+}
+
+func (c *Client) lockConfig(opts []LockOption) (lockConfig, error) {
+	cfg := lockConfig{ttl: c.opts.TTL, retries: c.opts.Retries, delay: c.opts.RetryDelay, watchdog: !c.opts.NoWatchdog}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return cfg, cfg.err
+}
+
+// Once tries to take the lock on key: once, plus the configured retries.
+// When somebody else holds it, it returns an error matching ErrNotAcquired;
+// when Redis cannot be reached, one matching ErrUnavailable. It never waits
+// past ctx.
+func (c *Client) Once(ctx context.Context, key string, opts ...LockOption) (*Lock, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	cfg, err := c.lockConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	set, err := c.newLockset([]string{key})
+	if err != nil {
+		return nil, err
+	}
+	h, _, err := set.tryRetrying(ctx, cfg)
+	switch {
+	case err != nil:
+		return nil, err
+	case h == nil:
+		return nil, ErrNotAcquired
+	}
+	return h.single(), nil
+}
+
+// Lock waits until it holds the lock on key or ctx ends. While the lock is
+// held by others it sleeps until their release is announced (over the
+// client's subscription) or their lease ends, whichever comes first; it
+// never polls. When ctx ends first, the error matches ErrNotAcquired and
+// ctx.Err().
+func (c *Client) Lock(ctx context.Context, key string, opts ...LockOption) (*Lock, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	cfg, err := c.lockConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	set, err := c.newLockset([]string{key})
+	if err != nil {
+		return nil, err
+	}
+	var sub *subscription
+	defer func() {
+		if sub != nil {
+			sub.close()
+		}
+	}()
+	for {
+		h, a, err := set.tryOnce(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		if h != nil {
+			return h.single(), nil
+		}
+		if sub == nil {
+			if testHookLockWait != nil {
+				testHookLockWait(key)
+			}
+			// Subscribe, then try again before waiting: a release between
+			// the failed try and the subscription is seen by that try.
+			if sub, err = c.mux.subscribe(ctx, set.groups[0].channel); err != nil {
+				return nil, notAcquiredBy(ctx, err)
+			}
+			continue
+		}
+		wait := a.wait
+		if wait < 0 {
+			wait = cfg.ttl
+		}
+		t := time.NewTimer(wait + time.Millisecond)
+		select {
+		case <-sub.C:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, notAcquiredBy(ctx, ctx.Err())
+		}
+		t.Stop()
+	}
+}
+
+// testHookLockWait, when set by a test, runs after Lock's first failed
+// attempt and before it subscribes.
+var testHookLockWait func(key string)
+
+// notAcquiredBy reports that waiting ended because ctx did; other errors
+// pass through.
+func notAcquiredBy(ctx context.Context, err error) error {
+	if ctx.Err() != nil && err == ctx.Err() {
+		return fmt.Errorf("%w: %w", ErrNotAcquired, err)
+	}
+	return err
+}
+
+// held is an acquired lockset and its lease.
+type held struct {
+	set    *lockset
+	tokens []int64
+	lease  *lease
+}
+
+func (h *held) single() *Lock {
+	return &Lock{key: h.set.keys[0], token: h.tokens[0], set: h.set, lease: h.lease}
+}
+
+// tryOnce makes one attempt; it returns a held lockset, or the attempt
+// that says who holds what.
+func (s *lockset) tryOnce(ctx context.Context, cfg lockConfig) (*held, attempt, error) {
+	sent := time.Now()
+	a, err := s.try(ctx, cfg.ttl)
+	if err != nil || a.tokens == nil {
+		return nil, a, err
+	}
+	return &held{set: s, tokens: a.tokens, lease: s.hold(cfg, sent)}, a, nil
+}
+
+// tryRetrying makes the first attempt and cfg.retries more.
+func (s *lockset) tryRetrying(ctx context.Context, cfg lockConfig) (*held, attempt, error) {
+	for i := 0; ; i++ {
+		h, a, err := s.tryOnce(ctx, cfg)
+		if err != nil || h != nil || i >= cfg.retries {
+			return h, a, err
+		}
+		pause := cfg.delay/2 + rand.N(cfg.delay+1)
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, a, notAcquiredBy(ctx, ctx.Err())
+		}
+	}
+}
+
+// Key is the user key the lock is on.
+func (l *Lock) Key() string {
+	if l == nil {
+		return ""
+	}
+	return l.key
+}
+
+// Token is the lock's fencing token: every newer holder of the key gets a
+// larger one, even after the counter expired. Pass it to the resource the
+// lock protects and have it reject tokens older than the newest it saw;
+// that is the defence against a holder that paused past its lease.
+func (l *Lock) Token() int64 {
+	if l == nil {
+		return 0
+	}
+	return l.token
+}
+
+// Extend renews the lease for ttl from now. It returns ErrNotHeld when the
+// lock is no longer the caller's (then the lock has ended), and an
+// ErrUnavailable error when Redis did not answer (then the lease runs on,
+// and the watchdog, if on, keeps trying).
+func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
+	if l == nil {
+		return ErrNotHeld
+	}
+	return l.lease.doExtend(ctx, ttl)
+}
+
+// Release gives the lock up and wakes a waiter. It runs even when ctx has
+// already ended (on a detached context bounded by Options.OpTimeout). It
+// returns ErrNotHeld when the lock was no longer the caller's (its lease
+// ran out and maybe someone else holds it now: nothing of theirs was
+// touched) or was released before.
+func (l *Lock) Release(ctx context.Context) error {
+	if l == nil {
+		return ErrNotHeld
+	}
+	return l.lease.doRelease(ctx, fmt.Errorf("%w: released", ErrNotHeld))
+}
+
+// Done is closed when the lease ends: released, lost (the watchdog could
+// not renew it in time, or another holder has it), or the client closed.
+// After it is closed, Err says why.
+func (l *Lock) Done() <-chan struct{} {
+	if l == nil {
+		return closedChan
+	}
+	return l.lease.doneChan()
+}
+
+// Err is nil while the lock is held. After Done is closed it matches
+// ErrLost when the lease was lost, ErrNotHeld after Release, ErrClosed after
+// the client closed.
+func (l *Lock) Err() error {
+	if l == nil {
+		return ErrNotHeld
+	}
+	return l.lease.errNow()
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()

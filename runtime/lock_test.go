@@ -1,0 +1,235 @@
+package dlockrt
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dlock-go/dlock/internal/redistest"
+)
+
+func TestClient_Once_tenClientsOneWinner(t *testing.T) {
+	k := key(t, "once")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins, lost := 0, 0
+	for range 10 {
+		c := newClient(t, newRedis(t), nil)
+		wg.Go(func() {
+			_, err := c.Once(t.Context(), k)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				wins++
+			case errors.Is(err, ErrNotAcquired):
+				lost++
+			default:
+				t.Errorf("Once = %v; want nil or ErrNotAcquired", err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins != 1 || lost != 9 {
+		t.Fatalf("wins, not acquired = %d, %d; want 1, 9", wins, lost)
+	}
+}
+
+func TestLock_Release_thenReacquire(t *testing.T) {
+	c := newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	l, err := c.Once(t.Context(), k)
+	if err != nil {
+		t.Fatalf("Once = %v", err)
+	}
+	if l.Key() != k || l.Token() <= 0 {
+		t.Fatalf("Key, Token = %q, %d; want %q, > 0", l.Key(), l.Token(), k)
+	}
+	if err := l.Release(t.Context()); err != nil {
+		t.Fatalf("Release = %v", err)
+	}
+	select {
+	case <-l.Done():
+	default:
+		t.Fatal("Done not closed after Release")
+	}
+	if err := l.Release(t.Context()); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("second Release = %v; want ErrNotHeld", err)
+	}
+	l2, err := c.Once(t.Context(), k)
+	if err != nil {
+		t.Fatalf("Once after release = %v", err)
+	}
+	if l2.Token() <= l.Token() {
+		t.Fatalf("token after release = %d; want > %d", l2.Token(), l.Token())
+	}
+	l2.Release(t.Context())
+}
+
+// P1: a holder whose lease ran out cannot release or extend the next
+// holder's lock.
+func TestLock_Release_afterExpiryLeavesNewHolderAlone(t *testing.T) {
+	rdb := newRedis(t)
+	a := newClient(t, rdb, nil)
+	b := newClient(t, rdb, nil)
+	for i := range 20 {
+		k := key(t, strconv.Itoa(i))
+		ttl := time.Duration(20+rand.IntN(60)) * time.Millisecond
+		la, err := a.Once(t.Context(), k, WithTTL(ttl), WithWatchdog(false))
+		if err != nil {
+			t.Fatalf("A Once = %v", err)
+		}
+		<-la.Done() // A stalls past its lease: Done closes when it ends
+		if !errors.Is(la.Err(), ErrLost) {
+			t.Fatalf("A Err after expiry = %v; want ErrLost", la.Err())
+		}
+		var lb *Lock
+		redistest.WaitFor(t, 2*time.Second, "B to acquire after A's lease", func(ctx context.Context) bool {
+			lb, err = b.Once(ctx, k, WithTTL(10*time.Second))
+			return err == nil
+		})
+		lk := lockKey(mustTag(t, b, k))
+		before, _ := rdb.Get(bg(), lk).Result()
+		// Interleave A's stale calls with B's lease at random.
+		if rand.IntN(2) == 0 {
+			if err := la.Extend(t.Context(), time.Minute); !errors.Is(err, ErrNotHeld) {
+				t.Fatalf("A Extend = %v; want ErrNotHeld", err)
+			}
+		}
+		if err := la.Release(t.Context()); !errors.Is(err, ErrNotHeld) {
+			t.Fatalf("A Release = %v; want ErrNotHeld", err)
+		}
+		after, _ := rdb.Get(bg(), lk).Result()
+		pttl, _ := rdb.PTTL(bg(), lk).Result()
+		if after != before || pttl <= 0 || pttl > 10*time.Second {
+			t.Fatalf("B's key after A's calls = %q (pttl %v); want %q with its lease", after, pttl, before)
+		}
+		if err := lb.Release(t.Context()); err != nil {
+			t.Fatalf("B Release = %v", err)
+		}
+	}
+}
+
+func mustTag(t testing.TB, c *Client, k string) string {
+	t.Helper()
+	tag, err := c.tag(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tag
+}
+
+func TestLock_Token_neverGoesBackAfterCounterExpiry(t *testing.T) {
+	rdb := newRedis(t)
+	c := newClient(t, rdb, nil)
+	k := key(t, "k")
+	last := int64(0)
+	for i := range 5 {
+		l, err := c.Once(t.Context(), k)
+		if err != nil {
+			t.Fatalf("Once = %v", err)
+		}
+		if l.Token() <= last {
+			t.Fatalf("round %d: Token = %d; want > %d", i, l.Token(), last)
+		}
+		last = l.Token()
+		l.Release(t.Context())
+		if i%2 == 1 { // the counter expired (or was evicted)
+			rdb.Del(bg(), fenceKey(mustTag(t, c, k)))
+		}
+	}
+	ttl, _ := rdb.PTTL(bg(), fenceKey(mustTag(t, c, k))).Result()
+	if ttl <= 0 {
+		t.Fatalf("fence counter PTTL = %v; want a bounded lifetime", ttl)
+	}
+}
+
+// Lock is woken by the release, not by the holder's lease (10 s) running out.
+func TestClient_Lock_wokenByRelease(t *testing.T) {
+	c1 := newClient(t, newRedis(t), nil)
+	c2 := newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	l1, err := c1.Once(t.Context(), k, WithTTL(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := make(chan struct{})
+	testHookLockWait = func(string) { close(waiting) }
+	t.Cleanup(func() { testHookLockWait = nil })
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		l2, err := c2.Lock(ctx, k)
+		if err == nil {
+			l2.Release(bg())
+		}
+		got <- err
+	}()
+	<-waiting
+	l1.Release(t.Context())
+	if err := <-got; err != nil {
+		t.Fatalf("Lock after release = %v; want nil well before the 10s lease", err)
+	}
+}
+
+// P5: a release that lands between the waiter's failed try and its
+// subscription is not missed.
+func TestClient_Lock_releaseBetweenTryAndSubscribe(t *testing.T) {
+	c1 := newClient(t, newRedis(t), nil)
+	c2 := newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	l1, err := c1.Once(t.Context(), k, WithTTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testHookLockWait = func(string) { l1.Release(bg()) }
+	t.Cleanup(func() { testHookLockWait = nil })
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	l2, err := c2.Lock(ctx, k)
+	if err != nil {
+		t.Fatalf("Lock = %v; want the lock released in the gap", err)
+	}
+	l2.Release(bg())
+}
+
+// P5: the subscription connection is killed while a waiter waits; the
+// release still reaches it (after resubscribe and re-check), long before
+// the holder's lease would end.
+func TestClient_Lock_pubsubConnectionKilled(t *testing.T) {
+	rdb := newRedis(t)
+	c1 := newClient(t, rdb, nil)
+	c2 := newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	l1, err := c1.Once(t.Context(), k, WithTTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		l2, err := c2.Lock(ctx, k)
+		if err == nil {
+			l2.Release(bg())
+		}
+		got <- err
+	}()
+	ch := lockChannel(mustTag(t, c1, k))
+	redistest.WaitFor(t, 5*time.Second, "the waiter's subscription", func(ctx context.Context) bool {
+		n, err := rdb.PubSubShardNumSub(ctx, ch).Result()
+		return err == nil && n[ch] == 1
+	})
+	if err := rdb.Do(bg(), "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatalf("CLIENT KILL = %v", err)
+	}
+	l1.Release(t.Context())
+	if err := <-got; err != nil {
+		t.Fatalf("Lock after pubsub kill and release = %v", err)
+	}
+}

@@ -1,0 +1,204 @@
+package dlockrt
+
+import (
+	"context"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/dlock-go/dlock/internal/slot"
+)
+
+// A lockset is the Redis side of one acquisition: one or more user keys,
+// grouped by cluster slot (one group outside a Cluster), each group taken by
+// one script run, groups in ascending slot order. A single lock is a
+// lockset of one key.
+type lockset struct {
+	c      *Client
+	owner  string
+	keys   []string // user keys, canonical order (by group, then key)
+	groups []lockGroup
+}
+
+type lockGroup struct {
+	keys    []string // user keys
+	acquire []string // lock1, fence1, lock2, fence2, ...
+	extend  []string // lock1, lock2, ...
+	release []string // lock1, ch1, lock2, ch2, ...
+	channel string   // the first key's channel: where a waiter listens
+}
+
+func lockKey(tag string) string     { return tag + ":lock" }
+func fenceKey(tag string) string    { return tag + ":fence" }
+func lockChannel(tag string) string { return tag + ":lock:ch" }
+
+// newLockset validates keys, drops duplicates and lays them out.
+func (c *Client) newLockset(keys []string) (*lockset, error) {
+	if len(keys) == 0 {
+		return nil, invalid("no keys")
+	}
+	type entry struct {
+		key, tag string
+		slot     int
+	}
+	es := make([]entry, 0, len(keys))
+	_, cluster := c.rdb.(*redis.ClusterClient)
+	for _, k := range keys {
+		tag, err := c.tag(k)
+		if err != nil {
+			return nil, err
+		}
+		e := entry{key: k, tag: tag}
+		if cluster {
+			e.slot = slot.Of(tag)
+		}
+		es = append(es, e)
+	}
+	slices.SortFunc(es, func(a, b entry) int {
+		if a.slot != b.slot {
+			return a.slot - b.slot
+		}
+		return compareStrings(a.key, b.key)
+	})
+	es = slices.CompactFunc(es, func(a, b entry) bool { return a.key == b.key })
+	s := &lockset{c: c, owner: newOwnerID()}
+	for i, e := range es {
+		if i == 0 || e.slot != es[i-1].slot {
+			s.groups = append(s.groups, lockGroup{channel: lockChannel(e.tag)})
+		}
+		g := &s.groups[len(s.groups)-1]
+		g.keys = append(g.keys, e.key)
+		g.acquire = append(g.acquire, lockKey(e.tag), fenceKey(e.tag))
+		g.extend = append(g.extend, lockKey(e.tag))
+		g.release = append(g.release, lockKey(e.tag), lockChannel(e.tag))
+		s.keys = append(s.keys, e.key)
+	}
+	return s, nil
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// newOwnerID returns a random 128-bit id, unique per acquisition.
+func newOwnerID() string {
+	b := make([]byte, 0, 32)
+	b = strconv.AppendUint(b, rand.Uint64(), 36)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, rand.Uint64(), 36)
+	return string(b)
+}
+
+// attempt is the outcome of one try at a lockset.
+type attempt struct {
+	tokens []int64       // one per key, canonical order, when acquired
+	held   []string      // keys others hold, when not acquired
+	wait   time.Duration // the shortest remaining lease among them; <0 unknown
+}
+
+// try takes every group in order; on the first group that others hold it
+// releases the groups it took. One script run per group.
+func (s *lockset) try(ctx context.Context, ttl time.Duration) (attempt, error) {
+	var a attempt
+	args := []any{s.owner, ms(ttl), ms(s.c.opts.FenceTTL)}
+	for gi, g := range s.groups {
+		v, err := s.c.run(ctx, scriptLockAcquire, g.acquire, args, func(any) {
+			// The caller left while this group was being taken: undo it.
+			s.releaseGroups(context.Background(), gi+1)
+		})
+		if err == nil {
+			var ok bool
+			var vals []int64
+			if vals, ok = int64s(v); !ok || len(vals) < 2 {
+				err = unavailable(errBadReply)
+			} else if vals[0] == 1 {
+				a.tokens = append(a.tokens, vals[1:]...)
+				continue
+			} else {
+				a.wait = time.Duration(vals[1]) * time.Millisecond
+				if vals[1] < 0 {
+					a.wait = -1
+				}
+				for _, i := range vals[2:] {
+					if i >= 1 && int(i) <= len(g.keys) {
+						a.held = append(a.held, g.keys[i-1])
+					}
+				}
+			}
+		}
+		if gi > 0 {
+			s.releaseGroups(ctx, gi)
+		}
+		if err != nil {
+			return attempt{}, err
+		}
+		a.tokens = nil
+		return a, nil
+	}
+	return a, nil
+}
+
+// releaseGroups releases the first n groups, ignoring errors (rollback).
+func (s *lockset) releaseGroups(ctx context.Context, n int) {
+	ctx, cancel := s.c.detached(ctx)
+	defer cancel()
+	for _, g := range s.groups[:n] {
+		s.c.run(ctx, scriptLockRelease, g.release, []any{s.owner}, nil)
+	}
+}
+
+func (s *lockset) extend(ctx context.Context, ttl time.Duration) (bool, error) {
+	for _, g := range s.groups {
+		v, err := s.c.run(ctx, scriptLockExtend, g.extend, []any{s.owner, ms(ttl)}, nil)
+		if err != nil {
+			return false, err
+		}
+		if n, _ := v.(int64); n != 1 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func (s *lockset) release(ctx context.Context) (released, total int, err error) {
+	for _, g := range s.groups {
+		v, rerr := s.c.run(ctx, scriptLockRelease, g.release, []any{s.owner}, nil)
+		if rerr != nil {
+			err = rerr
+			continue
+		}
+		n, _ := v.(int64)
+		released += int(n)
+	}
+	return released, len(s.keys), err
+}
+
+// hold starts the lease of an acquired lockset.
+func (s *lockset) hold(cfg lockConfig, sent time.Time) *lease {
+	l := &lease{c: s.c, ttl: cfg.ttl, watchdog: cfg.watchdog, extend: s.extend, release: s.release}
+	l.start(sent)
+	return l
+}
+
+func int64s(v any) ([]int64, bool) {
+	list, ok := v.([]any)
+	if !ok {
+		return nil, false
+	}
+	out := make([]int64, len(list))
+	for i, x := range list {
+		if out[i], ok = x.(int64); !ok {
+			return nil, false
+		}
+	}
+	return out, true
+}

@@ -1,0 +1,78 @@
+package dlockrt
+
+import (
+	"context"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/dlock-go/dlock/internal/redistest"
+)
+
+// The package's tests share one standalone server (each test uses its own
+// keys); tests that kill, pause or restart a server start their own, and
+// the Cluster is started the first time a test needs it.
+var (
+	tm          redistest.Main
+	standalone  *redistest.Server
+	clusterOnce sync.Once
+	cluster     *redistest.Cluster
+)
+
+func TestMain(m *testing.M) {
+	if role := os.Getenv(helperEnv); role != "" {
+		os.Exit(runHelper(role))
+	}
+	standalone = redistest.StartServer(&tm)
+	os.Setenv("REDIS_ADDR", standalone.Addr()) // for the examples
+	code := m.Run()
+	tm.Close()
+	os.Exit(code)
+}
+
+// sharedCluster returns the package's Cluster (three primaries with a
+// replica each), starting it on first use.
+func sharedCluster(t *testing.T) *redistest.Cluster {
+	t.Helper()
+	redistest.Binary(t, "redis-server")
+	clusterOnce.Do(func() { cluster = redistest.StartCluster(&tm, true) })
+	return cluster
+}
+
+// newRedis returns a client of the shared standalone server.
+func newRedis(t testing.TB) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: standalone.Addr()})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// newClient returns a dlock client on rdb, closed with the test.
+func newClient(t testing.TB, rdb redis.UniversalClient, o *Options) *Client {
+	t.Helper()
+	c, err := New(rdb, o)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// key returns a key unique to the test.
+func key(t testing.TB, suffix string) string {
+	return strings.ReplaceAll(t.Name(), "/", ".") + ":" + suffix
+}
+
+// bg is a context for cleanup and inspection that outlives the test's.
+func bg() context.Context { return context.Background() }
+
+// within fails the test when f does not return within d; it returns f's
+// duration. It is for promises of the form "no later than".
+func elapsed(f func()) time.Duration {
+	start := time.Now()
+	f()
+	return time.Since(start)
+}

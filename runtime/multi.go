@@ -1,0 +1,101 @@
+package dlockrt
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// MultiLock holds several keys at once, all or nothing. In a Cluster, keys
+// of one slot are taken by one script, and slots in ascending order, so two
+// multi-locks over overlapping keys never deadlock. Methods on a nil
+// *MultiLock return ErrNotHeld or zero values.
+type MultiLock struct {
+	tokens []int64
+	set    *lockset
+	lease  *lease
+}
+
+// Multi takes the locks on every key, or none: when any key is held by
+// others the error is a *MultiLockError naming them (it matches
+// ErrNotAcquired) and nothing stays held. Duplicate keys count once. It
+// uses the client's default TTL, retries and watchdog; MultiWith takes
+// options.
+func (c *Client) Multi(ctx context.Context, keys ...string) (*MultiLock, error) {
+	return c.MultiWith(ctx, keys)
+}
+
+// MultiWith is Multi with options.
+func (c *Client) MultiWith(ctx context.Context, keys []string, opts ...LockOption) (*MultiLock, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	cfg, err := c.lockConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	set, err := c.newLockset(keys)
+	if err != nil {
+		return nil, err
+	}
+	h, a, err := set.tryRetrying(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if h == nil {
+		return nil, &MultiLockError{Keys: a.held}
+	}
+	return &MultiLock{tokens: h.tokens, set: set, lease: h.lease}, nil
+}
+
+// Keys are the locked keys in canonical order (duplicates removed).
+func (m *MultiLock) Keys() []string {
+	if m == nil {
+		return nil
+	}
+	return slices.Clone(m.set.keys)
+}
+
+// Tokens are the fencing tokens of Keys, in the same order.
+func (m *MultiLock) Tokens() []int64 {
+	if m == nil {
+		return nil
+	}
+	return slices.Clone(m.tokens)
+}
+
+// Extend renews every key's lease for ttl from now. If any key is no longer
+// held, the others are released, the lock ends, and it returns ErrNotHeld.
+func (m *MultiLock) Extend(ctx context.Context, ttl time.Duration) error {
+	if m == nil {
+		return ErrNotHeld
+	}
+	return m.lease.doExtend(ctx, ttl)
+}
+
+// Release releases every key still held by the caller. It returns
+// ErrNotHeld when some key was no longer the caller's (the others are still
+// released). Like Lock.Release it runs even when ctx has ended.
+func (m *MultiLock) Release(ctx context.Context) error {
+	if m == nil {
+		return ErrNotHeld
+	}
+	return m.lease.doRelease(ctx, fmt.Errorf("%w: released", ErrNotHeld))
+}
+
+// Done is closed when the multi-lock ends (see Lock.Done).
+func (m *MultiLock) Done() <-chan struct{} {
+	if m == nil {
+		return closedChan
+	}
+	return m.lease.doneChan()
+}
+
+// Err says why the multi-lock ended (see Lock.Err).
+func (m *MultiLock) Err() error {
+	if m == nil {
+		return ErrNotHeld
+	}
+	return m.lease.errNow()
+}

@@ -1,0 +1,203 @@
+package dlockrt
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/dlock-go/dlock/internal/redistest"
+)
+
+// P4: the watchdog keeps a live holder's lease through a job lasting 5x the
+// TTL while the CPU is busy.
+func TestLock_watchdogKeepsLeaseUnderLoad(t *testing.T) {
+	rdb := newRedis(t)
+	c := newClient(t, rdb, nil)
+	stop := make(chan struct{})
+	for range runtime.GOMAXPROCS(0) {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+			}
+		}()
+	}
+	defer close(stop)
+	ttl := 300 * time.Millisecond
+	k := key(t, "k")
+	l, err := c.Once(t.Context(), k, WithTTL(ttl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := time.NewTimer(5 * ttl)
+	select {
+	case <-job.C:
+	case <-l.Done():
+		t.Fatalf("lease lost during the job: %v", l.Err())
+	}
+	if v, _ := rdb.Get(bg(), lockKey(mustTag(t, c, k))).Result(); v != l.set.owner {
+		t.Fatalf("lock value after 5 TTLs = %q; want the holder's", v)
+	}
+	if err := l.Release(t.Context()); err != nil {
+		t.Fatalf("Release = %v", err)
+	}
+}
+
+// P4: many short-TTL cycles leave no lock keys and no goroutines behind.
+func TestLock_cyclesLeaveNothingBehind(t *testing.T) {
+	rdb := newRedis(t)
+	c, err := New(rdb, &Options{Prefix: "cycles", TTL: 30 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 10000
+	if testing.Short() {
+		n = 1000
+	}
+	for i := range n {
+		l, err := c.Once(t.Context(), "k"+string(rune('a'+i%26)))
+		if err != nil {
+			t.Fatalf("cycle %d: Once = %v", i, err)
+		}
+		if err := l.Release(t.Context()); err != nil {
+			t.Fatalf("cycle %d: Release = %v", i, err)
+		}
+	}
+	c.Close()
+	keys, _ := rdb.Keys(bg(), "cycles:*:lock").Result()
+	if len(keys) != 0 {
+		t.Fatalf("lock keys left: %v", keys)
+	}
+	goleak.VerifyNone(t, goleak.IgnoreCurrent())
+}
+
+// P3: when the network to Redis is cut, the holder is told before its lease
+// would have ended.
+func TestLock_lossSignalledBeforeLeaseEnds_networkCut(t *testing.T) {
+	srv := redistest.StartServer(t)
+	p := redistest.StartProxy(t, srv.Addr())
+	rdb := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	testLossSignalled(t, rdb, p.Cut)
+}
+
+// P3, with the server stopped by SIGSTOP.
+func TestLock_lossSignalledBeforeLeaseEnds_serverPaused(t *testing.T) {
+	srv := redistest.StartServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	t.Cleanup(srv.Resume)
+	testLossSignalled(t, rdb, srv.Pause)
+}
+
+func testLossSignalled(t *testing.T, rdb *redis.Client, fault func()) {
+	c := newClient(t, rdb, nil)
+	ttl := 600 * time.Millisecond
+	sent := time.Now()
+	l, err := c.Once(t.Context(), key(t, "k"), WithTTL(ttl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fault()
+	<-l.Done()
+	if lostAt := time.Since(sent); lostAt >= ttl {
+		t.Fatalf("loss signalled %v after the acquire was sent; want < %v", lostAt, ttl)
+	}
+	if err := l.Err(); !errors.Is(err, ErrLost) {
+		t.Fatalf("Err = %v; want ErrLost", err)
+	}
+}
+
+// P14: Redis down is a fast, distinct error, within the caller's context.
+func TestClient_redisDown_isUnavailableWithinContext(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fault func(*redistest.Server)
+	}{
+		{"killed", (*redistest.Server).Kill},
+		{"paused", (*redistest.Server).Pause},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.StartServer(t)
+			rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+			t.Cleanup(func() { rdb.Close() })
+			t.Cleanup(srv.Resume)
+			c := newClient(t, rdb, nil)
+			tc.fault(srv)
+			calls := map[string]func(context.Context) error{
+				"Once": func(ctx context.Context) error { _, err := c.Once(ctx, "k"); return err },
+				"Lock": func(ctx context.Context) error { _, err := c.Lock(ctx, "k"); return err },
+				"Multi": func(ctx context.Context) error {
+					_, err := c.Multi(ctx, "a", "b")
+					return err
+				},
+			}
+			for name, call := range calls {
+				ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+				var err error
+				d := elapsed(func() { err = call(ctx) })
+				cancel()
+				if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotAcquired) {
+					t.Errorf("%s with Redis %s = %v; want ErrUnavailable, not ErrNotAcquired", name, tc.name, err)
+				}
+				if d > 400*time.Millisecond {
+					t.Errorf("%s with Redis %s took %v; want about the 200ms context", name, tc.name, d)
+				}
+			}
+		})
+	}
+}
+
+func TestClient_badInput(t *testing.T) {
+	if _, err := New(nil, nil); !errors.Is(err, ErrInvalid) {
+		t.Errorf("New(nil) = %v; want ErrInvalid", err)
+	}
+	if _, err := New(newRedis(t), &Options{Prefix: "a{b"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("New with prefix a{b = %v; want ErrInvalid", err)
+	}
+	if _, err := New(newRedis(t), &Options{TTL: -time.Second}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("New with TTL -1s = %v; want ErrInvalid", err)
+	}
+	c := newClient(t, newRedis(t), nil)
+	ctx := t.Context()
+	for name, err := range map[string]error{
+		"empty key":      second(c.Once(ctx, "")),
+		"long key":       second(c.Once(ctx, strings.Repeat("x", MaxKeyLen+1))),
+		"zero ttl":       second(c.Once(ctx, "k", WithTTL(0))),
+		"negative ttl":   second(c.Lock(ctx, "k", WithTTL(-time.Second))),
+		"no keys":        second(c.Multi(ctx)),
+		"empty in multi": second(c.Multi(ctx, "a", "")),
+		"bad retries":    second(c.Once(ctx, "k", WithRetries(-1, 0))),
+	} {
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: err = %v; want ErrInvalid", name, err)
+		}
+	}
+	var nilLock *Lock
+	if err := nilLock.Release(ctx); !errors.Is(err, ErrNotHeld) {
+		t.Errorf("nil Lock Release = %v; want ErrNotHeld", err)
+	}
+	if err := nilLock.Extend(ctx, time.Second); !errors.Is(err, ErrNotHeld) {
+		t.Errorf("nil Lock Extend = %v; want ErrNotHeld", err)
+	}
+	<-nilLock.Done()
+	var nilClient *Client
+	if _, err := nilClient.Once(ctx, "k"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("nil Client Once = %v; want ErrInvalid", err)
+	}
+	c.Close()
+	if _, err := c.Once(ctx, "k"); !errors.Is(err, ErrClosed) {
+		t.Errorf("Once after Close = %v; want ErrClosed", err)
+	}
+}
+
+func second[T any](_ T, err error) error { return err }

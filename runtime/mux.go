@@ -325,7 +325,7 @@ func (m *mux) unsubscribed(sh *shard, name string) {
 	}
 	m.mu.Unlock()
 	if !asked {
-		m.reroute(sh, []string{name})
+		m.reroute(sh, []string{name}, true)
 	}
 }
 
@@ -343,7 +343,7 @@ func (m *mux) lost(sh *shard) {
 	}
 	m.mu.Unlock()
 	if m.cluster != nil {
-		m.reroute(sh, names)
+		m.reroute(sh, names, false)
 	}
 }
 
@@ -376,7 +376,11 @@ func (m *mux) refused(sh *shard, err error) {
 		}
 	}
 	moved := strings.HasPrefix(err.Error(), "MOVED") || strings.HasPrefix(err.Error(), "ASK")
-	if !moved {
+	if moved {
+		for _, name := range pending {
+			delete(sh.sent, name) // the server did not take it
+		}
+	} else {
 		m.log.Warn("dlock: subscribe refused", "addr", sh.addr, "err", err)
 		for _, name := range pending {
 			ch := m.chans[name]
@@ -391,12 +395,15 @@ func (m *mux) refused(sh *shard, err error) {
 	}
 	m.mu.Unlock()
 	if moved {
-		m.reroute(sh, pending)
+		m.reroute(sh, pending, true)
 	}
 }
 
-// reroute moves channels to the node that serves them now (Cluster only).
-func (m *mux) reroute(from *shard, names []string) {
+// reroute moves channels to the node that serves them now (Cluster only;
+// elsewhere it subscribes them again in place). When moved, the server said
+// the channels left from's node, and the cluster client's slot map (which
+// reloads in the background) is consulted until it agrees, for a while.
+func (m *mux) reroute(from *shard, names []string, moved bool) {
 	if m.cluster == nil {
 		m.mu.Lock()
 		for _, name := range names {
@@ -405,11 +412,18 @@ func (m *mux) reroute(from *shard, names []string) {
 		m.mu.Unlock()
 		return
 	}
-	ctx, cancel := context.WithTimeout(from.ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(from.ctx, 5*time.Second)
 	defer cancel()
-	m.cluster.ReloadState(ctx)
 	for _, name := range names {
 		client, addr, err := m.route(ctx, name)
+		for tries := 0; moved && (err != nil || addr == from.addr) && tries < 40; tries++ {
+			m.cluster.ReloadState(ctx)
+			select {
+			case <-time.After(50 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			client, addr, err = m.route(ctx, name)
+		}
 		m.mu.Lock()
 		ch := m.chans[name]
 		if ch != nil && ch.shard == from && !m.closed {

@@ -163,7 +163,7 @@ func (c *Cluster) MoveSlot(s int, to *Server) {
 		must(src.Do(ctx, args...).Err(), "migrate")
 	}
 	for _, n := range c.Nodes {
-		if n == from || n == to || c.isPrimary(n) {
+		if n == from || n == to || c.IsPrimary(n) {
 			c.admin[n].Do(ctx, "CLUSTER", "SETSLOT", s, "NODE", dstID)
 		}
 	}
@@ -172,7 +172,8 @@ func (c *Cluster) MoveSlot(s int, to *Server) {
 	c.waitOwner(s, to)
 }
 
-func (c *Cluster) isPrimary(s *Server) bool {
+// IsPrimary reports whether s is a primary now.
+func (c *Cluster) IsPrimary(s *Server) bool {
 	repl, err := c.admin[s].Info(context.Background(), "replication").Result()
 	return err == nil && strings.Contains(repl, "role:master")
 }

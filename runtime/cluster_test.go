@@ -1,0 +1,114 @@
+package dlockrt
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dlock-go/dlock/internal/redistest"
+	"github.com/dlock-go/dlock/internal/slot"
+)
+
+// P12: every Redis key and channel of one user key lives in one slot, as
+// the server computes it, whatever the key contains.
+func TestCluster_keysOfOneLockShareASlot(t *testing.T) {
+	cl := sharedCluster(t)
+	cc := cl.Client()
+	c := newClient(t, cc, nil)
+	for _, k := range []string{"plain", "}starts-with-close", "{braced}", "a{b}c", "{}", "%7B", "100%", "ключ", "a}b{c"} {
+		tag := mustTag(t, c, k)
+		var slots []int64
+		for _, rk := range []string{lockKey(tag), fenceKey(tag), lockChannel(tag)} {
+			s, err := cc.ClusterKeySlot(t.Context(), rk).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if int(s) != slot.Of(rk) {
+				t.Errorf("slot.Of(%q) = %d; server says %d", rk, slot.Of(rk), s)
+			}
+			slots = append(slots, s)
+		}
+		if slots[0] != slots[1] || slots[1] != slots[2] {
+			t.Errorf("key %q: slots of lock, fence, channel = %v; want one slot", k, slots)
+		}
+	}
+	if a, b := mustTag(t, c, "a}b"), mustTag(t, c, "a%7Db"); a == b {
+		t.Errorf("keys a}b and a%%7Db share the stem %q", a)
+	}
+}
+
+// P12: on a Cluster, a waiter is woken by a release published with
+// sharded pub/sub, also after the key's slot moved or its primary failed
+// over while it waited; classic PUBLISH is never used.
+func TestCluster_Lock_wokenAcrossMoveAndFailover(t *testing.T) {
+	cl := sharedCluster(t)
+	holder := newClient(t, cl.Client(), nil)
+	waiter := newClient(t, cl.Client(), nil)
+	for _, fault := range []string{"none", "move", "failover"} {
+		t.Run(fault, func(t *testing.T) {
+			k := key(t, "k")
+			l, err := holder.Once(t.Context(), k, WithTTL(time.Minute))
+			if err != nil {
+				t.Fatalf("Once = %v", err)
+			}
+			got := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+				defer cancel()
+				l2, err := waiter.Lock(ctx, k)
+				if err == nil {
+					l2.Release(bg())
+				}
+				got <- err
+			}()
+			s := slot.Of(lockChannel(mustTag(t, waiter, k)))
+			redistest.WaitFor(t, 5*time.Second, "the waiter's subscription", func(ctx context.Context) bool {
+				return waiter.mux.numChannels() == 1 && waiterConfirmed(waiter)
+			})
+			switch fault {
+			case "move":
+				from := cl.Owner(s)
+				for _, n := range cl.Nodes {
+					if n != from && cl.IsPrimary(n) {
+						cl.MoveSlot(s, n)
+						break
+					}
+				}
+			case "failover":
+				cl.FailoverSlot(s)
+			}
+			if err := l.Release(t.Context()); err != nil {
+				t.Fatalf("Release after %s = %v", fault, err)
+			}
+			if err := <-got; err != nil {
+				t.Fatalf("Lock after %s and release = %v", fault, err)
+			}
+		})
+	}
+	for _, n := range cl.Nodes {
+		stats, err := n.Client().Info(bg(), "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(stats, "cmdstat_publish:") {
+			t.Errorf("node %s ran classic PUBLISH: %s", n.Addr(), stats)
+		}
+	}
+}
+
+func waiterConfirmed(c *Client) bool {
+	c.mux.mu.Lock()
+	defer c.mux.mu.Unlock()
+	for _, ch := range c.mux.chans {
+		if !ch.confirmed {
+			return false
+		}
+	}
+	return true
+}
+
+// P11 on a Cluster: keys spread over slots are taken in slot order.
+func TestCluster_Multi_overlappingContendersProgress(t *testing.T) {
+	testMultiContention(t, sharedCluster(t).Client(), 6, 2*time.Second)
+}

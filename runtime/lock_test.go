@@ -87,11 +87,12 @@ func TestLock_Release_afterExpiryLeavesNewHolderAlone(t *testing.T) {
 		if !errors.Is(la.Err(), ErrLost) {
 			t.Fatalf("A Err after expiry = %v; want ErrLost", la.Err())
 		}
-		var lb *Lock
-		redistest.WaitFor(t, 2*time.Second, "B to acquire after A's lease", func(ctx context.Context) bool {
-			lb, err = b.Once(ctx, k, WithTTL(10*time.Second))
-			return err == nil
-		})
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		lb, err := b.Lock(ctx, k, WithTTL(10*time.Second)) // wakes when A's lease ends
+		cancel()
+		if err != nil {
+			t.Fatalf("B Lock after A's lease = %v", err)
+		}
 		lk := lockKey(mustTag(t, b, k))
 		before, _ := rdb.Get(bg(), lk).Result()
 		// Interleave A's stale calls with B's lease at random.

@@ -27,6 +27,7 @@ func TestMain(m *testing.M) {
 	if role := os.Getenv(helperEnv); role != "" {
 		os.Exit(runHelper(role))
 	}
+	redis.SetLogger(quietLogger{}) // tests kill servers on purpose; go-redis would log every redial
 	standalone = redistest.StartServer(&tm)
 	os.Setenv("REDIS_ADDR", standalone.Addr()) // for the examples
 	code := m.Run()
@@ -76,3 +77,9 @@ func elapsed(f func()) time.Duration {
 	f()
 	return time.Since(start)
 }
+
+func redistestStartSentinel(t *testing.T) *redistest.Sentinel { return redistest.StartSentinel(t) }
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}

@@ -38,8 +38,9 @@ type Options struct {
 	NoWatchdog bool
 
 	// FenceTTL is how long a key's fencing counter outlives its last use.
-	// A counter created anew starts at the server's clock in microseconds,
-	// so tokens never go backwards. Default 30 days.
+	// Tokens are the server's clock in microseconds, bumped past the key's
+	// last token when needed, so they keep growing after the counter
+	// expired. Default 30 days.
 	FenceTTL time.Duration
 
 	// OpTimeout bounds one Redis round trip made on the caller's behalf

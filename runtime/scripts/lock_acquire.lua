@@ -22,21 +22,19 @@ if #held > 0 then
   return {0, wait, unpack(held)}
 end
 
--- A counter that is created anew starts at the server's clock in
--- microseconds, so it exceeds every token an expired counter handed out.
-local now
+-- A token is the server's clock in microseconds, or one more than the
+-- key's last token when that is larger. So tokens grow per key even when the
+-- counter expired, and even across a failover that lost the last writes
+-- (as long as the new primary's clock is not behind the old one's by more
+-- than the time between the two grants).
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local out = {1}
 for i = 1, #KEYS, 2 do
   redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
-  local fence = KEYS[i + 1]
-  if redis.call('EXISTS', fence) == 0 then
-    if not now then
-      local t = redis.call('TIME')
-      now = t[1] .. string.format('%06d', tonumber(t[2]))
-    end
-    redis.call('SET', fence, now)
-  end
-  out[#out + 1] = redis.call('INCR', fence)
-  redis.call('PEXPIRE', fence, ARGV[3])
+  local last = tonumber(redis.call('GET', KEYS[i + 1]) or '0') or 0
+  local token = math.max(last + 1, now)
+  redis.call('SET', KEYS[i + 1], string.format('%.0f', token), 'PX', ARGV[3])
+  out[#out + 1] = token
 end
 return out

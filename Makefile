@@ -1,0 +1,29 @@
+# make test: the project's test command (README). It makes sure Redis is
+# installed, then checks formatting, vets, and runs every test with -race
+# against real redis-server processes that the tests start themselves.
+
+GO ?= go
+
+.PHONY: test redis fmt-check vet
+
+test: redis fmt-check vet
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Installs redis-server and redis-sentinel from Debian's packages when they
+# are missing and we are root on Debian/Ubuntu; otherwise says how and fails.
+redis:
+	@if command -v redis-server >/dev/null && command -v redis-sentinel >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing redis-server and redis-sentinel"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-sentinel >/dev/null; \
+	else \
+		echo "redis-server and redis-sentinel are needed: sudo apt-get update && sudo apt-get install -y redis-server redis-sentinel"; \
+		exit 1; \
+	fi
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...

@@ -24,7 +24,10 @@ type Client struct {
 
 	mu     sync.Mutex // protects leases
 	leases map[*lease]struct{}
-	wg     sync.WaitGroup // watchdog goroutines
+	wg     sync.WaitGroup // watchdog and fanout goroutines
+
+	fmu     sync.Mutex // protects flights and the state of every flight
+	flights map[string]*flight
 }
 
 // New returns a Client that drives rdb, a *redis.Client (standalone or
@@ -40,7 +43,7 @@ func New(rdb redis.UniversalClient, opts *Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{rdb: rdb, opts: o, leases: map[*lease]struct{}{}}
+	c := &Client{rdb: rdb, opts: o, leases: map[*lease]struct{}{}, flights: map[string]*flight{}}
 	c.bg, c.stop = context.WithCancel(context.Background())
 	ps := o.PubSub
 	if ps == nil {
@@ -50,11 +53,12 @@ func New(rdb redis.UniversalClient, opts *Options) (*Client, error) {
 	return c, nil
 }
 
-// Close releases every lock the client still holds (best effort, bounded
-// by Options.OpTimeout), stops their watchdogs and the subscription
+// Close releases every lock and fanout lease the client still holds (best
+// effort, bounded by Options.OpTimeout; a fanout led here is then taken
+// over by a waiter elsewhere), stops their watchdogs and the subscription
 // connections, and makes later calls fail with ErrClosed. Holders of
-// released locks see their Done channel close with ErrClosed. Close is
-// idempotent.
+// released locks see their Done channel close with ErrClosed; fanout
+// callers still waiting get ErrClosed. Close is idempotent.
 func (c *Client) Close() error {
 	if c == nil || c.closed.Swap(true) {
 		return nil
@@ -72,6 +76,15 @@ func (c *Client) Close() error {
 		wg.Go(func() { l.end(ctx, ErrClosed) })
 	}
 	wg.Wait()
+	c.fmu.Lock()
+	flights := make([]*flight, 0, len(c.flights))
+	for _, f := range c.flights {
+		flights = append(flights, f)
+	}
+	c.fmu.Unlock()
+	for _, f := range flights {
+		f.finish(nil, ErrClosed)
+	}
 	c.stop()
 	c.wg.Wait()
 	c.mux.close()

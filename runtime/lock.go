@@ -17,62 +17,15 @@ type Lock struct {
 	lease *lease
 }
 
-// LockOption changes one acquisition.
-type LockOption func(*lockConfig)
-
-type lockConfig struct {
-	ttl      time.Duration
-	retries  int
-	delay    time.Duration
-	watchdog bool
-	err      error
-}
-
-// WithTTL sets the lease (d > 0). Default Options.TTL.
-func WithTTL(d time.Duration) LockOption {
-	return func(c *lockConfig) {
-		if d <= 0 {
-			c.err = invalid("ttl %v <= 0", d)
-		}
-		c.ttl = d
-	}
-}
-
-// WithRetries makes Once (and Multi) try n more times after a failed
-// attempt, pausing a random time in [delay/2, 3*delay/2) between attempts.
-// Default Options.Retries and Options.RetryDelay.
-func WithRetries(n int, delay time.Duration) LockOption {
-	return func(c *lockConfig) {
-		if n < 0 || delay < 0 {
-			c.err = invalid("retries %d, delay %v: negative", n, delay)
-		}
-		c.retries, c.delay = n, delay
-	}
-}
-
-// WithWatchdog turns the watchdog on or off for this lock. Default: on,
-// unless Options.NoWatchdog.
-func WithWatchdog(on bool) LockOption {
-	return func(c *lockConfig) { c.watchdog = on }
-}
-
-func (c *Client) lockConfig(opts []LockOption) (lockConfig, error) {
-	cfg := lockConfig{ttl: c.opts.TTL, retries: c.opts.Retries, delay: c.opts.RetryDelay, watchdog: !c.opts.NoWatchdog}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	return cfg, cfg.err
-}
-
 // Once tries to take the lock on key: once, plus the configured retries.
 // When somebody else holds it, it returns an error matching ErrNotAcquired;
 // when Redis cannot be reached, one matching ErrUnavailable. It never waits
 // past ctx.
-func (c *Client) Once(ctx context.Context, key string, opts ...LockOption) (*Lock, error) {
+func (c *Client) Once(ctx context.Context, key string, opts ...Option) (*Lock, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}
-	cfg, err := c.lockConfig(opts)
+	cfg, err := c.callConfig(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -95,11 +48,11 @@ func (c *Client) Once(ctx context.Context, key string, opts ...LockOption) (*Loc
 // client's subscription) or their lease ends, whichever comes first; it
 // never polls. When ctx ends first, the error matches ErrNotAcquired and
 // ctx.Err().
-func (c *Client) Lock(ctx context.Context, key string, opts ...LockOption) (*Lock, error) {
+func (c *Client) Lock(ctx context.Context, key string, opts ...Option) (*Lock, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}
-	cfg, err := c.lockConfig(opts)
+	cfg, err := c.callConfig(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +127,7 @@ func (h *held) single() *Lock {
 
 // tryOnce makes one attempt; it returns a held lockset, or the attempt
 // that says who holds what.
-func (s *lockset) tryOnce(ctx context.Context, cfg lockConfig) (*held, attempt, error) {
+func (s *lockset) tryOnce(ctx context.Context, cfg callConfig) (*held, attempt, error) {
 	sent := time.Now()
 	a, err := s.try(ctx, cfg.ttl)
 	if err != nil || a.tokens == nil {
@@ -184,7 +137,7 @@ func (s *lockset) tryOnce(ctx context.Context, cfg lockConfig) (*held, attempt, 
 }
 
 // tryRetrying makes the first attempt and cfg.retries more.
-func (s *lockset) tryRetrying(ctx context.Context, cfg lockConfig) (*held, attempt, error) {
+func (s *lockset) tryRetrying(ctx context.Context, cfg callConfig) (*held, attempt, error) {
 	for i := 0; ; i++ {
 		h, a, err := s.tryOnce(ctx, cfg)
 		if err != nil || h != nil || i >= cfg.retries {

@@ -183,7 +183,7 @@ func (s *lockset) release(ctx context.Context) (released, total int, err error) 
 }
 
 // hold starts the lease of an acquired lockset.
-func (s *lockset) hold(cfg lockConfig, sent time.Time) *lease {
+func (s *lockset) hold(cfg callConfig, sent time.Time) *lease {
 	l := &lease{c: s.c, ttl: cfg.ttl, watchdog: cfg.watchdog, extend: s.extend, release: s.release}
 	l.start(sent)
 	return l

@@ -27,11 +27,11 @@ func (c *Client) Multi(ctx context.Context, keys ...string) (*MultiLock, error) 
 }
 
 // MultiWith is Multi with options.
-func (c *Client) MultiWith(ctx context.Context, keys []string, opts ...LockOption) (*MultiLock, error) {
+func (c *Client) MultiWith(ctx context.Context, keys []string, opts ...Option) (*MultiLock, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}
-	cfg, err := c.lockConfig(opts)
+	cfg, err := c.callConfig(opts)
 	if err != nil {
 		return nil, err
 	}

@@ -37,6 +37,23 @@ type Options struct {
 	// released.
 	NoWatchdog bool
 
+	// FanoutTimeout is how long a Fanout or Push caller waits for the
+	// outcome unless WithTimeout says otherwise; the leader's job is given as
+	// long. Default twice TTL (as in the Node package).
+	FanoutTimeout time.Duration
+
+	// ResultTTL is how long a fanout result stays readable in Redis after
+	// it was published, so that a caller that joins just then (or missed
+	// the message while reconnecting) still gets it. A caller that joins
+	// within ResultTTL after a run completed gets that run's result.
+	// Default 3s.
+	ResultTTL time.Duration
+
+	// MaxResultSize is the largest fanout result, in bytes. A larger one
+	// fails at the leader and reaches every caller as ErrResultTooLarge.
+	// Default 1 MiB.
+	MaxResultSize int
+
 	// FenceTTL is how long a key's fencing counter outlives its last use.
 	// Tokens are the server's clock in microseconds, bumped past the key's
 	// last token when needed, so they keep growing after the counter
@@ -64,11 +81,21 @@ func (o *Options) resolve() (Options, error) {
 	if strings.ContainsAny(r.Prefix, "{}") {
 		return r, invalid("prefix %q contains '{' or '}'", r.Prefix)
 	}
-	if r.TTL < 0 || r.RetryDelay < 0 || r.FenceTTL < 0 || r.OpTimeout < 0 || r.Retries < 0 {
+	if r.TTL < 0 || r.RetryDelay < 0 || r.FenceTTL < 0 || r.OpTimeout < 0 || r.Retries < 0 ||
+		r.FanoutTimeout < 0 || r.ResultTTL < 0 || r.MaxResultSize < 0 {
 		return r, invalid("negative duration or retry count in Options")
 	}
 	if r.TTL == 0 {
 		r.TTL = 10 * time.Second
+	}
+	if r.FanoutTimeout == 0 {
+		r.FanoutTimeout = 2 * r.TTL
+	}
+	if r.ResultTTL == 0 {
+		r.ResultTTL = 3 * time.Second
+	}
+	if r.MaxResultSize == 0 {
+		r.MaxResultSize = 1 << 20
 	}
 	if r.RetryDelay == 0 {
 		r.RetryDelay = 100 * time.Millisecond
@@ -83,4 +110,66 @@ func (o *Options) resolve() (Options, error) {
 		r.Logger = slog.New(slog.DiscardHandler)
 	}
 	return r, nil
+}
+
+// Option changes one call (a lock, a fanout, a push).
+type Option func(*callConfig)
+
+type callConfig struct {
+	ttl      time.Duration
+	retries  int
+	delay    time.Duration
+	watchdog bool
+	timeout  time.Duration // fanout/push: how long a caller waits for the outcome
+	err      error
+}
+
+// WithTTL sets the lease of a lock, or of a fanout's leader (d > 0).
+// Default Options.TTL.
+func WithTTL(d time.Duration) Option {
+	return func(c *callConfig) {
+		if d <= 0 {
+			c.err = invalid("ttl %v <= 0", d)
+		}
+		c.ttl = d
+	}
+}
+
+// WithRetries makes Once (and Multi) try n more times after a failed
+// attempt, pausing a random time in [delay/2, 3*delay/2) between attempts.
+// Default Options.Retries and Options.RetryDelay.
+func WithRetries(n int, delay time.Duration) Option {
+	return func(c *callConfig) {
+		if n < 0 || delay < 0 {
+			c.err = invalid("retries %d, delay %v: negative", n, delay)
+		}
+		c.retries, c.delay = n, delay
+	}
+}
+
+// WithWatchdog turns the watchdog on or off for this lock. Default: on,
+// unless Options.NoWatchdog.
+func WithWatchdog(on bool) Option {
+	return func(c *callConfig) { c.watchdog = on }
+}
+
+// WithTimeout bounds how long a Fanout or Push caller waits for the outcome
+// (d > 0), on top of its context; the leader's job gets as long. Default
+// Options.FanoutTimeout.
+func WithTimeout(d time.Duration) Option {
+	return func(c *callConfig) {
+		if d <= 0 {
+			c.err = invalid("timeout %v <= 0", d)
+		}
+		c.timeout = d
+	}
+}
+
+func (c *Client) callConfig(opts []Option) (callConfig, error) {
+	cfg := callConfig{ttl: c.opts.TTL, retries: c.opts.Retries, delay: c.opts.RetryDelay,
+		watchdog: !c.opts.NoWatchdog, timeout: c.opts.FanoutTimeout}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return cfg, cfg.err
 }

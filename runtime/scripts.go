@@ -22,3 +22,13 @@ var (
 	lockReleaseSrc    string
 	scriptLockRelease = redis.NewScript(lockReleaseSrc)
 )
+
+var (
+	//go:embed scripts/fanout_join.lua
+	fanoutJoinSrc    string
+	scriptFanoutJoin = redis.NewScript(fanoutJoinSrc)
+
+	//go:embed scripts/fanout_complete.lua
+	fanoutCompleteSrc    string
+	scriptFanoutComplete = redis.NewScript(fanoutCompleteSrc)
+)

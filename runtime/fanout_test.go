@@ -1,0 +1,166 @@
+package dlockrt
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// tenClients returns ten dlock clients of the shared server, each with its
+// own connections (like ten processes).
+func tenClients(t *testing.T, o *Options) []*Client {
+	var cs []*Client
+	for range 10 {
+		cs = append(cs, newClient(t, newRedis(t), o))
+	}
+	return cs
+}
+
+type pushOutcome struct {
+	b   []byte
+	err error
+}
+
+// Port of the Node package's push test: one leader runs the job, every
+// caller's onDone gets its result, the other nine get ErrNotAcquired.
+func TestClient_Push_tenClientsOneRun(t *testing.T) {
+	k := key(t, "k")
+	outcomes := make(chan pushOutcome, 10)
+	var jobs []*Job
+	notAcquired := 0
+	for _, c := range tenClients(t, nil) {
+		j, err := c.Push(t.Context(), k, func(b []byte, err error) { outcomes <- pushOutcome{b, err} })
+		switch {
+		case err == nil:
+			jobs = append(jobs, j)
+		case errors.Is(err, ErrNotAcquired):
+			notAcquired++
+		default:
+			t.Fatalf("Push = %v", err)
+		}
+	}
+	if len(jobs) != 1 || notAcquired != 9 {
+		t.Fatalf("leaders, not acquired = %d, %d; want 1, 9", len(jobs), notAcquired)
+	}
+	if err := jobs[0].Complete(t.Context(), []byte("result"), nil); err != nil {
+		t.Fatalf("Complete = %v", err)
+	}
+	for range 10 {
+		o := <-outcomes
+		if o.err != nil || string(o.b) != "result" {
+			t.Fatalf("onDone(%q, %v); want (result, nil)", o.b, o.err)
+		}
+	}
+}
+
+// Port: three keys over ten clients (4/3/3) run three times.
+func TestClient_Fanout_threeKeysThreeRuns(t *testing.T) {
+	var runs atomic.Int32
+	var wg sync.WaitGroup
+	release := make(chan struct{})
+	started := make(chan struct{}, 10)
+	for i, c := range tenClients(t, nil) {
+		k := key(t, strconv.Itoa(i%3))
+		wg.Go(func() {
+			b, err := c.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
+				runs.Add(1)
+				started <- struct{}{}
+				<-release
+				return []byte(k), nil
+			})
+			if err != nil || string(b) != k {
+				t.Errorf("Fanout(%s) = %q, %v; want %q", k, b, err, k)
+			}
+		})
+	}
+	for range 3 {
+		<-started // late joiners get the running job's result, or its cached one
+	}
+	close(release)
+	wg.Wait()
+	if n := runs.Load(); n != 3 {
+		t.Fatalf("runs = %d; want 3", n)
+	}
+}
+
+// Port: no completion, so every caller gets the timeout error after the
+// timeout.
+func TestClient_Push_noCompletionTimesOut(t *testing.T) {
+	k := key(t, "k")
+	outcomes := make(chan pushOutcome, 10)
+	start := time.Now()
+	timeout := 300 * time.Millisecond
+	for _, c := range tenClients(t, nil) {
+		_, err := c.Push(t.Context(), k, func(b []byte, err error) { outcomes <- pushOutcome{b, err} }, WithTimeout(timeout))
+		if err != nil && !errors.Is(err, ErrNotAcquired) {
+			t.Fatalf("Push = %v", err)
+		}
+	}
+	for range 10 {
+		o := <-outcomes
+		if !errors.Is(o.err, ErrTimeout) {
+			t.Fatalf("onDone(%q, %v); want ErrTimeout", o.b, o.err)
+		}
+	}
+	if d := time.Since(start); d < timeout {
+		t.Fatalf("timed out after %v; want >= %v", d, timeout)
+	}
+}
+
+var errJob = errors.New("job failed")
+
+// Port: the job fails, so every caller gets its error with its message.
+func TestClient_Fanout_jobErrorReachesEveryone(t *testing.T) {
+	RegisterError("test.job_failed", errJob)
+	k := key(t, "k")
+	var wg sync.WaitGroup
+	var runs atomic.Int32
+	gate := make(chan struct{})
+	started := make(chan struct{}, 10)
+	for _, c := range tenClients(t, nil) {
+		wg.Go(func() {
+			_, err := c.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
+				runs.Add(1)
+				started <- struct{}{}
+				<-gate
+				return nil, errJob
+			})
+			var re *RemoteError
+			if !errors.As(err, &re) || re.Message != "job failed" || !errors.Is(err, errJob) {
+				t.Errorf("Fanout = %v; want a RemoteError matching errJob", err)
+			}
+		})
+	}
+	<-started
+	close(gate)
+	wg.Wait()
+	if runs.Load() != 1 {
+		t.Fatalf("runs = %d; want 1", runs.Load())
+	}
+}
+
+// Port: fanout times out even while its lock is never acquired (a foreign
+// holder keeps the leader's key).
+func TestClient_Fanout_timesOutWhileLockNeverAcquired(t *testing.T) {
+	rdb := newRedis(t)
+	cs := tenClients(t, nil)
+	k := key(t, "k")
+	rdb.Set(bg(), fanKey(mustTag(t, cs[0], k)), "foreign", time.Minute)
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Go(func() {
+			_, err := c.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
+				t.Error("job ran while the lock was held")
+				return nil, nil
+			}, WithTimeout(300*time.Millisecond))
+			if !errors.Is(err, ErrTimeout) {
+				t.Errorf("Fanout = %v; want ErrTimeout", err)
+			}
+		})
+	}
+	wg.Wait()
+}

@@ -2,6 +2,7 @@ package dlockrt
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +95,66 @@ func TestCluster_Lock_wokenAcrossMoveAndFailover(t *testing.T) {
 		if strings.Contains(stats, "cmdstat_publish:") {
 			t.Errorf("node %s ran classic PUBLISH: %s", n.Addr(), stats)
 		}
+	}
+}
+
+// P12 for fanout: a waiter gets the result published with SPUBLISH, also
+// after the key's slot moved or its primary failed over while it waited.
+func TestCluster_Fanout_acrossMoveAndFailover(t *testing.T) {
+	cl := sharedCluster(t)
+	leader := newClient(t, cl.Client(), nil)
+	waiter := newClient(t, cl.Client(), nil)
+	for _, fault := range []string{"none", "move", "failover"} {
+		t.Run(fault, func(t *testing.T) {
+			k := key(t, "k")
+			started, finish := make(chan struct{}), make(chan struct{})
+			leaderGot := make(chan error, 1)
+			go func() {
+				b, err := leader.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
+					close(started)
+					<-finish
+					return []byte("v"), nil
+				}, WithTimeout(time.Minute))
+				if err == nil && string(b) != "v" {
+					err = fmt.Errorf("leader got %q", b)
+				}
+				leaderGot <- err
+			}()
+			<-started
+			got := make(chan error, 1)
+			go func() {
+				b, err := waiter.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
+					return nil, fmt.Errorf("waiter ran the job")
+				}, WithTimeout(time.Minute))
+				if err == nil && string(b) != "v" {
+					err = fmt.Errorf("waiter got %q", b)
+				}
+				got <- err
+			}()
+			redistest.WaitFor(t, 5*time.Second, "the waiter's subscription", func(ctx context.Context) bool {
+				return waiter.mux.numChannels() == 1 && waiterConfirmed(waiter)
+			})
+			s := slot.Of(fanChannel(mustTag(t, waiter, k)))
+			switch fault {
+			case "move":
+				from := cl.Owner(s)
+				for _, n := range cl.Nodes {
+					if n != from && cl.IsPrimary(n) {
+						cl.MoveSlot(s, n)
+						break
+					}
+				}
+			case "failover":
+				cl.FailoverSlot(s)
+			}
+			close(finish)
+			if err := <-leaderGot; err != nil {
+				t.Fatalf("leader after %s: %v", fault, err)
+			}
+			if err := <-got; err != nil {
+				t.Fatalf("waiter after %s: %v", fault, err)
+			}
+		})
 	}
 }
 

@@ -140,6 +140,14 @@ func TestClient_redisDown_isUnavailableWithinContext(t *testing.T) {
 					_, err := c.Multi(ctx, "a", "b")
 					return err
 				},
+				"Fanout": func(ctx context.Context) error {
+					_, err := c.Fanout(ctx, "f", func(context.Context) ([]byte, error) { return nil, nil })
+					return err
+				},
+				"Push": func(ctx context.Context) error {
+					_, err := c.Push(ctx, "p", func([]byte, error) {})
+					return err
+				},
 			}
 			for name, call := range calls {
 				ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)

@@ -162,13 +162,15 @@ func (c *Cluster) MoveSlot(s int, to *Server) {
 		}
 		must(src.Do(ctx, args...).Err(), "migrate")
 	}
+	// As redis-cli does: the target first (it bumps its config epoch), then
+	// the source, then every other primary.
+	must(dst.Do(ctx, "CLUSTER", "SETSLOT", s, "NODE", dstID).Err(), "node on target")
+	must(src.Do(ctx, "CLUSTER", "SETSLOT", s, "NODE", dstID).Err(), "node on source")
 	for _, n := range c.Nodes {
-		if n == from || n == to || c.IsPrimary(n) {
+		if n != from && n != to && c.IsPrimary(n) {
 			c.admin[n].Do(ctx, "CLUSTER", "SETSLOT", s, "NODE", dstID)
 		}
 	}
-	must(dst.Do(ctx, "CLUSTER", "SETSLOT", s, "NODE", dstID).Err(), "node on target")
-	must(src.Do(ctx, "CLUSTER", "SETSLOT", s, "NODE", dstID).Err(), "node on source")
 	c.waitOwner(s, to)
 }
 

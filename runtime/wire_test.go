@@ -1,0 +1,235 @@
+package dlockrt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math"
+	"reflect"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/dlock-go/dlock/internal/redistest"
+)
+
+type inner struct {
+	Name string
+	Tags []string
+}
+
+type roundTrip struct {
+	When     time.Time
+	Blob     []byte
+	EmptyB   []byte
+	Big      int64
+	Small    int64
+	Huge     uint64
+	Float    float64
+	NilMap   map[string]int
+	EmptyMap map[string]int
+	Map      map[string]inner
+	Ptr      *inner
+	NilPtr   *inner
+	Nested   []inner
+	Dur      time.Duration
+}
+
+// P8: values cross the wire faithfully; the leader's caller and a remote
+// caller decode the same bytes into deep-equal values.
+func TestFanoutOf_roundTripsLocalAndRemote(t *testing.T) {
+	want := roundTrip{
+		When:     time.Date(2026, 11, 27, 12, 0, 0, 123456789, time.UTC),
+		Blob:     []byte{0, 1, 2, 255},
+		EmptyB:   []byte{},
+		Big:      math.MaxInt64,
+		Small:    math.MinInt64,
+		Huge:     math.MaxUint64,
+		Float:    math.Pi,
+		EmptyMap: map[string]int{},
+		Map:      map[string]inner{"a": {Name: "x", Tags: []string{"t"}}, "b": {}},
+		Ptr:      &inner{Name: "p"},
+		Nested:   []inner{{Name: "n1"}, {Name: "n2", Tags: []string{}}},
+		Dur:      90 * time.Second,
+	}
+	leader := newClient(t, newRedis(t), nil)
+	remote := newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	started, finish := make(chan struct{}), make(chan struct{})
+	var got [2]roundTrip
+	var errs [2]error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		got[0], errs[0] = FanoutOf(t.Context(), leader, k, func(context.Context) (roundTrip, error) {
+			close(started)
+			<-finish
+			return want, nil
+		})
+	})
+	<-started
+	wg.Go(func() {
+		got[1], errs[1] = FanoutOf(t.Context(), remote, k, func(context.Context) (roundTrip, error) {
+			t.Error("remote ran the job")
+			return roundTrip{}, nil
+		})
+	})
+	close(finish)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("caller %d: %v", i, err)
+		}
+	}
+	if !reflect.DeepEqual(got[0], got[1]) {
+		t.Fatalf("local and remote results differ:\n%+v\n%+v", got[0], got[1])
+	}
+	g := got[0]
+	if !g.When.Equal(want.When) || !bytes.Equal(g.Blob, want.Blob) || g.Big != want.Big || g.Small != want.Small ||
+		g.Huge != want.Huge || g.Float != want.Float || g.NilMap != nil || g.EmptyMap == nil ||
+		!reflect.DeepEqual(g.Map, want.Map) || g.Ptr.Name != "p" || g.NilPtr != nil || g.Dur != want.Dur ||
+		!reflect.DeepEqual(g.Nested, want.Nested) {
+		t.Fatalf("FanoutOf = %+v; want %+v", g, want)
+	}
+}
+
+// P8: a result over the size limit fails loudly at the leader and at every
+// waiter, never as a timeout.
+func TestFanout_resultTooLargeFailsEverywhere(t *testing.T) {
+	cs := tenClients(t, &Options{MaxResultSize: 1024})
+	k := key(t, "k")
+	started, finish := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Go(func() {
+			_, err := c.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
+				close(started)
+				<-finish
+				return make([]byte, 1025), nil
+			})
+			if !errors.Is(err, ErrResultTooLarge) {
+				t.Errorf("caller %d: Fanout = %v; want ErrResultTooLarge", i, err)
+			}
+		})
+		if i == 0 {
+			<-started
+		}
+	}
+	close(finish)
+	wg.Wait()
+}
+
+// P16: garbage on the channel and in the result key during a live fanout is
+// dropped; the callers still get the real result.
+func TestFanout_garbageIsIgnored(t *testing.T) {
+	rdb := newRedis(t)
+	leader := newClient(t, newRedis(t), nil)
+	waiter := newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	tag := mustTag(t, leader, k)
+	started, finish := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 2)
+	go func() {
+		b, err := leader.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
+			close(started)
+			<-finish
+			return []byte("real"), nil
+		})
+		if err == nil && string(b) != "real" {
+			err = errors.New("leader got " + string(b))
+		}
+		done <- err
+	}()
+	<-started
+	go func() {
+		b, err := waiter.Fanout(t.Context(), k, func(context.Context) ([]byte, error) { return []byte("wrong"), nil })
+		if err == nil && string(b) != "real" {
+			err = errors.New("waiter got " + string(b))
+		}
+		done <- err
+	}()
+	ch := fanChannel(tag)
+	redistest.WaitFor(t, 5*time.Second, "the waiter's subscription", func(ctx context.Context) bool {
+		n, err := rdb.PubSubShardNumSub(ctx, ch).Result()
+		return err == nil && n[ch] == 1
+	})
+	for _, g := range []string{"", "garbage", "\x95\x01\x00\xc4", "\x95\x02\x00\xc4\x00\xa0\xa0", "\x95\x01\x05\xc4\x00\xa0\xa0", "released"} {
+		if err := rdb.SPublish(bg(), ch, g).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(finish)
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatalf("Fanout with garbage around = %v", err)
+		}
+	}
+}
+
+func FuzzDecodeEnvelope(f *testing.F) {
+	f.Add(envelope{status: statusOK, payload: []byte("x")}.encode())
+	f.Add(failure(errors.New("boom")).encode())
+	f.Add([]byte("released"))
+	f.Add([]byte{0x95, 0x01, 0x00, 0xc4})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := decodeEnvelope(b)
+		if err != nil {
+			return
+		}
+		// What decodes re-encodes to the same outcome.
+		e2, err := decodeEnvelope(e.encode())
+		if err != nil || !reflect.DeepEqual(e, e2) {
+			t.Fatalf("re-decode of %x = %+v, %v; want %+v", b, e2, err, e)
+		}
+	})
+}
+
+// P15 for fanout: after many keys, subscriptions are back to zero and no
+// goroutine is left.
+func TestFanout_subscriptionsReturnToZero(t *testing.T) {
+	rdb := newRedis(t)
+	prefix := "p15f-" + strconv.Itoa(int(time.Now().UnixNano()%1e9))
+	a, _ := New(newRedis(t), &Options{Prefix: prefix})
+	b, _ := New(newRedis(t), &Options{Prefix: prefix})
+	n := 1000
+	if testing.Short() {
+		n = 100
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			k := "k" + strconv.Itoa(i)
+			started, finish := make(chan struct{}), make(chan struct{})
+			var inner sync.WaitGroup
+			inner.Go(func() {
+				a.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
+					close(started)
+					<-finish
+					return []byte(k), nil
+				})
+			})
+			<-started
+			inner.Go(func() {
+				got, err := b.Fanout(t.Context(), k, func(context.Context) ([]byte, error) { return nil, errors.New("ran twice") })
+				if err != nil || string(got) != k {
+					t.Errorf("Fanout(%s) = %q, %v", k, got, err)
+				}
+			})
+			close(finish)
+			inner.Wait()
+		})
+	}
+	wg.Wait()
+	redistest.WaitFor(t, 5*time.Second, "channels to be unsubscribed", func(ctx context.Context) bool {
+		chans, err := rdb.PubSubShardChannels(ctx, prefix+":*").Result()
+		return err == nil && len(chans) == 0 && a.mux.numChannels() == 0 && b.mux.numChannels() == 0
+	})
+	a.Close()
+	b.Close()
+	goleak.VerifyNone(t, goleak.IgnoreCurrent())
+}

@@ -164,3 +164,57 @@ func TestClient_Fanout_timesOutWhileLockNeverAcquired(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// The job's context ends, with ErrLost as its cause, when the leader's lease
+// is lost (here: another holder overwrote it); not when a caller leaves.
+func TestFanout_jobContextEndsWhenLeaseLost(t *testing.T) {
+	rdb := newRedis(t)
+	c := newClient(t, newRedis(t), &Options{TTL: 150 * time.Millisecond})
+	k := key(t, "k")
+	started := make(chan struct{})
+	cause := make(chan error, 1)
+	go c.Fanout(t.Context(), k, func(ctx context.Context) ([]byte, error) {
+		close(started)
+		<-ctx.Done()
+		cause <- context.Cause(ctx)
+		return nil, ctx.Err()
+	}, WithTimeout(time.Minute))
+	<-started
+	rdb.Set(bg(), fanKey(mustTag(t, c, k)), "usurper", time.Minute)
+	if err := <-cause; !errors.Is(err, ErrLost) {
+		t.Fatalf("job context cause = %v; want ErrLost", err)
+	}
+}
+
+// An unregistered error crosses the wire as a *RemoteError with its message
+// and no code.
+func TestFanout_unregisteredErrorKeepsMessage(t *testing.T) {
+	c := newClient(t, newRedis(t), nil)
+	_, err := c.Fanout(t.Context(), key(t, "k"), func(context.Context) ([]byte, error) {
+		return nil, errors.New("disk on fire")
+	})
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Code != "" || re.Message != "disk on fire" {
+		t.Fatalf("Fanout = %#v; want RemoteError{Code: \"\", Message: \"disk on fire\"}", err)
+	}
+}
+
+// Bad input is refused at the call.
+func TestFanout_badInput(t *testing.T) {
+	c := newClient(t, newRedis(t), nil)
+	job := func(context.Context) ([]byte, error) { return nil, nil }
+	for name, err := range map[string]error{
+		"empty key":    second(c.Fanout(t.Context(), "", job)),
+		"nil job":      second(c.Fanout(t.Context(), "k", nil)),
+		"zero timeout": second(c.Fanout(t.Context(), "k", job, WithTimeout(0))),
+		"nil onDone":   second(c.Push(t.Context(), "k", nil)),
+	} {
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: err = %v; want ErrInvalid", name, err)
+		}
+	}
+	var j *Job
+	if err := j.Complete(t.Context(), nil, nil); !errors.Is(err, ErrNotHeld) {
+		t.Errorf("nil Job Complete = %v; want ErrNotHeld", err)
+	}
+}

@@ -1,0 +1,110 @@
+package dlockrt
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// clientCommands sums the calls of the commands clients send dlock's way
+// (scripts and subscriptions; not the commands scripts run inside).
+func clientCommands(b *testing.B, rdb *redis.Client) int64 {
+	b.Helper()
+	info, err := rdb.Info(bg(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n int64
+	for _, line := range strings.Split(info, "\n") {
+		for _, cmd := range []string{"evalsha", "eval", "ssubscribe", "sunsubscribe"} {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
+				v, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+				n += v
+			}
+		}
+	}
+	return n
+}
+
+// BenchmarkFanout: 10 clients (as 10 processes, each with its own
+// connections) x 4 goroutines call Fanout on one fresh key per round.
+// Reports executions per round (goal 1.00), Redis commands per process per
+// round (goal <= 4) and the round's p50/p99.
+func BenchmarkFanout(b *testing.B) {
+	for _, job := range []time.Duration{0, 50 * time.Millisecond} {
+		b.Run("job="+job.String(), func(b *testing.B) {
+			rdb := newRedis(b)
+			var cs []*Client
+			for range 10 {
+				cs = append(cs, newClient(b, newRedis(b), &Options{Prefix: "bench" + strconv.Itoa(int(time.Now().UnixNano()%1e9))}))
+			}
+			// Each client shares one prefix so all join the same fanouts.
+			for _, c := range cs[1:] {
+				c.opts.Prefix = cs[0].opts.Prefix
+			}
+			var execs atomic.Int64
+			var rounds []time.Duration
+			before := clientCommands(b, rdb)
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				k := "round" + strconv.Itoa(i)
+				start := time.Now()
+				var wg sync.WaitGroup
+				for _, c := range cs {
+					for range 4 {
+						wg.Go(func() {
+							_, err := c.Fanout(context.Background(), k, func(context.Context) ([]byte, error) {
+								execs.Add(1)
+								time.Sleep(job)
+								return []byte("v"), nil
+							})
+							if err != nil {
+								b.Error(err)
+							}
+						})
+					}
+				}
+				wg.Wait()
+				rounds = append(rounds, time.Since(start))
+			}
+			b.StopTimer()
+			n := float64(len(rounds))
+			cmds := clientCommands(b, rdb) - before
+			slices.Sort(rounds)
+			b.ReportMetric(float64(execs.Load())/n, "execs/round")
+			b.ReportMetric(float64(cmds)/n/10, "cmds/proc/round")
+			b.ReportMetric(float64(rounds[len(rounds)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(rounds[len(rounds)*99/100].Microseconds()), "p99-µs")
+		})
+	}
+}
+
+// BenchmarkLock_OnceRelease: acquire + release cycles, uncontended keys.
+func BenchmarkLock_OnceRelease(b *testing.B) {
+	for _, workers := range []int{1, 32} {
+		b.Run("workers="+strconv.Itoa(workers), func(b *testing.B) {
+			c := newClient(b, newRedis(b), &Options{Prefix: "benchlock"})
+			var next atomic.Int64
+			b.SetParallelism(workers)
+			b.RunParallel(func(pb *testing.PB) {
+				k := "k" + strconv.FormatInt(next.Add(1), 10)
+				ctx := context.Background()
+				for pb.Next() {
+					l, err := c.Once(ctx, k, WithWatchdog(false))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					l.Release(ctx)
+				}
+			})
+		})
+	}
+}

@@ -3,7 +3,9 @@ package dlockrt
 import (
 	"context"
 	"os"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"sync"
 	"testing"
 	"time"
@@ -62,9 +64,20 @@ func newClient(t testing.TB, rdb redis.UniversalClient, o *Options) *Client {
 	return c
 }
 
-// key returns a key unique to the test.
+// runID makes keys unique to one run of the test binary (-count=N runs
+// tests again against the same server).
+var runID = strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+
+var (
+	keySeq  atomic.Int64
+	testIDs sync.Map // testing.TB -> string: one id per test invocation
+)
+
+// key returns a key unique to the test invocation: the same suffix gives
+// the same key within one test, and a fresh one when -count runs it again.
 func key(t testing.TB, suffix string) string {
-	return strings.ReplaceAll(t.Name(), "/", ".") + ":" + suffix
+	id, _ := testIDs.LoadOrStore(t, runID+"."+strconv.FormatInt(keySeq.Add(1), 10))
+	return strings.ReplaceAll(t.Name(), "/", ".") + ":" + id.(string) + ":" + suffix
 }
 
 // bg is a context for cleanup and inspection that outlives the test's.

@@ -32,3 +32,17 @@ var (
 	fanoutCompleteSrc    string
 	scriptFanoutComplete = redis.NewScript(fanoutCompleteSrc)
 )
+
+var (
+	//go:embed scripts/sem_acquire.lua
+	semAcquireSrc    string
+	scriptSemAcquire = redis.NewScript(semAcquireSrc)
+
+	//go:embed scripts/sem_extend.lua
+	semExtendSrc    string
+	scriptSemExtend = redis.NewScript(semExtendSrc)
+
+	//go:embed scripts/sem_release.lua
+	semReleaseSrc    string
+	scriptSemRelease = redis.NewScript(semReleaseSrc)
+)

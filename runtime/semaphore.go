@@ -1,0 +1,252 @@
+package dlockrt
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// waiterLease is how long a queued waiter keeps its place without renewing
+// it; a waiter renews it three times per lease while it waits. A waiter
+// that died blocks the ones behind it for at most this long.
+const waiterLease = 3 * time.Second
+
+// Semaphore admits at most Limit holders of a key across the fleet at once.
+// Waiters are served first come, first served, fleet-wide. Holders hold
+// leases (renewed by the watchdog), so a crashed holder's permit returns when
+// its lease ends. Methods on a nil *Semaphore return ErrInvalid.
+type Semaphore struct {
+	c     *Client
+	key   string
+	tag   string
+	limit int
+	err   error // bad key or limit, reported by every call
+}
+
+// Permit is one held place in a Semaphore. Methods on a nil *Permit return
+// ErrNotHeld or zero values.
+type Permit struct {
+	s     *Semaphore
+	id    string
+	lease *lease
+}
+
+// Semaphore returns the semaphore of key with limit permits. Every process
+// should use the same limit for a key. A bad key or limit (< 1) makes every
+// call on it fail with ErrInvalid.
+func (c *Client) Semaphore(key string, limit int) *Semaphore {
+	s := &Semaphore{c: c, key: key, limit: limit}
+	if limit < 1 {
+		s.err = invalid("semaphore limit %d < 1", limit)
+	}
+	if c == nil {
+		s.err = invalid("nil *Client")
+		return s
+	}
+	tag, err := c.tag(key)
+	if err != nil {
+		s.err = err
+	}
+	s.tag = tag
+	return s
+}
+
+func (s *Semaphore) keys() []string {
+	return []string{s.tag + ":sem:holders", s.tag + ":sem:queue", s.tag + ":sem:qlease", s.tag + ":sem:seq", s.tag + ":sem:ch"}
+}
+
+func (s *Semaphore) check() error {
+	if s == nil {
+		return invalid("nil *Semaphore")
+	}
+	if s.err != nil {
+		return s.err
+	}
+	return s.c.check()
+}
+
+// Acquire waits for a permit, in arrival order across the fleet, until ctx
+// ends. It sleeps until a permit is released (announced over the client's
+// subscription) or the earliest holder's lease ends; it never polls faster
+// than it renews its place in the queue. When ctx ends first, it leaves the
+// queue and returns an error matching ErrNotAcquired and ctx.Err().
+func (s *Semaphore) Acquire(ctx context.Context, opts ...Option) (*Permit, error) {
+	return s.acquire(ctx, true, opts)
+}
+
+// TryAcquire takes a permit only if one is free now and nobody is queued
+// for it; otherwise it returns ErrNotAcquired at once.
+func (s *Semaphore) TryAcquire(ctx context.Context, opts ...Option) (*Permit, error) {
+	return s.acquire(ctx, false, opts)
+}
+
+func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Permit, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	cfg, err := s.c.callConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	waiter, permit := newOwnerID(), newOwnerID()
+	q := "0"
+	if queue {
+		q = "1"
+	}
+	args := []any{waiter, permit, s.limit, ms(cfg.ttl), ms(waiterLease), q}
+	keys := s.keys()
+	var sub *subscription
+	defer func() {
+		if sub != nil {
+			sub.close()
+		}
+	}()
+	for {
+		sent := time.Now()
+		v, err := s.c.run(ctx, scriptSemAcquire, keys, args, func(v any) {
+			// The caller left while this call granted it a permit.
+			if r, ok := int64s(v); ok && len(r) > 0 && r[0] == 1 {
+				s.release(context.Background(), permit, "")
+			}
+		})
+		if err != nil {
+			if queue {
+				s.release(ctx, "", waiter)
+			}
+			return nil, notAcquiredBy(ctx, err)
+		}
+		r, ok := int64s(v)
+		if !ok || len(r) != 2 {
+			return nil, unavailable(errBadReply)
+		}
+		if r[0] == 1 {
+			p := &Permit{s: s, id: permit}
+			p.lease = &lease{c: s.c, ttl: cfg.ttl, watchdog: cfg.watchdog, extend: p.extend, release: p.releaseAll}
+			p.lease.start(sent)
+			return p, nil
+		}
+		if !queue {
+			return nil, ErrNotAcquired
+		}
+		if sub == nil {
+			if testHookSemQueued != nil {
+				testHookSemQueued(s.key)
+			}
+			// Subscribe, then try again before waiting, so a release in
+			// between is not missed.
+			if sub, err = s.c.mux.subscribe(ctx, keys[4]); err != nil {
+				s.release(ctx, "", waiter)
+				return nil, notAcquiredBy(ctx, err)
+			}
+			continue
+		}
+		wait := waiterLease / 3
+		if r[1] >= 0 {
+			wait = min(wait, time.Duration(r[1])*time.Millisecond+time.Millisecond)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-sub.C:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			s.release(ctx, "", waiter)
+			return nil, notAcquiredBy(ctx, ctx.Err())
+		}
+		t.Stop()
+	}
+}
+
+// testHookSemQueued, when set by a test, runs when Acquire first found no
+// permit and queued.
+var testHookSemQueued func(key string)
+
+// release runs sem_release on a context detached from the caller's.
+func (s *Semaphore) release(ctx context.Context, permit, waiter string) (bool, error) {
+	ctx, cancel := s.c.detached(ctx)
+	defer cancel()
+	k := s.keys()
+	v, err := s.c.run(ctx, scriptSemRelease, []string{k[0], k[1], k[2], k[4]}, []any{permit, waiter}, nil)
+	n, _ := v.(int64)
+	return n == 1, err
+}
+
+// Do runs f holding a permit, and always releases it. f's context is
+// cancelled, with ErrLost as its cause, if the permit's lease is lost.
+func (s *Semaphore) Do(ctx context.Context, f func(ctx context.Context) error, opts ...Option) error {
+	p, err := s.Acquire(ctx, opts...)
+	if err != nil {
+		return err
+	}
+	defer p.Release(ctx)
+	fctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-p.Done():
+			cancel(p.Err())
+		case <-fctx.Done():
+		}
+	}()
+	return f(fctx)
+}
+
+func (p *Permit) extend(ctx context.Context, ttl time.Duration) (bool, error) {
+	v, err := p.s.c.run(ctx, scriptSemExtend, p.s.keys()[:1], []any{p.id, ms(ttl)}, nil)
+	if err != nil {
+		return false, err
+	}
+	n, _ := v.(int64)
+	return n == 1, nil
+}
+
+func (p *Permit) releaseAll(ctx context.Context) (int, int, error) {
+	ok, err := p.s.release(ctx, p.id, "")
+	if ok {
+		return 1, 1, err
+	}
+	return 0, 1, err
+}
+
+// Key is the semaphore's key.
+func (p *Permit) Key() string {
+	if p == nil {
+		return ""
+	}
+	return p.s.key
+}
+
+// Release gives the permit back and wakes the waiters. Releasing twice, or
+// a permit whose lease ended, changes nothing and returns ErrNotHeld. It
+// runs even when ctx has ended.
+func (p *Permit) Release(ctx context.Context) error {
+	if p == nil {
+		return ErrNotHeld
+	}
+	return p.lease.doRelease(ctx, fmt.Errorf("%w: released", ErrNotHeld))
+}
+
+// Extend renews the permit's lease for ttl from now; ErrNotHeld when it is
+// no longer held.
+func (p *Permit) Extend(ctx context.Context, ttl time.Duration) error {
+	if p == nil {
+		return ErrNotHeld
+	}
+	return p.lease.doExtend(ctx, ttl)
+}
+
+// Done is closed when the permit ends: released, lost, or the client closed.
+func (p *Permit) Done() <-chan struct{} {
+	if p == nil {
+		return closedChan
+	}
+	return p.lease.doneChan()
+}
+
+// Err says why the permit ended (see Lock.Err).
+func (p *Permit) Err() error {
+	if p == nil {
+		return ErrNotHeld
+	}
+	return p.lease.errNow()
+}

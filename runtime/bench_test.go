@@ -108,3 +108,36 @@ func BenchmarkLock_OnceRelease(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSemaphore_wakeup: how long a waiter takes to get the permit after
+// the holder releases it (one notification, not a poll interval).
+func BenchmarkSemaphore_wakeup(b *testing.B) {
+	holder := newClient(b, newRedis(b), &Options{Prefix: "benchsem"})
+	waiter := newClient(b, newRedis(b), &Options{Prefix: "benchsem"})
+	queued := make(chan struct{}, 1)
+	testHookSemQueued = func(string) { queued <- struct{}{} }
+	b.Cleanup(func() { testHookSemQueued = nil })
+	var total time.Duration
+	ctx := context.Background()
+	for i := 0; b.Loop(); i++ {
+		k := "w" + strconv.Itoa(i)
+		p, err := holder.Semaphore(k, 1).Acquire(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		got := make(chan time.Time, 1)
+		go func() {
+			p2, err := waiter.Semaphore(k, 1).Acquire(ctx)
+			if err != nil {
+				b.Error(err)
+			}
+			got <- time.Now()
+			p2.Release(ctx)
+		}()
+		<-queued
+		released := time.Now()
+		p.Release(ctx)
+		total += (<-got).Sub(released)
+	}
+	b.ReportMetric(float64(total.Microseconds())/float64(b.N), "wake-µs")
+}

@@ -20,7 +20,8 @@ func TestCluster_keysOfOneLockShareASlot(t *testing.T) {
 	for _, k := range []string{"plain", "}starts-with-close", "{braced}", "a{b}c", "{}", "%7B", "100%", "ключ", "a}b{c"} {
 		tag := mustTag(t, c, k)
 		var slots []int64
-		for _, rk := range []string{lockKey(tag), fenceKey(tag), lockChannel(tag)} {
+		sem := c.Semaphore(k, 1).keys()
+		for _, rk := range append([]string{lockKey(tag), fenceKey(tag), lockChannel(tag), fanKey(tag), resultKey(tag), fanChannel(tag)}, sem...) {
 			s, err := cc.ClusterKeySlot(t.Context(), rk).Result()
 			if err != nil {
 				t.Fatal(err)
@@ -30,8 +31,11 @@ func TestCluster_keysOfOneLockShareASlot(t *testing.T) {
 			}
 			slots = append(slots, s)
 		}
-		if slots[0] != slots[1] || slots[1] != slots[2] {
-			t.Errorf("key %q: slots of lock, fence, channel = %v; want one slot", k, slots)
+		for _, s := range slots[1:] {
+			if s != slots[0] {
+				t.Errorf("key %q: slots of its keys and channels = %v; want one slot", k, slots)
+				break
+			}
 		}
 	}
 	if a, b := mustTag(t, c, "a}b"), mustTag(t, c, "a%7Db"); a == b {
@@ -172,4 +176,41 @@ func waiterConfirmed(c *Client) bool {
 // P11 on a Cluster: keys spread over slots are taken in slot order.
 func TestCluster_Multi_overlappingContendersProgress(t *testing.T) {
 	testMultiContention(t, sharedCluster(t).Client(), 6, 2*time.Second)
+}
+
+// Semaphores on a Cluster: FIFO waiters woken across clients, limit kept.
+func TestCluster_Semaphore_limitAndWake(t *testing.T) {
+	cl := sharedCluster(t)
+	a := newClient(t, cl.Client(), nil)
+	b := newClient(t, cl.Client(), nil)
+	k := key(t, "k")
+	p1, err := a.Semaphore(k, 2).Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := a.Semaphore(k, 2).Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Semaphore(k, 2).TryAcquire(t.Context()); err == nil {
+		t.Fatal("third permit granted with limit 2")
+	}
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		p, err := b.Semaphore(k, 2).Acquire(ctx, WithTTL(time.Minute))
+		if err == nil {
+			p.Release(bg())
+		}
+		got <- err
+	}()
+	redistest.WaitFor(t, 5*time.Second, "the waiter's subscription", func(ctx context.Context) bool {
+		return b.mux.numChannels() == 1 && waiterConfirmed(b)
+	})
+	p1.Release(t.Context())
+	if err := <-got; err != nil {
+		t.Fatalf("Acquire after a release = %v", err)
+	}
+	p2.Release(t.Context())
 }

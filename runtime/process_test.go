@@ -115,8 +115,31 @@ func TestSentinel_failoverUnderLoad(t *testing.T) {
 	var mu sync.Mutex
 	var after, hung int
 	var failedOver time.Time
+	occ := []string{name + ":occ", name + ":semstats"}
 	for range 2 {
 		c := newClient(t, g.Client(), &Options{Prefix: name, TTL: 2 * time.Second})
+		sem := c.Semaphore("sem", 2)
+		for range 3 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+					sem.Do(ctx, func(ctx context.Context) error {
+						id := newOwnerID()
+						if err := occEnter.Run(ctx, o.rdb, occ, id, 1800, 2).Err(); err != nil {
+							return err
+						}
+						time.Sleep(time.Duration(rand.IntN(5)) * time.Millisecond) // the work
+						return o.rdb.ZRem(ctx, occ[0], id).Err()
+					})
+					cancel()
+				}
+			})
+		}
 		for range 4 {
 			wg.Go(func() {
 				for {
@@ -155,6 +178,11 @@ func TestSentinel_failoverUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("sentinel failover: %d sections, %d double grants, %d stale tokens, %d after the failover", sections, overlaps, stale, after)
+	semStats, _ := o.rdb.HGetAll(bg(), occ[1]).Result()
+	t.Logf("sentinel failover: semaphore (limit 2) oracle: %v (over = grants past the limit, the failover risk)", semStats)
+	if semStats["grants"] == "" {
+		t.Errorf("no semaphore permit was granted during the failover test")
+	}
 	if hung != 0 {
 		t.Errorf("%d rounds ran past their context", hung)
 	}

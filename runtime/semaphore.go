@@ -3,6 +3,8 @@ package dlockrt
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -111,12 +113,12 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 		})
 		if err != nil {
 			if queue {
-				s.release(ctx, "", waiter)
+				s.leave(ctx, waiter)
 			}
 			return nil, notAcquiredBy(ctx, err)
 		}
 		r, ok := int64s(v)
-		if !ok || len(r) != 2 {
+		if !ok || len(r) < 2 || (r[0] == 0 && len(r) != 3) {
 			return nil, unavailable(errBadReply)
 		}
 		if r[0] == 1 {
@@ -135,7 +137,7 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 			// Subscribe, then try again before waiting, so a release in
 			// between is not missed.
 			if sub, err = s.c.mux.subscribe(ctx, keys[4]); err != nil {
-				s.release(ctx, "", waiter)
+				s.leave(ctx, waiter)
 				return nil, notAcquiredBy(ctx, err)
 			}
 			continue
@@ -144,16 +146,32 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 		if r[1] >= 0 {
 			wait = min(wait, time.Duration(r[1])*time.Millisecond+time.Millisecond)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-sub.C:
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			s.release(ctx, "", waiter)
-			return nil, notAcquiredBy(ctx, ctx.Err())
+		if err := s.sleep(ctx, sub, wait, r[2]); err != nil {
+			s.leave(ctx, waiter)
+			return nil, notAcquiredBy(ctx, err)
 		}
-		t.Stop()
+	}
+}
+
+// sleep waits until it is worth looking again: a "free" notice for a ticket
+// at or after ours, a resync, the timer, or the end of ctx (its error).
+func (s *Semaphore) sleep(ctx context.Context, sub *subscription, wait time.Duration, ticket int64) error {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case n := <-sub.C:
+			if up, ok := strings.CutPrefix(n.payload, "free "); ok && !n.resync {
+				if last, err := strconv.ParseInt(up, 10, 64); err == nil && ticket > last {
+					continue // permits for those ahead of us
+				}
+			}
+			return nil
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
@@ -161,12 +179,23 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 // permit and queued.
 var testHookSemQueued func(key string)
 
+// leave takes a waiter that gives up out of the queue, in the background:
+// the caller does not wait for it (Redis may be what failed). If it cannot,
+// the waiter's place lapses with its lease.
+func (s *Semaphore) leave(ctx context.Context, waiter string) {
+	s.c.wg.Add(1)
+	go func() {
+		defer s.c.wg.Done()
+		s.release(ctx, "", waiter)
+	}()
+}
+
 // release runs sem_release on a context detached from the caller's.
 func (s *Semaphore) release(ctx context.Context, permit, waiter string) (bool, error) {
 	ctx, cancel := s.c.detached(ctx)
 	defer cancel()
 	k := s.keys()
-	v, err := s.c.run(ctx, scriptSemRelease, []string{k[0], k[1], k[2], k[4]}, []any{permit, waiter}, nil)
+	v, err := s.c.run(ctx, scriptSemRelease, []string{k[0], k[1], k[2], k[4]}, []any{permit, waiter, s.limit}, nil)
 	n, _ := v.(int64)
 	return n == 1, err
 }

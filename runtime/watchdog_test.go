@@ -144,6 +144,10 @@ func TestClient_redisDown_isUnavailableWithinContext(t *testing.T) {
 					_, err := c.Fanout(ctx, "f", func(context.Context) ([]byte, error) { return nil, nil })
 					return err
 				},
+				"Semaphore": func(ctx context.Context) error {
+					_, err := c.Semaphore("s", 2).Acquire(ctx)
+					return err
+				},
 				"Push": func(ctx context.Context) error {
 					_, err := c.Push(ctx, "p", func([]byte, error) {})
 					return err

@@ -12,7 +12,9 @@
 -- Purges holders and waiters whose leases ended. A queued waiter is granted
 -- when a permit is free for it: its rank in the queue is below the number
 -- of free permits. Returns {1, lease ms} when granted, else {0, ms until the
--- earliest holder's lease ends (-1: no holder)}.
+-- earliest holder's lease ends (-1: no holder), the waiter's ticket (0 when
+-- not queued)}. When permits stay free and others wait, publishes
+-- "free <ticket>": waiters with tickets up to that one should look again.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local holders, queue, qlease = KEYS[1], KEYS[2], KEYS[3]
@@ -28,9 +30,12 @@ end
 
 local free = limit - redis.call('ZCARD', holders)
 local granted = false
+local ticket = 0
 if ARGV[6] == '1' then
-  if not redis.call('ZSCORE', queue, waiter) then
-    redis.call('ZADD', queue, redis.call('INCR', KEYS[4]), waiter)
+  ticket = tonumber(redis.call('ZSCORE', queue, waiter))
+  if not ticket then
+    ticket = redis.call('INCR', KEYS[4])
+    redis.call('ZADD', queue, ticket, waiter)
   end
   redis.call('ZADD', qlease, now + qttl, waiter)
   if free > 0 and redis.call('ZRANK', queue, waiter) < free then
@@ -56,13 +61,17 @@ for i = 1, 4 do
 end
 
 if granted then
-  if free > 1 and redis.call('ZCARD', queue) > 0 then
-    redis.call('SPUBLISH', KEYS[5], 'free')
+  free = free - 1
+  if free > 0 then
+    local q = redis.call('ZRANGE', queue, free - 1, free - 1, 'WITHSCORES')
+    if not q[2] then q = redis.call('ZRANGE', queue, -1, -1, 'WITHSCORES') end
+    if q[2] then redis.call('SPUBLISH', KEYS[5], 'free ' .. q[2]) end
   end
   return {1, ttl}
 end
 local first = redis.call('ZRANGE', holders, 0, 0, 'WITHSCORES')
+local wait = -1
 if first[2] then
-  return {0, tonumber(first[2]) - now}
+  wait = tonumber(first[2]) - now
 end
-return {0, -1}
+return {0, wait, ticket}

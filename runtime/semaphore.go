@@ -208,15 +208,8 @@ func (s *Semaphore) Do(ctx context.Context, f func(ctx context.Context) error, o
 		return err
 	}
 	defer p.Release(ctx)
-	fctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	go func() {
-		select {
-		case <-p.Done():
-			cancel(p.Err())
-		case <-fctx.Done():
-		}
-	}()
+	fctx, cancel := p.Context(ctx)
+	defer cancel()
 	return f(fctx)
 }
 

@@ -1,0 +1,445 @@
+package generator
+
+import (
+	"fmt"
+	"go/ast"
+	"go/token"
+	"go/types"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/tools/go/packages"
+)
+
+// wrapper is one annotated function, checked and ready to emit.
+type wrapper struct {
+	d        *Directive
+	text     string // the directive as written
+	pos      token.Position
+	fn       *types.Func
+	recv     *types.Named // the receiver's type, for methods
+	name     string       // the wrapper's name (the method's own, for methods)
+	ctxName  string
+	params   []param // after the context
+	results  []types.Type
+	variadic bool
+	key      []keyPart // nil: digest of the arguments
+}
+
+type param struct {
+	name string
+	typ  types.Type
+}
+
+// checker collects the diagnostics of one package.
+type checker struct {
+	pkg   *packages.Package
+	diags []Diagnostic
+}
+
+func (c *checker) errorf(pos token.Pos, format string, args ...any) {
+	c.diags = append(c.diags, Diagnostic{Pos: c.pkg.Fset.Position(pos), Msg: fmt.Sprintf(format, args...)})
+}
+
+// generatePackage checks the directives of one package and emits its file.
+func generatePackage(pkg *packages.Package, overlay map[string][]byte) (*File, []Diagnostic) {
+	c := &checker{pkg: pkg}
+	var ws []*wrapper
+	files := make([]*ast.File, len(pkg.Syntax))
+	copy(files, pkg.Syntax)
+	sort.Slice(files, func(i, j int) bool {
+		return pkg.Fset.Position(files[i].Pos()).Filename < pkg.Fset.Position(files[j].Pos()).Filename
+	})
+	dir := ""
+	for _, f := range files {
+		name := pkg.Fset.Position(f.Pos()).Filename
+		dir = filepath.Dir(name)
+		if filepath.Base(name) == FileName {
+			continue
+		}
+		ws = append(ws, c.fileWrappers(f)...)
+	}
+	if dir == "" && len(pkg.GoFiles) > 0 {
+		dir = filepath.Dir(pkg.GoFiles[0])
+	}
+	out := filepath.Join(dir, FileName)
+	_, hadOurs := overlay[out]
+	if errs := loadErrors(pkg, generatedNames(ws)); len(errs) > 0 {
+		return nil, append(c.diags, errs...)
+	}
+	if len(ws) == 0 {
+		if hadOurs && len(c.diags) == 0 {
+			return &File{Path: out}, nil // remove the stale file
+		}
+		return nil, c.diags
+	}
+	c.checkCollisions(ws)
+	if len(c.diags) > 0 {
+		return nil, c.diags
+	}
+	src, err := emit(pkg, ws)
+	if err != nil {
+		c.diags = append(c.diags, Diagnostic{Pos: token.Position{Filename: out}, Msg: "internal error: " + err.Error()})
+		return nil, c.diags
+	}
+	return &File{Path: out, Content: src}, c.diags
+}
+
+// fileWrappers finds the directives of one file: those in a function's doc
+// comment become wrappers; any other is a mistake.
+func (c *checker) fileWrappers(f *ast.File) []*wrapper {
+	attached := map[*ast.Comment]bool{}
+	var ws []*wrapper
+	for _, decl := range f.Decls {
+		fd, ok := decl.(*ast.FuncDecl)
+		if !ok || fd.Doc == nil {
+			continue
+		}
+		var found []*ast.Comment
+		for _, cm := range fd.Doc.List {
+			if isDirectiveLike(cm.Text) {
+				attached[cm] = true
+				found = append(found, cm)
+			}
+		}
+		if len(found) > 1 {
+			c.errorf(found[1].Pos(), "only one //dlock: directive per function (%s already has one)", fd.Name.Name)
+			continue
+		}
+		if len(found) == 1 {
+			if w := c.wrapperOf(fd, found[0]); w != nil {
+				ws = append(ws, w)
+			}
+		}
+	}
+	for _, g := range f.Comments {
+		for _, cm := range g.List {
+			if isDirectiveLike(cm.Text) && !attached[cm] {
+				c.errorf(cm.Pos(), "%s must be in the doc comment right above a function or method", firstWord(cm.Text))
+			}
+		}
+	}
+	return ws
+}
+
+func firstWord(s string) string {
+	if i := strings.IndexAny(s, " \t"); i > 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// wrapperOf parses and checks one directive on one function.
+func (c *checker) wrapperOf(fd *ast.FuncDecl, cm *ast.Comment) *wrapper {
+	d, errs := parseDirective(cm.Text)
+	for _, e := range errs {
+		c.errorf(cm.Pos()+token.Pos(e.off), "%s", e.msg)
+	}
+	if d == nil || len(errs) > 0 {
+		return nil
+	}
+	obj, _ := c.pkg.TypesInfo.Defs[fd.Name].(*types.Func)
+	if obj == nil {
+		return nil
+	}
+	sig := obj.Type().(*types.Signature)
+	w := &wrapper{d: d, text: cm.Text, pos: c.pkg.Fset.Position(cm.Pos()), fn: obj, variadic: sig.Variadic()}
+	at := fd.Name.Pos()
+	if sig.TypeParams().Len() > 0 || (sig.Recv() != nil && sig.RecvTypeParams().Len() > 0) {
+		c.errorf(at, "%s is generic: generic functions are not supported by dlockgen v1", fd.Name.Name)
+		return nil
+	}
+	if r := sig.Recv(); r != nil {
+		t := r.Type()
+		if p, ok := t.(*types.Pointer); ok {
+			t = p.Elem()
+		}
+		named, ok := types.Unalias(t).(*types.Named)
+		if !ok {
+			c.errorf(at, "receiver of %s is not a named type", fd.Name.Name)
+			return nil
+		}
+		w.recv, w.name = named, fd.Name.Name
+		if a, ok := d.Args["name"]; ok {
+			c.errorf(cm.Pos()+token.Pos(a.NameOff), "name= applies to functions; the method %s keeps its name in %sWithDlock", fd.Name.Name, named.Obj().Name())
+			return nil
+		}
+	} else {
+		w.name = exported(fd.Name.Name)
+		if a, ok := d.Args["name"]; ok {
+			w.name = a.Value
+		}
+		if w.name == fd.Name.Name {
+			c.errorf(at, "%s is already exported: the wrapper needs another name; annotate an unexported implementation or give name=", fd.Name.Name)
+			return nil
+		}
+	}
+	ok := true
+	ps := sig.Params()
+	if ps.Len() == 0 || !isContext(ps.At(0).Type()) {
+		c.errorf(at, "%s: the first parameter must be a context.Context", fd.Name.Name)
+		ok = false
+	} else {
+		w.ctxName = paramName(ps.At(0).Name(), 0)
+	}
+	for i := 1; i < ps.Len(); i++ {
+		w.params = append(w.params, param{name: paramName(ps.At(i).Name(), i), typ: ps.At(i).Type()})
+	}
+	rs := sig.Results()
+	if rs.Len() == 0 || !isError(rs.At(rs.Len()-1).Type()) {
+		c.errorf(at, "%s: the last result must be an error", fd.Name.Name)
+		ok = false
+	} else {
+		for i := 0; i < rs.Len()-1; i++ {
+			w.results = append(w.results, rs.At(i).Type())
+		}
+	}
+	if !ok {
+		return nil
+	}
+	if d.Verb == "fanout" {
+		for i, t := range w.results {
+			if why := c.unencodable(t); why != "" {
+				c.errorf(at, "%s: result %d (%s) cannot cross the wire: %s", fd.Name.Name, i+1, c.typeString(t), why)
+				ok = false
+			}
+		}
+	}
+	if a, has := d.Args["key"]; has {
+		w.key = c.checkKey(cm, a, w)
+		ok = ok && w.key != nil
+	} else {
+		for _, p := range w.params {
+			if why := c.unencodable(p.typ); why != "" {
+				c.errorf(at, "%s: without key=, the key digests the arguments, and %s (%s) cannot be encoded: %s; give key=", fd.Name.Name, p.name, c.typeString(p.typ), why)
+				ok = false
+			}
+		}
+	}
+	if !ok {
+		return nil
+	}
+	return w
+}
+
+// paramName names a parameter the wrapper must refer to.
+func paramName(name string, i int) string {
+	if name == "" || name == "_" {
+		return "p" + strconv.Itoa(i)
+	}
+	return name
+}
+
+func exported(name string) string {
+	r, n := utf8.DecodeRuneInString(name)
+	return string(unicode.ToUpper(r)) + name[n:]
+}
+
+func isContext(t types.Type) bool {
+	n, ok := types.Unalias(t).(*types.Named)
+	return ok && n.Obj().Pkg() != nil && n.Obj().Pkg().Path() == "context" && n.Obj().Name() == "Context"
+}
+
+func isError(t types.Type) bool { return types.Identical(t, types.Universe.Lookup("error").Type()) }
+
+func (c *checker) typeString(t types.Type) string {
+	return types.TypeString(t, types.RelativeTo(c.pkg.Types))
+}
+
+// checkKey resolves the template's holes to parameters (or their fields) of
+// string, bool or integer kinds.
+func (c *checker) checkKey(cm *ast.Comment, a Arg, w *wrapper) []keyPart {
+	parts, errs := parseKeyTemplate(a.Value)
+	at := func(off int) token.Pos { return cm.Pos() + token.Pos(a.ValueOff+1+off) }
+	for _, e := range errs {
+		c.errorf(at(e.off), "%s", e.msg)
+	}
+	ok := len(errs) == 0
+	for _, p := range parts {
+		if p.param == "" {
+			continue
+		}
+		var typ types.Type
+		for _, q := range w.params {
+			if q.name == p.param {
+				typ = q.typ
+			}
+		}
+		if typ == nil {
+			c.errorf(at(p.off), "key template: {%s} is not a parameter of %s", p.param, w.fn.Name())
+			ok = false
+			continue
+		}
+		if p.field != "" {
+			obj, _, _ := types.LookupFieldOrMethod(typ, true, c.pkg.Types, p.field)
+			v, isVar := obj.(*types.Var)
+			if !isVar || !v.IsField() {
+				c.errorf(at(p.off), "key template: %s (%s) has no field %s", p.param, c.typeString(typ), p.field)
+				ok = false
+				continue
+			}
+			typ = v.Type()
+		}
+		if b, isBasic := typ.Underlying().(*types.Basic); !isBasic || b.Info()&(types.IsString|types.IsBoolean|types.IsInteger) == 0 {
+			c.errorf(at(p.off), "key template: {%s} is %s; want a string, bool or integer kind", holeText(p), c.typeString(typ))
+			ok = false
+		}
+	}
+	if !ok {
+		return nil
+	}
+	if len(parts) == 0 {
+		parts = []keyPart{{lit: a.Value}}
+	}
+	return parts
+}
+
+func holeText(p keyPart) string {
+	if p.field != "" {
+		return p.param + "." + p.field
+	}
+	return p.param
+}
+
+// unencodable says why msgpack cannot carry t faithfully, or "".
+func (c *checker) unencodable(t types.Type) string {
+	return c.unencodableSeen(t, map[types.Type]bool{})
+}
+
+func (c *checker) unencodableSeen(t types.Type, seen map[types.Type]bool) string {
+	if seen[t] {
+		return ""
+	}
+	seen[t] = true
+	if n, ok := types.Unalias(t).(*types.Named); ok {
+		obj := n.Obj()
+		if obj.Pkg() != nil && obj.Pkg() != c.pkg.Types && !obj.Exported() {
+			return fmt.Sprintf("type %s is unexported in package %s", obj.Name(), obj.Pkg().Path())
+		}
+		if customCodec(n) || isTime(n) {
+			return ""
+		}
+	}
+	switch u := t.Underlying().(type) {
+	case *types.Basic:
+		if u.Info()&(types.IsBoolean|types.IsInteger|types.IsFloat|types.IsString) == 0 || u.Kind() == types.UnsafePointer {
+			return "msgpack carries no " + u.Name()
+		}
+	case *types.Pointer:
+		return c.unencodableSeen(u.Elem(), seen)
+	case *types.Slice:
+		return c.unencodableSeen(u.Elem(), seen)
+	case *types.Array:
+		return c.unencodableSeen(u.Elem(), seen)
+	case *types.Map:
+		if why := c.unencodableSeen(u.Key(), seen); why != "" {
+			return why
+		}
+		return c.unencodableSeen(u.Elem(), seen)
+	case *types.Struct:
+		for i := 0; i < u.NumFields(); i++ {
+			f := u.Field(i)
+			tag := reflectTag(u.Tag(i))
+			if tag == "-" {
+				continue
+			}
+			if !f.Exported() {
+				return fmt.Sprintf("field %s is unexported, and msgpack would drop it (export it, tag it msgpack:\"-\", or implement msgpack.CustomEncoder and CustomDecoder)", f.Name())
+			}
+			if why := c.unencodableSeen(f.Type(), seen); why != "" {
+				return "field " + f.Name() + ": " + why
+			}
+		}
+	case *types.Interface:
+		return "an interface cannot be decoded into its concrete type"
+	case *types.Chan:
+		return "a channel cannot be sent"
+	case *types.Signature:
+		return "a function cannot be sent"
+	default:
+		return fmt.Sprintf("unsupported type %s", c.typeString(t))
+	}
+	return ""
+}
+
+// reflectTag returns the msgpack tag's name part.
+func reflectTag(tag string) string {
+	name, _, _ := strings.Cut(reflect.StructTag(tag).Get("msgpack"), ",")
+	return name
+}
+
+// customCodec reports whether n (or *n) encodes itself for msgpack.
+func customCodec(n *types.Named) bool {
+	ms := types.NewMethodSet(types.NewPointer(n))
+	for i := 0; i < ms.Len(); i++ {
+		switch ms.At(i).Obj().Name() {
+		case "EncodeMsgpack", "MarshalMsgpack":
+			return true
+		}
+	}
+	return false
+}
+
+func isTime(n *types.Named) bool {
+	return n.Obj().Pkg() != nil && n.Obj().Pkg().Path() == "time" && n.Obj().Name() == "Time"
+}
+
+// generatedNames are the package-level names the wrappers will declare.
+func generatedNames(ws []*wrapper) map[string]bool {
+	names := map[string]bool{}
+	for _, w := range ws {
+		if w.recv == nil {
+			names[w.name] = true
+		} else {
+			names[w.recv.Obj().Name()+"WithDlock"] = true
+			names["New"+w.recv.Obj().Name()+"WithDlock"] = true
+		}
+	}
+	return names
+}
+
+// checkCollisions refuses generated names that the package already uses.
+func (c *checker) checkCollisions(ws []*wrapper) {
+	scope := c.pkg.Types.Scope()
+	taken := map[string]token.Position{}
+	claim := func(name string, w *wrapper) {
+		if obj := scope.Lookup(name); obj != nil {
+			c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("generated name %s collides with %s declared at %s", name, name, c.shortPos(obj.Pos()))})
+			return
+		}
+		if p, ok := taken[name]; ok {
+			c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("generated name %s is also generated for the directive at %s", name, shortPosition(p))})
+			return
+		}
+		taken[name] = w.pos
+	}
+	decorated := map[*types.Named]bool{}
+	for _, w := range ws {
+		if w.recv == nil {
+			claim(w.name, w)
+			continue
+		}
+		if !decorated[w.recv] {
+			decorated[w.recv] = true
+			claim(w.recv.Obj().Name()+"WithDlock", w)
+			claim("New"+w.recv.Obj().Name()+"WithDlock", w)
+		}
+	}
+	for _, name := range scope.Names() {
+		if strings.HasPrefix(name, "dlockEnc") || strings.HasPrefix(name, "dlockDec") {
+			obj := scope.Lookup(name)
+			c.errorf(obj.Pos(), "%s: names starting with dlockEnc and dlockDec are reserved for dlockgen's codecs", name)
+		}
+	}
+}
+
+func (c *checker) shortPos(p token.Pos) string { return shortPosition(c.pkg.Fset.Position(p)) }
+
+func shortPosition(p token.Position) string {
+	return fmt.Sprintf("%s:%d:%d", filepath.Base(p.Filename), p.Line, p.Column)
+}

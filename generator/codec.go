@@ -1,0 +1,260 @@
+package generator
+
+import (
+	"go/types"
+	"strconv"
+
+	"github.com/dave/jennifer/jen"
+)
+
+// Codecs: one encode and one decode function per type a wrapper sends,
+// typed code for basic kinds, []byte, time.Time, slices, arrays, maps with
+// ordered keys (written in sorted key order), pointers, and structs of
+// exported fields (written as an array of the fields in order); types that
+// encode themselves (msgpack.CustomEncoder, Marshaler) and the rest go
+// through msgpack's reflective Encode/Decode (with sorted map keys).
+
+func (e *emitter) index(t types.Type) int {
+	k := types.TypeString(t, nil)
+	if i, ok := e.codecs[k]; ok {
+		return i
+	}
+	e.codecs[k] = len(e.order)
+	e.order = append(e.order, t)
+	return len(e.order) - 1
+}
+
+func (e *emitter) encName(t types.Type) string { return "dlockEnc" + strconv.Itoa(e.index(t)) }
+func (e *emitter) decName(t types.Type) string { return "dlockDec" + strconv.Itoa(e.index(t)) }
+
+// codecKind classifies how a type is encoded.
+type codecKind int
+
+const (
+	kindReflect codecKind = iota
+	kindTime
+	kindBool
+	kindString
+	kindInt
+	kindUint
+	kindFloat32
+	kindFloat64
+	kindBytes
+	kindSlice
+	kindArray
+	kindPointer
+	kindMap
+	kindStruct
+)
+
+func classify(t types.Type) codecKind {
+	if n, ok := types.Unalias(t).(*types.Named); ok {
+		if isTime(n) {
+			return kindTime
+		}
+		if customCodec(n) {
+			return kindReflect
+		}
+	}
+	switch u := t.Underlying().(type) {
+	case *types.Basic:
+		switch {
+		case u.Info()&types.IsBoolean != 0:
+			return kindBool
+		case u.Info()&types.IsString != 0:
+			return kindString
+		case u.Info()&types.IsUnsigned != 0:
+			return kindUint
+		case u.Info()&types.IsInteger != 0:
+			return kindInt
+		case u.Kind() == types.Float32:
+			return kindFloat32
+		case u.Kind() == types.Float64:
+			return kindFloat64
+		}
+	case *types.Slice:
+		if types.Identical(u.Elem(), types.Typ[types.Byte]) {
+			return kindBytes
+		}
+		return kindSlice
+	case *types.Array:
+		return kindArray
+	case *types.Pointer:
+		return kindPointer
+	case *types.Map:
+		if k, ok := u.Key().Underlying().(*types.Basic); ok && k.Info()&types.IsOrdered != 0 {
+			return kindMap
+		}
+	case *types.Struct:
+		for i := 0; i < u.NumFields(); i++ {
+			if f := u.Field(i); f.Embedded() || (!f.Exported() && reflectTag(u.Tag(i)) != "-") {
+				return kindReflect
+			}
+		}
+		return kindStruct
+	}
+	return kindReflect
+}
+
+// structFields are the fields a struct codec writes, in order: all but
+// those tagged msgpack:"-".
+func structFields(t types.Type) []*types.Var {
+	u := t.Underlying().(*types.Struct)
+	var fs []*types.Var
+	for i := 0; i < u.NumFields(); i++ {
+		if reflectTag(u.Tag(i)) != "-" {
+			fs = append(fs, u.Field(i))
+		}
+	}
+	return fs
+}
+
+// basic kinds: the Encoder method, the conversion, the Decoder method.
+var basicCodec = map[codecKind][3]string{
+	kindBool:    {"EncodeBool", "bool", "DecodeBool"},
+	kindString:  {"EncodeString", "string", "DecodeString"},
+	kindInt:     {"EncodeInt", "int64", "DecodeInt64"},
+	kindUint:    {"EncodeUint", "uint64", "DecodeUint64"},
+	kindFloat32: {"EncodeFloat32", "float32", "DecodeFloat32"},
+	kindFloat64: {"EncodeFloat64", "float64", "DecodeFloat64"},
+	kindBytes:   {"EncodeBytes", "[]byte", "DecodeBytes"},
+}
+
+func (e *emitter) codec(i int, t types.Type) {
+	idx := strconv.Itoa(i)
+	tc := e.typ(t)
+	enc := jen.Id("enc")
+	dec := jen.Id("dec")
+	ifErr := func(call jen.Code, ret ...jen.Code) jen.Code {
+		return jen.If(jen.Err().Op(":=").Add(call), jen.Err().Op("!=").Nil()).Block(jen.Return(append(ret, jen.Err())...))
+	}
+	var encBody, decBody []jen.Code
+	switch k := classify(t); k {
+	case kindTime:
+		encBody = []jen.Code{jen.Return(enc.Clone().Dot("EncodeTime").Call(jen.Id("v")))}
+		decBody = []jen.Code{jen.Return(dec.Clone().Dot("DecodeTime").Call())}
+	case kindBool, kindString, kindInt, kindUint, kindFloat32, kindFloat64, kindBytes:
+		c := basicCodec[k]
+		conv := jen.Id(c[1])
+		if k == kindBytes {
+			conv = jen.Index().Byte()
+		}
+		val, x := jen.Code(conv.Call(jen.Id("v"))), jen.Code(jen.Add(tc).Call(jen.Id("x")))
+		if types.TypeString(t, nil) == c[1] { // no conversion needed
+			val, x = jen.Id("v"), jen.Id("x")
+		}
+		encBody = []jen.Code{jen.Return(enc.Clone().Dot(c[0]).Call(val))}
+		decBody = []jen.Code{
+			jen.List(jen.Id("x"), jen.Err()).Op(":=").Add(dec.Clone().Dot(c[2]).Call()),
+			jen.Return(x, jen.Err()),
+		}
+	case kindStruct:
+		fs := structFields(t)
+		encBody = []jen.Code{ifErr(enc.Clone().Dot("EncodeArrayLen").Call(jen.Lit(len(fs))))}
+		decBody = []jen.Code{
+			jen.Var().Id("v").Add(tc),
+			jen.List(jen.Id("n"), jen.Err()).Op(":=").Add(dec.Clone().Dot("DecodeArrayLen").Call()),
+			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Id("v"), jen.Err())),
+			jen.If(jen.Id("n").Op("!=").Lit(len(fs))).Block(jen.Return(jen.Id("v"), jen.Qual(runtimePath, "ErrDecode"))),
+		}
+		for _, f := range fs {
+			encBody = append(encBody, ifErr(jen.Id(e.encName(f.Type())).Call(enc, jen.Id("v").Dot(f.Name()))))
+			decBody = append(decBody, jen.If(jen.List(jen.Id("v").Dot(f.Name()), jen.Err()).Op("=").Id(e.decName(f.Type())).Call(dec), jen.Err().Op("!=").Nil()).Block(
+				jen.Return(jen.Id("v"), jen.Err())))
+		}
+		encBody = append(encBody, jen.Return(jen.Nil()))
+		decBody = append(decBody, jen.Return(jen.Id("v"), jen.Nil()))
+	case kindSlice, kindArray:
+		elem := elemOf(t)
+		if k == kindSlice {
+			encBody = append(encBody, jen.If(jen.Id("v").Op("==").Nil()).Block(jen.Return(enc.Clone().Dot("EncodeNil").Call())))
+		}
+		encBody = append(encBody,
+			ifErr(enc.Clone().Dot("EncodeArrayLen").Call(jen.Len(jen.Id("v")))),
+			jen.For(jen.List(jen.Id("_"), jen.Id("x")).Op(":=").Range().Id("v")).Block(
+				ifErr(jen.Id(e.encName(elem)).Call(enc, jen.Id("x")))),
+			jen.Return(jen.Nil()))
+		if k == kindSlice {
+			decBody = []jen.Code{
+				jen.List(jen.Id("n"), jen.Err()).Op(":=").Add(dec.Clone().Dot("DecodeArrayLen").Call()),
+				jen.If(jen.Err().Op("!=").Nil().Op("||").Id("n").Op("<").Lit(0)).Block(jen.Return(jen.Nil(), jen.Err())),
+				jen.Id("v").Op(":=").Make(tc, jen.Lit(0), jen.Qual(runtimePath, "SliceCap").Call(jen.Id("n"))),
+				jen.For(jen.Range().Id("n")).Block(
+					jen.List(jen.Id("x"), jen.Err()).Op(":=").Id(e.decName(elem)).Call(dec),
+					jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
+					jen.Id("v").Op("=").Append(jen.Id("v"), jen.Id("x"))),
+				jen.Return(jen.Id("v"), jen.Nil()),
+			}
+		} else {
+			decBody = []jen.Code{
+				jen.Var().Id("v").Add(tc),
+				jen.List(jen.Id("n"), jen.Err()).Op(":=").Add(dec.Clone().Dot("DecodeArrayLen").Call()),
+				jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Id("v"), jen.Err())),
+				jen.If(jen.Id("n").Op("!=").Len(jen.Id("v"))).Block(jen.Return(jen.Id("v"), jen.Qual(runtimePath, "ErrDecode"))),
+				jen.For(jen.Id("i").Op(":=").Range().Id("v")).Block(
+					jen.If(jen.List(jen.Id("v").Index(jen.Id("i")), jen.Err()).Op("=").Id(e.decName(elem)).Call(dec), jen.Err().Op("!=").Nil()).Block(
+						jen.Return(jen.Id("v"), jen.Err()))),
+				jen.Return(jen.Id("v"), jen.Nil()),
+			}
+		}
+	case kindPointer:
+		elem := t.Underlying().(*types.Pointer).Elem()
+		encBody = []jen.Code{
+			jen.If(jen.Id("v").Op("==").Nil()).Block(jen.Return(enc.Clone().Dot("EncodeNil").Call())),
+			jen.Return(jen.Id(e.encName(elem)).Call(enc, jen.Op("*").Id("v"))),
+		}
+		decBody = []jen.Code{
+			jen.If(jen.Qual(runtimePath, "PeekNil").Call(dec)).Block(jen.Return(jen.Nil(), dec.Clone().Dot("DecodeNil").Call())),
+			jen.List(jen.Id("x"), jen.Err()).Op(":=").Id(e.decName(elem)).Call(dec),
+			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
+			jen.Return(jen.Op("&").Id("x"), jen.Nil()),
+		}
+	case kindMap:
+		m := t.Underlying().(*types.Map)
+		encBody = []jen.Code{
+			jen.If(jen.Id("v").Op("==").Nil()).Block(jen.Return(enc.Clone().Dot("EncodeNil").Call())),
+			ifErr(enc.Clone().Dot("EncodeMapLen").Call(jen.Len(jen.Id("v")))),
+			jen.Id("keys").Op(":=").Make(jen.Index().Add(e.typ(m.Key())), jen.Lit(0), jen.Len(jen.Id("v"))),
+			jen.For(jen.Id("k").Op(":=").Range().Id("v")).Block(jen.Id("keys").Op("=").Append(jen.Id("keys"), jen.Id("k"))),
+			jen.Qual("slices", "Sort").Call(jen.Id("keys")),
+			jen.For(jen.List(jen.Id("_"), jen.Id("k")).Op(":=").Range().Id("keys")).Block(
+				ifErr(jen.Id(e.encName(m.Key())).Call(enc, jen.Id("k"))),
+				ifErr(jen.Id(e.encName(m.Elem())).Call(enc, jen.Id("v").Index(jen.Id("k"))))),
+			jen.Return(jen.Nil()),
+		}
+		decBody = []jen.Code{
+			jen.List(jen.Id("n"), jen.Err()).Op(":=").Add(dec.Clone().Dot("DecodeMapLen").Call()),
+			jen.If(jen.Err().Op("!=").Nil().Op("||").Id("n").Op("<").Lit(0)).Block(jen.Return(jen.Nil(), jen.Err())),
+			jen.Id("v").Op(":=").Make(tc, jen.Qual(runtimePath, "SliceCap").Call(jen.Id("n"))),
+			jen.For(jen.Range().Id("n")).Block(
+				jen.List(jen.Id("k"), jen.Err()).Op(":=").Id(e.decName(m.Key())).Call(dec),
+				jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
+				jen.List(jen.Id("x"), jen.Err()).Op(":=").Id(e.decName(m.Elem())).Call(dec),
+				jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
+				jen.Id("v").Index(jen.Id("k")).Op("=").Id("x")),
+			jen.Return(jen.Id("v"), jen.Nil()),
+		}
+	default:
+		encBody = []jen.Code{jen.Return(enc.Clone().Dot("Encode").Call(jen.Id("v")))}
+		decBody = []jen.Code{
+			jen.Var().Id("v").Add(tc),
+			jen.Err().Op(":=").Add(dec.Clone().Dot("Decode").Call(jen.Op("&").Id("v"))),
+			jen.Return(jen.Id("v"), jen.Err()),
+		}
+	}
+	e.f.Commentf("dlockEnc%s encodes a %s.", idx, types.TypeString(t, types.RelativeTo(e.pkg.Types)))
+	e.f.Func().Id("dlockEnc"+idx).Params(jen.Id("enc").Op("*").Qual(msgpackPath, "Encoder"), jen.Id("v").Add(tc)).Error().Block(encBody...)
+	e.f.Line()
+	e.f.Commentf("dlockDec%s decodes a %s.", idx, types.TypeString(t, types.RelativeTo(e.pkg.Types)))
+	e.f.Func().Id("dlockDec"+idx).Params(jen.Id("dec").Op("*").Qual(msgpackPath, "Decoder")).Params(tc, jen.Error()).Block(decBody...)
+}
+
+func elemOf(t types.Type) types.Type {
+	switch u := t.Underlying().(type) {
+	case *types.Slice:
+		return u.Elem()
+	case *types.Array:
+		return u.Elem()
+	}
+	return nil
+}

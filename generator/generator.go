@@ -32,6 +32,7 @@ type Config struct {
 	Dir      string   // where patterns are resolved; "" = current directory
 	Patterns []string // package patterns; none = "."
 	Tags     []string // build tags
+	Env      []string // environment of the go command; nil = this process's
 }
 
 // A Diagnostic is a mistake in the input, at a position.
@@ -72,6 +73,7 @@ func Generate(cfg Config) (*Result, error) {
 		Mode: packages.NeedName | packages.NeedFiles | packages.NeedSyntax |
 			packages.NeedTypes | packages.NeedTypesInfo,
 		Dir:     cfg.Dir,
+		Env:     cfg.Env,
 		Overlay: overlay,
 	}
 	if len(cfg.Tags) > 0 {
@@ -193,7 +195,7 @@ func generatedOverlay(cfg Config) (map[string][]byte, error) {
 // overlayByList resolves an import-path pattern with a cheap load (file
 // names only) to find generated files.
 func overlayByList(cfg Config, pat string, add func(string)) error {
-	pkgs, err := packages.Load(&packages.Config{Mode: packages.NeedFiles, Dir: cfg.Dir}, pat)
+	pkgs, err := packages.Load(&packages.Config{Mode: packages.NeedFiles, Dir: cfg.Dir, Env: cfg.Env}, pat)
 	if err != nil {
 		return err
 	}

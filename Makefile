@@ -4,9 +4,9 @@
 
 GO ?= go
 
-.PHONY: test redis fmt-check vet
+.PHONY: test redis fmt-check vet gen-check
 
-test: redis fmt-check vet
+test: redis fmt-check vet gen-check
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 # Installs redis-server and redis-sentinel from Debian's packages when they
@@ -27,3 +27,7 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+
+# The committed generated code of the examples must be fresh.
+gen-check:
+	$(GO) run ./cmd/dlockgen -check ./examples/...

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dlock-go/dlock/internal/gentest"
+)
+
+// The command is tested as users run it: the test binary re-runs itself as
+// dlockgen (DLOCKGEN_ARGS, separated by \x1f) in a throwaway module.
+func TestMain(m *testing.M) {
+	if args, ok := os.LookupEnv("DLOCKGEN_ARGS"); ok {
+		var list []string
+		if args != "" {
+			list = strings.Split(args, "\x1f")
+		}
+		os.Exit(run(list, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func dlockgen(t *testing.T, dir string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Dir = dir
+	cmd.Env = append(gentest.Env(), "DLOCKGEN_ARGS="+strings.Join(args, "\x1f"))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), out.String(), errb.String()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return 0, out.String(), errb.String()
+}
+
+const good = `package p
+
+import "context"
+
+//dlock:fanout key="u:{id}"
+func load(ctx context.Context, id int) (string, error) { return "", nil }
+`
+
+func TestDlockgen_usageErrorExits2(t *testing.T) {
+	code, _, stderr := dlockgen(t, t.TempDir(), "-nosuchflag")
+	if code != 2 || !strings.Contains(stderr, "usage: dlockgen") {
+		t.Fatalf("exit %d, stderr %q; want 2 and the usage", code, stderr)
+	}
+}
+
+func TestDlockgen_diagnosticsExit1AndWriteNothing(t *testing.T) {
+	dir := gentest.Module(t, map[string]string{
+		"p/p.go": good,
+		"q/q.go": "package q\n\nimport \"context\"\n\n//dlock:fanout ttl=forever\nfunc f(ctx context.Context) error { return nil }\n\n//dlock:once\nfunc g() error { return nil }\n",
+	})
+	code, _, stderr := dlockgen(t, dir, "./...")
+	want := "q/q.go:5:20: ttl=forever is not a duration (e.g. 10s, 500ms)\nq/q.go:9:6: g: the first parameter must be a context.Context\n"
+	if code != 1 || stderr != want {
+		t.Fatalf("exit %d, stderr:\n%s\nwant 1 and:\n%s", code, stderr, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "p", "dlock_gen.go")); !os.IsNotExist(err) {
+		t.Fatalf("a file was written despite diagnostics elsewhere: %v", err)
+	}
+}
+
+func TestDlockgen_generateCheckAndStale(t *testing.T) {
+	dir := gentest.Module(t, map[string]string{"p/p.go": good})
+	if code, _, stderr := dlockgen(t, dir, "-v", "./..."); code != 0 || !strings.Contains(stderr, "wrote p/dlock_gen.go") {
+		t.Fatalf("generate: exit %d, stderr %q", code, stderr)
+	}
+	gen := filepath.Join(dir, "p", "dlock_gen.go")
+	fresh, err := os.ReadFile(gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := os.Stat(gen)
+	if code, _, _ := dlockgen(t, dir, "-v", "./..."); code != 0 {
+		t.Fatalf("second run: exit %d", code)
+	}
+	if again, _ := os.Stat(gen); !again.ModTime().Equal(info.ModTime()) {
+		t.Fatal("an unchanged file was rewritten")
+	}
+	if code, stdout, _ := dlockgen(t, dir, "-check", "./..."); code != 0 || stdout != "" {
+		t.Fatalf("-check on fresh output: exit %d, stdout %q", code, stdout)
+	}
+	stale := bytes.Replace(fresh, []byte(`"u:"`), []byte(`"user:"`), 1)
+	os.WriteFile(gen, stale, 0o644)
+	code, stdout, _ := dlockgen(t, dir, "-check", "./...")
+	if code != 1 || !strings.Contains(stdout, "p/dlock_gen.go is stale") ||
+		!strings.Contains(stdout, `-	dlockKey := "user:"`) || !strings.Contains(stdout, `+	dlockKey := "u:"`) {
+		t.Fatalf("-check on stale output: exit %d, stdout:\n%s", code, stdout)
+	}
+	if now, _ := os.ReadFile(gen); !bytes.Equal(now, stale) {
+		t.Fatal("-check wrote the file")
+	}
+}

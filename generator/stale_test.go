@@ -1,0 +1,103 @@
+package generator
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"golang.org/x/tools/go/packages"
+
+	"github.com/dlock-go/dlock/internal/gentest"
+)
+
+const staleSrc = `package p
+
+import "context"
+
+//dlock:fanout key="u:{id}"
+func loadUser(ctx context.Context, id int) (string, error) { return "", nil }
+
+//dlock:once key="job"
+func job(ctx context.Context) error { return nil }
+`
+
+func generateInto(t *testing.T, dir string) *Result {
+	t.Helper()
+	res, err := Generate(Config{Dir: dir, Patterns: []string{"./..."}, Env: gentest.Env()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Diagnostics) > 0 {
+		t.Fatalf("diagnostics: %v", res.Diagnostics)
+	}
+	for _, f := range res.Files {
+		if f.Content == nil {
+			os.Remove(f.Path)
+		} else if err := os.WriteFile(f.Path, f.Content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return res
+}
+
+// A changed signature makes the stale dlock_gen.go fail to compile, with
+// the guard pointing at it; regenerating still works and fixes the build.
+func TestGenerate_staleGuardAndRegeneration(t *testing.T) {
+	dir := gentest.Module(t, map[string]string{"p/p.go": staleSrc})
+	generateInto(t, dir)
+	if out, err := gentest.Go(t, dir, "build", "./..."); err != nil {
+		t.Fatalf("build after generate: %v\n%s", err, out)
+	}
+	changed := strings.Replace(staleSrc, "id int)", "id int, region string)", 1)
+	if err := os.WriteFile(filepath.Join(dir, "p", "p.go"), []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := gentest.Go(t, dir, "build", "./...")
+	if err == nil || !strings.Contains(out, FileName) {
+		t.Fatalf("build with a stale %s: err = %v, output:\n%s\nwant a failure in %s", FileName, err, out, FileName)
+	}
+	res := generateInto(t, dir)
+	if !bytes.Contains(res.Files[0].Content, []byte("region string")) {
+		t.Fatalf("regenerated file lacks the new parameter:\n%s", res.Files[0].Content)
+	}
+	if out, err := gentest.Go(t, dir, "build", "./..."); err != nil {
+		t.Fatalf("build after regenerating: %v\n%s", err, out)
+	}
+	// With no directive left, the generated file is removed.
+	plain := "package p\n\nfunc F() {}\n"
+	os.WriteFile(filepath.Join(dir, "p", "p.go"), []byte(plain), 0o644)
+	res = generateInto(t, dir)
+	if len(res.Files) != 1 || res.Files[0].Content != nil {
+		t.Fatalf("files with no directives left = %+v; want one removal", res.Files)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "p", FileName)); !os.IsNotExist(err) {
+		t.Fatalf("%s still there: %v", FileName, err)
+	}
+}
+
+// The output does not depend on the order the files were loaded in.
+func TestGenerate_deterministicAcrossFileOrder(t *testing.T) {
+	dir := gentest.Module(t, map[string]string{
+		"p/a.go": strings.Replace(staleSrc, "//dlock:once key=\"job\"\nfunc job(ctx context.Context) error { return nil }\n", "", 1),
+		"p/b.go": "package p\n\nimport \"context\"\n\n//dlock:once key=\"job\"\nfunc job(ctx context.Context) error { return nil }\n",
+	})
+	pkgs, err := packages.Load(&packages.Config{
+		Mode: packages.NeedName | packages.NeedFiles | packages.NeedSyntax | packages.NeedTypes | packages.NeedTypesInfo,
+		Dir:  dir, Env: gentest.Env(),
+	}, "./p")
+	if err != nil || len(pkgs) != 1 {
+		t.Fatal(err)
+	}
+	first, diags := generatePackage(pkgs[0], nil)
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	slices.Reverse(pkgs[0].Syntax)
+	second, _ := generatePackage(pkgs[0], nil)
+	if !bytes.Equal(first.Content, second.Content) {
+		t.Fatalf("output differs with the files reversed:\n%s\n---\n%s", first.Content, second.Content)
+	}
+}

@@ -266,10 +266,12 @@ func (m *mux) read(sh *shard) {
 		case *redis.Message:
 			m.deliver(v.Channel, notice{payload: v.Payload})
 		case *redis.Subscription:
+			// Servers without sharded pub/sub outside a Cluster (the
+			// in-process test server) answer with the classic kinds.
 			switch v.Kind {
-			case "ssubscribe":
+			case "ssubscribe", "subscribe":
 				m.confirm(sh, v.Channel)
-			case "sunsubscribe":
+			case "sunsubscribe", "unsubscribe":
 				m.unsubscribed(sh, v.Channel)
 			}
 		}

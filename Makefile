@@ -4,7 +4,7 @@
 
 GO ?= go
 
-.PHONY: test redis fmt-check vet gen-check
+.PHONY: test redis fmt-check vet gen-check bench
 
 test: redis fmt-check vet gen-check
 	$(GO) test -race -count=1 -timeout 20m ./...
@@ -31,3 +31,9 @@ vet:
 # The committed generated code of the examples must be fresh.
 gen-check:
 	$(GO) run ./cmd/dlockgen -check ./examples/...
+
+# make bench: dlock next to its peers, in one run against a redis-server it
+# starts itself; prints the table and writes docs/bench.md and docs/bench.png.
+# The peers live in bench/go.mod, so users of dlock never inherit them.
+bench: redis
+	cd bench && $(GO) run . -out ../docs

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
+
+	dlockrt "github.com/dlock-go/dlock/runtime"
+)
+
+// fanout: 10 clients (each with its own connections, as 10 processes) x 4
+// goroutines call Fanout on one fresh key per round. Goals: 1.00 executions
+// per round, <= 4 Redis commands per process per round.
+func fanout(ctx context.Context, addr string) []row {
+	admin := redis.NewClient(&redis.Options{Addr: addr})
+	defer admin.Close()
+	var cs []*dlockrt.Client
+	for range 10 {
+		rdb := redis.NewClient(&redis.Options{Addr: addr})
+		defer rdb.Close()
+		c, _ := dlockrt.New(rdb, &dlockrt.Options{Prefix: "benchfan"})
+		defer c.Close()
+		cs = append(cs, c)
+	}
+	const n = 200
+	var execs atomic.Int64
+	var lat []time.Duration
+	before := commandCalls(ctx, admin, "evalsha", "eval", "ssubscribe", "sunsubscribe")
+	for r := range n {
+		k := "round" + strconv.Itoa(r) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		start := time.Now()
+		var wg sync.WaitGroup
+		for _, c := range cs {
+			for range 4 {
+				wg.Go(func() {
+					c.Fanout(ctx, k, func(context.Context) ([]byte, error) {
+						execs.Add(1)
+						return []byte("v"), nil
+					})
+				})
+			}
+		}
+		wg.Wait()
+		lat = append(lat, time.Since(start))
+	}
+	cmds := commandCalls(ctx, admin, "evalsha", "eval", "ssubscribe", "sunsubscribe") - before
+	slices.Sort(lat)
+	g := "fanout, 10 clients × 4 goroutines, instant job"
+	return []row{
+		{group: g, name: "dlock executions per round", value: float64(execs.Load()) / n, goal: "1.00"},
+		{group: g, name: "dlock Redis commands per process per round", value: float64(cmds) / n / 10, goal: "<= 4"},
+		{group: g, name: "dlock round p50", value: float64(lat[n/2].Microseconds()), unit: "µs"},
+		{group: g, name: "dlock round p99", value: float64(lat[n*99/100].Microseconds()), unit: "µs"},
+	}
+}
+
+// joiners: 32 goroutines of one process call the same key over and over,
+// with a 1ms job; dlock (which also coordinates with the fleet through
+// Redis) against x/sync/singleflight (this process only). Goal: <= 2x per
+// call.
+func joiners(ctx context.Context, addr string) []row {
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	c, _ := dlockrt.New(rdb, &dlockrt.Options{Prefix: "benchjoin", ResultTTL: time.Millisecond})
+	defer c.Close()
+	var sf singleflight.Group
+	job := func() { time.Sleep(time.Millisecond) }
+	measure := func(call func(k string)) float64 {
+		return median(func() float64 {
+			var n atomic.Int64
+			stop := time.Now().Add(*dur)
+			var wg sync.WaitGroup
+			for range 32 {
+				wg.Go(func() {
+					for time.Now().Before(stop) {
+						call("k" + strconv.FormatInt(time.Now().UnixNano()/int64(2*time.Millisecond), 10))
+						n.Add(1)
+					}
+				})
+			}
+			wg.Wait()
+			return float64(dur.Nanoseconds()) * 32 / float64(n.Load()) / 1000
+		})
+	}
+	d := measure(func(k string) {
+		c.Fanout(ctx, k, func(context.Context) ([]byte, error) { job(); return nil, nil })
+	})
+	s := measure(func(k string) {
+		sf.Do(k, func() (any, error) { job(); return nil, nil })
+	})
+	g := "in-process joiners, 32 goroutines, 1ms job"
+	return []row{
+		{group: g, name: "dlock Fanout", value: d, unit: "µs/call", vs: "singleflight", ratio: d / s, goal: "<= 2× singleflight"},
+		{group: g, name: "x/sync/singleflight", value: s, unit: "µs/call"},
+	}
+}
+
+// semaphoreWake: how long after a release the next waiter holds the
+// permit (one notification).
+func semaphoreWake(ctx context.Context, addr string) []row {
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	c, _ := dlockrt.New(rdb, &dlockrt.Options{Prefix: "benchsem"})
+	defer c.Close()
+	var lat []time.Duration
+	for i := range 100 {
+		s := c.Semaphore("w"+strconv.Itoa(i), 1)
+		p, _ := s.Acquire(ctx)
+		got := make(chan time.Time, 1)
+		go func() {
+			p2, err := s.Acquire(ctx)
+			got <- time.Now()
+			if err == nil {
+				p2.Release(ctx)
+			}
+		}()
+		time.Sleep(5 * time.Millisecond) // the waiter queues meanwhile
+		released := time.Now()
+		p.Release(ctx)
+		lat = append(lat, (<-got).Sub(released))
+	}
+	slices.Sort(lat)
+	return []row{{group: "semaphore", name: "dlock wake-up after release, p50", value: float64(lat[50].Microseconds()), unit: "µs"}}
+}

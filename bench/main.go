@@ -1,0 +1,104 @@
+// Command bench measures dlock next to the libraries people would otherwise
+// pick, side by side in one run against one redis-server it starts itself,
+// and prints a table of medians and ratios; it also writes the table to
+// docs/bench.md and a chart to docs/bench.png. Run it with make bench.
+//
+// The peers live in this separate module so that dlock's users never
+// inherit them. The machine is shared and noisy: read the ratios, which
+// compare runs made in the same minute, rather than the absolute numbers.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dlock-go/dlock/internal/redistest"
+)
+
+var (
+	rounds = flag.Int("rounds", 3, "repetitions of each measurement (the median is reported)")
+	dur    = flag.Duration("d", 2*time.Second, "duration of each throughput measurement")
+	out    = flag.String("out", "../docs", "where bench.md and bench.png are written")
+)
+
+// row is one line of the result table.
+type row struct {
+	group, name string
+	value       float64
+	unit        string
+	vs          string  // the baseline's name in the same group, "" for none
+	ratio       float64 // value / baseline (or baseline / value for lower-is-better units)
+	goal        string
+}
+
+func main() {
+	flag.Parse()
+	var tm redistest.Main
+	srv := redistest.StartServer(&tm)
+	defer tm.Close()
+	ctx := context.Background()
+	fmt.Printf("redis-server %s; %d rounds of %v per measurement (medians)\n\n", srv.Addr(), *rounds, *dur)
+
+	var rows []row
+	rows = append(rows, lockCycles(ctx, srv.Addr())...)
+	rows = append(rows, handoff(ctx, srv.Addr())...)
+	rows = append(rows, fanout(ctx, srv.Addr())...)
+	rows = append(rows, joiners(ctx, srv.Addr())...)
+	rows = append(rows, semaphoreWake(ctx, srv.Addr())...)
+	rows = append(rows, codecs()...)
+	rows = append(rows, generatorTime()...)
+
+	table := render(rows)
+	fmt.Print(table)
+	if err := os.MkdirAll(*out, 0o755); err == nil {
+		os.WriteFile(filepath.Join(*out, "bench.md"), []byte(table), 0o644)
+		if err := chart(rows, filepath.Join(*out, "bench.png")); err != nil {
+			fmt.Fprintln(os.Stderr, "chart:", err)
+		}
+	}
+}
+
+// median runs f *rounds times and returns the median of its results.
+func median(f func() float64) float64 {
+	var vs []float64
+	for range *rounds {
+		vs = append(vs, f())
+	}
+	slices.Sort(vs)
+	return vs[len(vs)/2]
+}
+
+func render(rows []row) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Measured %s on %s (2 cores, shared); medians of %d runs.\n\n", time.Now().UTC().Format("2006-01-02"), hostname(), *rounds)
+	b.WriteString("| measurement | implementation | value | vs | ratio | goal |\n| --- | --- | ---: | --- | ---: | --- |\n")
+	for _, r := range rows {
+		ratio := ""
+		if r.vs != "" {
+			ratio = fmt.Sprintf("%.2f×", r.ratio)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s %s | %s | %s | %s |\n", r.group, r.name, format(r.value), r.unit, r.vs, ratio, r.goal)
+	}
+	return b.String()
+}
+
+func format(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}

@@ -194,4 +194,3 @@ func commandCalls(ctx context.Context, rdb *redis.Client, cmds ...string) int64 
 	}
 	return n
 }
-

@@ -103,17 +103,24 @@ func lockCycles(ctx context.Context, addr string) []row {
 	return rows
 }
 
-// handoff: 32 workers contend for one key, hold it 1ms, release. dlock's
+// handoff: 4 and 32 workers contend for one key, hold it 1ms, release. dlock's
 // Lock waits for the release notification; redsync retries (every 10ms,
 // more eagerly than its default). Reports successes per second and failed
 // tries per success.
 func handoff(ctx context.Context, addr string) []row {
+	var rows []row
+	for _, workers := range []int{4, 32} {
+		rows = append(rows, handoffN(ctx, addr, workers)...)
+	}
+	return rows
+}
+
+func handoffN(ctx context.Context, addr string, workers int) []row {
 	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64})
 	defer rdb.Close()
 	c, _ := dlockrt.New(rdb, &dlockrt.Options{Prefix: "bench"})
 	defer c.Close()
 	rs := redsync.New(goredis.NewPool(rdb))
-	const workers = 32
 	var dlockFailed, rsFailed float64
 	dl := median(func() float64 {
 		before := evalCalls(ctx, rdb)
@@ -164,10 +171,34 @@ func handoff(ctx context.Context, addr string) []row {
 		rsFailed = float64(failed.Load()) / float64(max(n.Load(), 1))
 		return float64(n.Load()) / dur.Seconds()
 	})
-	g := "contended hand-off, 32 workers, 1 key"
+	rsDefault := median(func() float64 {
+		var n atomic.Int64
+		stop := time.Now().Add(*dur)
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				m := rs.NewMutex("rs-default-handoff", redsync.WithExpiry(5*time.Second)) // its default retries
+				for time.Now().Before(stop) {
+					wctx, cancel := context.WithDeadline(ctx, stop)
+					err := m.LockContext(wctx)
+					cancel()
+					if err != nil {
+						continue
+					}
+					time.Sleep(time.Millisecond)
+					m.UnlockContext(ctx)
+					n.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		return float64(n.Load()) / dur.Seconds()
+	})
+	g := "contended hand-off, " + strconv.Itoa(workers) + " workers, 1 key"
 	return []row{
-		{group: g, name: "dlock Lock (woken by release)", value: dl, unit: "successes/s", vs: "redsync", ratio: dl / rsv, goal: ">= 2× redsync"},
-		{group: g, name: "go-redsync/redsync (retry 10ms)", value: rsv, unit: "successes/s"},
+		{group: g, name: "dlock Lock (woken by release)", value: dl, unit: "successes/s", vs: "redsync default", ratio: dl / rsDefault, goal: ">= 2× redsync"},
+		{group: g, name: "go-redsync/redsync (default retries)", value: rsDefault, unit: "successes/s"},
+		{group: g, name: "go-redsync/redsync (retry every 10ms)", value: rsv, unit: "successes/s", vs: "dlock", ratio: rsv / dl},
 		{group: g, name: "dlock failed tries per success", value: dlockFailed, unit: "", goal: "<= 1"},
 		{group: g, name: "redsync failed tries per success", value: rsFailed, unit: ""},
 	}

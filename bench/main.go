@@ -25,6 +25,7 @@ var (
 	rounds = flag.Int("rounds", 3, "repetitions of each measurement (the median is reported)")
 	dur    = flag.Duration("d", 2*time.Second, "duration of each throughput measurement")
 	out    = flag.String("out", "../docs", "where bench.md and bench.png are written")
+	only   = flag.String("only", "", "run only the measurements whose name contains this (locks, handoff, fanout, joiners, semaphore, codecs, generator); nothing is written")
 )
 
 // row is one line of the result table.
@@ -45,17 +46,30 @@ func main() {
 	ctx := context.Background()
 	fmt.Printf("redis-server %s; %d rounds of %v per measurement (medians)\n\n", srv.Addr(), *rounds, *dur)
 
+	addr := srv.Addr()
 	var rows []row
-	rows = append(rows, lockCycles(ctx, srv.Addr())...)
-	rows = append(rows, handoff(ctx, srv.Addr())...)
-	rows = append(rows, fanout(ctx, srv.Addr())...)
-	rows = append(rows, joiners(ctx, srv.Addr())...)
-	rows = append(rows, semaphoreWake(ctx, srv.Addr())...)
-	rows = append(rows, codecs()...)
-	rows = append(rows, generatorTime()...)
+	for _, m := range []struct {
+		name string
+		run  func() []row
+	}{
+		{"locks", func() []row { return lockCycles(ctx, addr) }},
+		{"handoff", func() []row { return handoff(ctx, addr) }},
+		{"fanout", func() []row { return fanout(ctx, addr) }},
+		{"joiners", func() []row { return joiners(ctx, addr) }},
+		{"semaphore", func() []row { return semaphoreWake(ctx, addr) }},
+		{"codecs", codecs},
+		{"generator", generatorTime},
+	} {
+		if strings.Contains(m.name, *only) {
+			rows = append(rows, m.run()...)
+		}
+	}
 
 	table := render(rows)
 	fmt.Print(table)
+	if *only != "" {
+		return
+	}
 	if err := os.MkdirAll(*out, 0o755); err == nil {
 		os.WriteFile(filepath.Join(*out, "bench.md"), []byte(table), 0o644)
 		if err := chart(rows, filepath.Join(*out, "bench.png")); err != nil {

@@ -28,6 +28,9 @@ type Client struct {
 
 	fmu     sync.Mutex // protects flights and the state of every flight
 	flights map[string]*flight
+
+	tmu        sync.Mutex // protects turnstiles
+	turnstiles map[string]*turnstile
 }
 
 // New returns a Client that drives rdb, a *redis.Client (standalone or
@@ -43,7 +46,7 @@ func New(rdb redis.UniversalClient, opts *Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{rdb: rdb, opts: o, leases: map[*lease]struct{}{}, flights: map[string]*flight{}}
+	c := &Client{rdb: rdb, opts: o, leases: map[*lease]struct{}{}, flights: map[string]*flight{}, turnstiles: map[string]*turnstile{}}
 	c.bg, c.stop = context.WithCancel(context.Background())
 	ps := o.PubSub
 	if ps == nil {

@@ -198,9 +198,9 @@ func (l *lease) doRelease(ctx context.Context, why error) error {
 		return ErrNotHeld
 	}
 	l.c.untrack(l)
-	ctx, cancel := l.c.detached(ctx)
-	defer cancel()
-	n, total, err := l.release(ctx)
+	// Detached from the caller's cancellation and bounded by the client's
+	// own network timeouts (no extra goroutine on this hot path).
+	n, total, err := l.release(context.WithoutCancel(ctx))
 	switch {
 	case err != nil:
 		return err

@@ -60,34 +60,62 @@ func (c *Client) Lock(ctx context.Context, key string, opts ...Option) (*Lock, e
 	if err != nil {
 		return nil, err
 	}
-	var sub *subscription
-	defer func() {
-		if sub != nil {
-			sub.close()
-		}
-	}()
-	for {
-		h, a, err := set.tryOnce(ctx, cfg)
-		if err != nil {
+	// The fast path, unless others of this process already wait for the
+	// key: then it is surely held, and the newcomer queues behind them.
+	c.tmu.Lock()
+	queued := c.turnstiles[key] != nil
+	c.tmu.Unlock()
+	if !queued {
+		h, _, err := set.tryOnce(ctx, cfg)
+		if err != nil || h != nil {
+			if h != nil {
+				return h.single(), nil
+			}
 			return nil, err
 		}
-		if h != nil {
-			return h.single(), nil
+	}
+	// Contended: wait behind this process's other waiters for the key, so
+	// that a release wakes one try per process, not one per goroutine.
+	ts, err := c.enterTurnstile(ctx, key)
+	if err != nil {
+		return nil, notAcquiredBy(ctx, err)
+	}
+	acquired := false
+	defer func() { c.leaveTurnstile(key, ts, acquired) }()
+	c.tmu.Lock()
+	sub, handedOff := ts.sub, ts.handedOff
+	c.tmu.Unlock()
+	if sub == nil {
+		if testHookLockWait != nil {
+			testHookLockWait(key)
 		}
-		if sub == nil {
-			if testHookLockWait != nil {
-				testHookLockWait(key)
-			}
-			// Subscribe, then try again before waiting: a release between
-			// the failed try and the subscription is seen by that try.
-			if sub, err = c.mux.subscribe(ctx, set.groups[0].channel); err != nil {
-				return nil, notAcquiredBy(ctx, err)
-			}
-			continue
+		// Subscribe, then try again before waiting: a release between the
+		// failed try and the subscription is seen by that try.
+		if sub, err = c.mux.subscribe(ctx, set.groups[0].channel); err != nil {
+			return nil, notAcquiredBy(ctx, err)
 		}
-		wait := a.wait
-		if wait < 0 {
-			wait = cfg.ttl
+		c.tmu.Lock()
+		ts.sub = sub
+		c.tmu.Unlock()
+		handedOff = false
+	}
+	// When the previous head of the line left holding the lock, the
+	// subscription has been live since before it acquired, so its release
+	// cannot be missed: wait for it rather than try in vain.
+	wait := cfg.ttl
+	for try := !handedOff; ; try = true {
+		if try {
+			h, a, err := set.tryOnce(ctx, cfg)
+			if err != nil {
+				return nil, err
+			}
+			if h != nil {
+				acquired = true
+				return h.single(), nil
+			}
+			if wait = a.wait; wait < 0 {
+				wait = cfg.ttl
+			}
 		}
 		t := time.NewTimer(wait + time.Millisecond)
 		select {
@@ -98,6 +126,62 @@ func (c *Client) Lock(ctx context.Context, key string, opts ...Option) (*Lock, e
 			return nil, notAcquiredBy(ctx, ctx.Err())
 		}
 		t.Stop()
+	}
+}
+
+// turnstile lines up this process's waiters for one key: only the head
+// retries in Redis, the others wait their turn here (in arrival order).
+// Successive heads share one subscription to the key's channel. Its fields
+// are protected by Client.tmu.
+type turnstile struct {
+	turn      chan struct{} // cap 1: holding its slot is being the head
+	refs      int           // waiters using it
+	sub       *subscription // the key's channel, while anyone waits
+	handedOff bool          // the last head left holding the lock
+}
+
+// enterTurnstile waits until the caller is the head of the key's local
+// line, or ctx ends.
+func (c *Client) enterTurnstile(ctx context.Context, key string) (*turnstile, error) {
+	c.tmu.Lock()
+	ts := c.turnstiles[key]
+	if ts == nil {
+		ts = &turnstile{turn: make(chan struct{}, 1)}
+		c.turnstiles[key] = ts
+	}
+	ts.refs++
+	c.tmu.Unlock()
+	select {
+	case ts.turn <- struct{}{}:
+		return ts, nil
+	case <-ctx.Done():
+		c.tmu.Lock()
+		ts.refs--
+		c.dropTurnstileLocked(key, ts)
+		c.tmu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+// leaveTurnstile makes the next waiter the head; the last one out closes
+// the subscription.
+func (c *Client) leaveTurnstile(key string, ts *turnstile, acquired bool) {
+	c.tmu.Lock()
+	ts.handedOff = acquired
+	ts.refs--
+	c.dropTurnstileLocked(key, ts)
+	c.tmu.Unlock()
+	<-ts.turn
+}
+
+func (c *Client) dropTurnstileLocked(key string, ts *turnstile) {
+	if ts.refs > 0 {
+		return
+	}
+	delete(c.turnstiles, key)
+	if ts.sub != nil {
+		ts.sub.close()
+		ts.sub = nil
 	}
 }
 

@@ -40,6 +40,20 @@ func (c *Client) newLockset(keys []string) (*lockset, error) {
 	if len(keys) == 0 {
 		return nil, invalid("no keys")
 	}
+	if len(keys) == 1 { // the common case, without sorting
+		tag, err := c.tag(keys[0])
+		if err != nil {
+			return nil, err
+		}
+		lk, ch := lockKey(tag), lockChannel(tag)
+		return &lockset{c: c, owner: newOwnerID(), keys: keys, groups: []lockGroup{{
+			keys:    keys,
+			acquire: []string{lk, fenceKey(tag)},
+			extend:  []string{lk},
+			release: []string{lk, ch},
+			channel: ch,
+		}}}, nil
+	}
 	type entry struct {
 		key, tag string
 		slot     int

@@ -1,0 +1,99 @@
+package dlockrt
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/dlock-go/dlock/internal/redistest"
+)
+
+// ACLRule is the least privilege dlock needs with the default prefix: its
+// keys and channels, the commands its clients send, and those its scripts
+// run. The README quotes it.
+const ACLRule = "on >secret resetkeys ~dlock:* resetchannels &dlock:* -@all " +
+	"+evalsha +eval +ssubscribe +sunsubscribe +ping +hello +auth " +
+	"+set +get +pttl +del +pexpire +exists +incr +time +spublish " +
+	"+zadd +zrem +zcard +zrank +zscore +zrange +zrangebyscore +zremrangebyscore"
+
+// Everything works for a user limited to dlock's keys, channels and
+// commands.
+func TestClient_worksWithLeastPrivilegeACL(t *testing.T) {
+	srv := redistest.StartServer(t)
+	admin := srv.Client()
+	if err := admin.Do(t.Context(), append([]any{"ACL", "SETUSER", "dlockapp"}, toAny(strings.Fields(ACLRule))...)...).Err(); err != nil {
+		t.Fatalf("ACL SETUSER: %v", err)
+	}
+	var cs []*Client
+	for range 2 {
+		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "dlockapp", Password: "secret"})
+		t.Cleanup(func() { rdb.Close() })
+		cs = append(cs, newClient(t, rdb, nil))
+	}
+	ctx := t.Context()
+	l, err := cs[0].Once(ctx, "k", WithTTL(time.Minute))
+	if err != nil {
+		t.Fatalf("Once = %v", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		l2, err := cs[1].Lock(wctx, "k")
+		if err == nil {
+			err = l2.Release(ctx)
+		}
+		got <- err
+	}()
+	redistest.WaitFor(t, 5*time.Second, "the waiter's subscription", func(ctx context.Context) bool {
+		n, err := admin.PubSubShardNumSub(ctx, "dlock:{k}:lock:ch").Result()
+		return err == nil && n["dlock:{k}:lock:ch"] == 1
+	})
+	if err := l.Release(ctx); err != nil {
+		t.Fatalf("Release = %v", err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("Lock = %v", err)
+	}
+	if err := l.Extend(ctx, time.Second); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("Extend after release = %v; want ErrNotHeld", err)
+	}
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Go(func() {
+			if b, err := c.Fanout(ctx, "f", func(context.Context) ([]byte, error) { return []byte("v"), nil }); err != nil || string(b) != "v" {
+				t.Errorf("Fanout = %q, %v", b, err)
+			}
+		})
+	}
+	wg.Wait()
+	p, err := cs[0].Semaphore("s", 1).Acquire(ctx)
+	if err != nil {
+		t.Fatalf("Semaphore Acquire = %v", err)
+	}
+	if err := p.Extend(ctx, time.Second); err != nil {
+		t.Fatalf("Permit Extend = %v", err)
+	}
+	if err := p.Release(ctx); err != nil {
+		t.Fatalf("Permit Release = %v", err)
+	}
+	// And the rule really is narrow: other keys are refused.
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "dlockapp", Password: "secret"})
+	defer rdb.Close()
+	if err := rdb.Set(ctx, "other", 1, 0).Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("SET outside dlock's keys = %v; want NOPERM", err)
+	}
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}

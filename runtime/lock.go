@@ -269,10 +269,10 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 }
 
 // Release gives the lock up and wakes a waiter. It runs even when ctx has
-// already ended (on a detached context bounded by Options.OpTimeout). It
-// returns ErrNotHeld when the lock was no longer the caller's (its lease
-// ran out and maybe someone else holds it now: nothing of theirs was
-// touched) or was released before.
+// already ended (without ctx's cancellation, bounded by the Redis client's
+// own timeouts). It returns ErrNotHeld when the lock was no longer the
+// caller's (its lease ran out and maybe someone else holds it now: nothing
+// of theirs was touched) or was released before.
 func (l *Lock) Release(ctx context.Context) error {
 	if l == nil {
 		return ErrNotHeld

@@ -60,9 +60,11 @@ type Options struct {
 	// expired. Default 30 days.
 	FenceTTL time.Duration
 
-	// OpTimeout bounds one Redis round trip made on the caller's behalf
-	// where the caller gave no context to bound it (Release after the
-	// caller's context ended, Close). Default 5s.
+	// OpTimeout bounds the clean-up round trips dlock makes with no caller
+	// waiting (rolling back a partial multi-lock, a fanout leader stepping
+	// down, a semaphore waiter leaving the queue, Close). Release runs on
+	// the caller's context without its cancellation, bounded by the Redis
+	// client's own timeouts. Default 5s.
 	OpTimeout time.Duration
 
 	// Logger receives warnings (dropped messages, reconnects, lost leases).

@@ -71,18 +71,7 @@ func TestCluster_Lock_wokenAcrossMoveAndFailover(t *testing.T) {
 			redistest.WaitFor(t, 5*time.Second, "the waiter's subscription", func(ctx context.Context) bool {
 				return waiter.mux.numChannels() == 1 && waiterConfirmed(waiter)
 			})
-			switch fault {
-			case "move":
-				from := cl.Owner(s)
-				for _, n := range cl.Nodes {
-					if n != from && cl.IsPrimary(n) {
-						cl.MoveSlot(s, n)
-						break
-					}
-				}
-			case "failover":
-				cl.FailoverSlot(s)
-			}
+			clusterFault(cl, fault, s)
 			if err := l.Release(t.Context()); err != nil {
 				t.Fatalf("Release after %s = %v", fault, err)
 			}
@@ -139,18 +128,7 @@ func TestCluster_Fanout_acrossMoveAndFailover(t *testing.T) {
 				return waiter.mux.numChannels() == 1 && waiterConfirmed(waiter)
 			})
 			s := slot.Of(fanChannel(mustTag(t, waiter, k)))
-			switch fault {
-			case "move":
-				from := cl.Owner(s)
-				for _, n := range cl.Nodes {
-					if n != from && cl.IsPrimary(n) {
-						cl.MoveSlot(s, n)
-						break
-					}
-				}
-			case "failover":
-				cl.FailoverSlot(s)
-			}
+			clusterFault(cl, fault, s)
 			close(finish)
 			if err := <-leaderGot; err != nil {
 				t.Fatalf("leader after %s: %v", fault, err)
@@ -159,6 +137,23 @@ func TestCluster_Fanout_acrossMoveAndFailover(t *testing.T) {
 				t.Fatalf("waiter after %s: %v", fault, err)
 			}
 		})
+	}
+}
+
+// clusterFault moves slot s to another primary ("move"), fails its primary
+// over to the replica ("failover"), or does nothing ("none").
+func clusterFault(cl *redistest.Cluster, fault string, s int) {
+	switch fault {
+	case "move":
+		from := cl.Owner(s)
+		for _, n := range cl.Nodes {
+			if n != from && cl.IsPrimary(n) {
+				cl.MoveSlot(s, n)
+				return
+			}
+		}
+	case "failover":
+		cl.FailoverSlot(s)
 	}
 }
 

@@ -26,6 +26,9 @@ var (
 	ErrInvalid = errors.New("dlock: invalid argument")
 )
 
+// errReleased is why a lease ended when its holder released it.
+var errReleased = fmt.Errorf("%w: released", ErrNotHeld)
+
 // errBadReply: Redis answered a script with something it cannot return
 // (a foreign value in a dlock key, a different script under the same SHA).
 var errBadReply = errors.New("dlock: unexpected reply from redis")

@@ -22,14 +22,7 @@ type Lock struct {
 // when Redis cannot be reached, one matching ErrUnavailable. It never waits
 // past ctx.
 func (c *Client) Once(ctx context.Context, key string, opts ...Option) (*Lock, error) {
-	if err := c.check(); err != nil {
-		return nil, err
-	}
-	cfg, err := c.callConfig(opts)
-	if err != nil {
-		return nil, err
-	}
-	set, err := c.newLockset([]string{key})
+	set, cfg, err := c.prepare([]string{key}, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -43,20 +36,26 @@ func (c *Client) Once(ctx context.Context, key string, opts ...Option) (*Lock, e
 	return h.single(), nil
 }
 
+// prepare checks a lock call's arguments and lays out its keys.
+func (c *Client) prepare(keys []string, opts []Option) (*lockset, callConfig, error) {
+	if err := c.check(); err != nil {
+		return nil, callConfig{}, err
+	}
+	cfg, err := c.callConfig(opts)
+	if err != nil {
+		return nil, cfg, err
+	}
+	set, err := c.newLockset(keys)
+	return set, cfg, err
+}
+
 // Lock waits until it holds the lock on key or ctx ends. While the lock is
 // held by others it sleeps until their release is announced (over the
 // client's subscription) or their lease ends, whichever comes first; it
 // never polls. When ctx ends first, the error matches ErrNotAcquired and
 // ctx.Err().
 func (c *Client) Lock(ctx context.Context, key string, opts ...Option) (*Lock, error) {
-	if err := c.check(); err != nil {
-		return nil, err
-	}
-	cfg, err := c.callConfig(opts)
-	if err != nil {
-		return nil, err
-	}
-	set, err := c.newLockset([]string{key})
+	set, cfg, err := c.prepare([]string{key}, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +276,7 @@ func (l *Lock) Release(ctx context.Context) error {
 	if l == nil {
 		return ErrNotHeld
 	}
-	return l.lease.doRelease(ctx, fmt.Errorf("%w: released", ErrNotHeld))
+	return l.lease.doRelease(ctx, errReleased)
 }
 
 // Done is closed when the lease ends: released, lost (the watchdog could

@@ -2,7 +2,6 @@ package dlockrt
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"time"
 )
@@ -28,14 +27,7 @@ func (c *Client) Multi(ctx context.Context, keys ...string) (*MultiLock, error) 
 
 // MultiWith is Multi with options.
 func (c *Client) MultiWith(ctx context.Context, keys []string, opts ...Option) (*MultiLock, error) {
-	if err := c.check(); err != nil {
-		return nil, err
-	}
-	cfg, err := c.callConfig(opts)
-	if err != nil {
-		return nil, err
-	}
-	set, err := c.newLockset(keys)
+	set, cfg, err := c.prepare(keys, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +73,7 @@ func (m *MultiLock) Release(ctx context.Context) error {
 	if m == nil {
 		return ErrNotHeld
 	}
-	return m.lease.doRelease(ctx, fmt.Errorf("%w: released", ErrNotHeld))
+	return m.lease.doRelease(ctx, errReleased)
 }
 
 // Done is closed when the multi-lock ends (see Lock.Done).

@@ -2,7 +2,6 @@ package dlockrt
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -245,7 +244,7 @@ func (p *Permit) Release(ctx context.Context) error {
 	if p == nil {
 		return ErrNotHeld
 	}
-	return p.lease.doRelease(ctx, fmt.Errorf("%w: released", ErrNotHeld))
+	return p.lease.doRelease(ctx, errReleased)
 }
 
 // Extend renews the permit's lease for ttl from now; ErrNotHeld when it is

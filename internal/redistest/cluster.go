@@ -216,18 +216,40 @@ func (c *Cluster) FailoverSlot(s int) *Server {
 	return replica
 }
 
-// waitOwner waits until every node names to as the primary of slot s.
+// waitOwner waits until every primary names to as the primary of slot s
+// (replicas follow by gossip, and clients follow MOVED replies); on timeout
+// the failure says which node sees what.
 func (c *Cluster) waitOwner(s int, to *Server) {
 	c.t.Helper()
-	WaitFor(c.t, 30*time.Second, fmt.Sprintf("slot %d owned by %s everywhere", s, to.Addr()), func(ctx context.Context) bool {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var disagree []string
 		for _, n := range c.Nodes {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			shards, err := c.admin[n].ClusterSlots(ctx).Result()
-			if err != nil || !servesSlot(shards, s, to.Addr()) {
-				return false
+			primary := err == nil && c.IsPrimary(n)
+			cancel()
+			if err != nil || (primary && !servesSlot(shards, s, to.Addr())) {
+				disagree = append(disagree, fmt.Sprintf("%s (err %v) sees %s", n.Addr(), err, ownerIn(shards, s)))
 			}
 		}
-		return true
-	})
+		if len(disagree) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("redistest: slot %d not owned by %s everywhere after 30s: %s", s, to.Addr(), strings.Join(disagree, "; "))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func ownerIn(shards []redis.ClusterSlot, s int) string {
+	for _, sh := range shards {
+		if s >= sh.Start && s <= sh.End && len(sh.Nodes) > 0 {
+			return sh.Nodes[0].Addr
+		}
+	}
+	return "no owner"
 }
 
 func servesSlot(shards []redis.ClusterSlot, s int, addr string) bool {

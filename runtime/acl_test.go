@@ -97,3 +97,47 @@ func toAny(ss []string) []any {
 	}
 	return out
 }
+
+// Everything works over TLS, configured on the go-redis client.
+func TestClient_worksOverTLS(t *testing.T) {
+	srv := redistest.StartTLSServer(t)
+	var cs []*Client
+	for range 2 {
+		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), TLSConfig: srv.TLS})
+		t.Cleanup(func() { rdb.Close() })
+		cs = append(cs, newClient(t, rdb, nil))
+	}
+	ctx := t.Context()
+	l, err := cs[0].Once(ctx, "k", WithTTL(time.Minute))
+	if err != nil {
+		t.Fatalf("Once over TLS = %v", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		l2, err := cs[1].Lock(wctx, "k")
+		if err == nil {
+			err = l2.Release(ctx)
+		}
+		got <- err
+	}()
+	admin := srv.Client()
+	redistest.WaitFor(t, 5*time.Second, "the waiter's subscription", func(ctx context.Context) bool {
+		n, err := admin.PubSubShardNumSub(ctx, "dlock:{k}:lock:ch").Result()
+		return err == nil && n["dlock:{k}:lock:ch"] == 1
+	})
+	l.Release(ctx)
+	if err := <-got; err != nil {
+		t.Fatalf("Lock over TLS = %v", err)
+	}
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Go(func() {
+			if b, err := c.Fanout(ctx, "f", func(context.Context) ([]byte, error) { return []byte("v"), nil }); err != nil || string(b) != "v" {
+				t.Errorf("Fanout over TLS = %q, %v", b, err)
+			}
+		})
+	}
+	wg.Wait()
+}

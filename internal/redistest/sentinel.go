@@ -39,7 +39,7 @@ func StartSentinel(t TB) *Sentinel {
 	})
 	bin := Binary(t, "redis-sentinel")
 	for range 3 {
-		s := startProcess(t, bin, func(s *Server) []string {
+		s := startProcess(t, bin, nil, func(s *Server) []string {
 			conf := filepath.Join(s.dir, "sentinel.conf")
 			body := fmt.Sprintf(`port %d
 bind 127.0.0.1

@@ -11,6 +11,7 @@ package redistest
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -62,6 +63,7 @@ type Server struct {
 	dir  string
 	Port int
 	args func(s *Server) []string // the command line for the current port
+	TLS  *tls.Config              // for clients, when the server speaks only TLS
 
 	mu   sync.Mutex // protects cmd, done
 	cmd  *exec.Cmd
@@ -73,7 +75,7 @@ func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
 
 // Client returns a new go-redis client for the server, closed with the test.
 func (s *Server) Client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), TLSConfig: s.TLS})
 	s.t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -84,7 +86,7 @@ func (s *Server) Client() *redis.Client {
 func StartServer(t TB, extra ...string) *Server {
 	t.Helper()
 	bin := Binary(t, "redis-server")
-	return startProcess(t, bin, func(s *Server) []string {
+	return startProcess(t, bin, nil, func(s *Server) []string {
 		return append([]string{
 			"--port", strconv.Itoa(s.Port),
 			"--bind", "127.0.0.1",
@@ -100,9 +102,9 @@ func StartServer(t TB, extra ...string) *Server {
 
 // startProcess starts bin on a free port with the command line args gives,
 // retrying on another port when the first one was taken meanwhile.
-func startProcess(t TB, bin string, args func(s *Server) []string) *Server {
+func startProcess(t TB, bin string, tlsConf *tls.Config, args func(s *Server) []string) *Server {
 	t.Helper()
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), args: args}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), args: args, TLS: tlsConf}
 	var lastErr error
 	for range 5 {
 		s.Port = FreePort(t)
@@ -127,7 +129,7 @@ func (s *Server) start() error {
 	s.mu.Lock()
 	s.cmd, s.done = cmd, done
 	s.mu.Unlock()
-	if err := waitPing(s.Addr(), done, 10*time.Second); err != nil {
+	if err := waitPing(s.Addr(), s.TLS, done, 10*time.Second); err != nil {
 		cmd.Process.Kill()
 		<-done
 		return fmt.Errorf("%w; log: %s", err, s.logTail())
@@ -144,10 +146,10 @@ func (s *Server) logTail() string {
 }
 
 // waitPing waits until a PING over a raw connection answers PONG.
-func waitPing(addr string, exited <-chan struct{}, limit time.Duration) error {
+func waitPing(addr string, tlsConf *tls.Config, exited <-chan struct{}, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
-		if err := ping(addr); err == nil {
+		if err := ping(addr, tlsConf); err == nil {
 			return nil
 		} else if time.Now().After(deadline) {
 			return fmt.Errorf("no PONG from %s: %v", addr, err)
@@ -160,8 +162,14 @@ func waitPing(addr string, exited <-chan struct{}, limit time.Duration) error {
 	}
 }
 
-func ping(addr string) error {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
+func ping(addr string, tlsConf *tls.Config) error {
+	var conn net.Conn
+	var err error
+	if tlsConf != nil {
+		conn, err = tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, tlsConf)
+	} else {
+		conn, err = net.DialTimeout("tcp", addr, time.Second)
+	}
 	if err != nil {
 		return err
 	}

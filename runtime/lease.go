@@ -17,6 +17,10 @@ import (
 // (lossMargin), whether or not Redis ever answers again.
 type lease struct {
 	c        *Client
+	kind     string    // for the Observer: "lock", "multi", "semaphore", "fanout"
+	key      string    // the (first) user key, for the Observer
+	called   time.Time // when the caller asked for it, for the Observer
+	acquired time.Time // when it was granted
 	ttl      time.Duration
 	watchdog bool
 	extend   func(ctx context.Context, ttl time.Duration) (bool, error) // one attempt, all or nothing
@@ -38,6 +42,11 @@ func lossMargin(ttl time.Duration) time.Duration { return min(ttl/20, 50*time.Mi
 
 // start begins tracking a lease acquired with a command sent at sent.
 func (l *lease) start(sent time.Time) {
+	if l.called.IsZero() {
+		l.called = sent
+	}
+	l.acquired = time.Now()
+	l.c.opts.Observer.Acquired(l.kind, l.key, l.acquired.Sub(l.called))
 	l.deadline = sent.Add(l.ttl)
 	l.done = make(chan struct{})
 	l.stop = make(chan struct{})
@@ -87,6 +96,7 @@ func (l *lease) watch() {
 			}
 			if err == nil && ok {
 				l.renewed(sent)
+				l.c.opts.Observer.Extended(l.kind, l.key)
 				break
 			}
 			if err == nil {
@@ -157,7 +167,8 @@ func (l *lease) finish(err error, released bool) bool {
 func (l *lease) lose(err error) {
 	if l.finish(err, false) {
 		l.c.untrack(l)
-		l.c.opts.Logger.Warn("dlock: lease lost", "err", err)
+		l.c.opts.Observer.Lost(l.kind, l.key, err)
+		l.c.opts.Logger.Warn("dlock: lease lost", "kind", l.kind, "err", err)
 	}
 }
 
@@ -188,6 +199,7 @@ func (l *lease) doExtend(ctx context.Context, ttl time.Duration) error {
 		l.timer.Reset(time.Until(l.deadline) - lossMargin(ttl))
 	}
 	l.mu.Unlock()
+	l.c.opts.Observer.Extended(l.kind, l.key)
 	return nil
 }
 
@@ -198,6 +210,7 @@ func (l *lease) doRelease(ctx context.Context, why error) error {
 		return ErrNotHeld
 	}
 	l.c.untrack(l)
+	l.c.opts.Observer.Released(l.kind, l.key, time.Since(l.acquired))
 	// Detached from the caller's cancellation and bounded by the client's
 	// own network timeouts (no extra goroutine on this hot path).
 	n, total, err := l.release(context.WithoutCancel(ctx))

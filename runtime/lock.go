@@ -31,6 +31,7 @@ func (c *Client) Once(ctx context.Context, key string, opts ...Option) (*Lock, e
 	case err != nil:
 		return nil, err
 	case h == nil:
+		c.opts.Observer.NotAcquired("lock", key)
 		return nil, ErrNotAcquired
 	}
 	return h.single(), nil
@@ -122,6 +123,7 @@ func (c *Client) Lock(ctx context.Context, key string, opts ...Option) (*Lock, e
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
+			c.opts.Observer.NotAcquired("lock", key)
 			return nil, notAcquiredBy(ctx, ctx.Err())
 		}
 		t.Stop()

@@ -18,6 +18,7 @@ import (
 // lockset of one key.
 type lockset struct {
 	c      *Client
+	called time.Time // when the caller asked, for the Observer
 	owner  string
 	keys   []string // user keys, canonical order (by group, then key)
 	groups []lockGroup
@@ -46,7 +47,7 @@ func (c *Client) newLockset(keys []string) (*lockset, error) {
 			return nil, err
 		}
 		lk, ch := lockKey(tag), lockChannel(tag)
-		return &lockset{c: c, owner: newOwnerID(), keys: keys, groups: []lockGroup{{
+		return &lockset{c: c, called: time.Now(), owner: newOwnerID(), keys: keys, groups: []lockGroup{{
 			keys:    keys,
 			acquire: []string{lk, fenceKey(tag)},
 			extend:  []string{lk},
@@ -78,7 +79,7 @@ func (c *Client) newLockset(keys []string) (*lockset, error) {
 		return compareStrings(a.key, b.key)
 	})
 	es = slices.CompactFunc(es, func(a, b entry) bool { return a.key == b.key })
-	s := &lockset{c: c, owner: newOwnerID()}
+	s := &lockset{c: c, called: time.Now(), owner: newOwnerID()}
 	for i, e := range es {
 		if i == 0 || e.slot != es[i-1].slot {
 			s.groups = append(s.groups, lockGroup{channel: lockChannel(e.tag)})
@@ -198,9 +199,18 @@ func (s *lockset) release(ctx context.Context) (released, total int, err error) 
 
 // hold starts the lease of an acquired lockset.
 func (s *lockset) hold(cfg callConfig, sent time.Time) *lease {
-	l := &lease{c: s.c, ttl: cfg.ttl, watchdog: cfg.watchdog, extend: s.extend, release: s.release}
+	l := &lease{c: s.c, kind: s.kind(), key: s.keys[0], called: s.called,
+		ttl: cfg.ttl, watchdog: cfg.watchdog, extend: s.extend, release: s.release}
 	l.start(sent)
 	return l
+}
+
+// kind names the lockset for the Observer.
+func (s *lockset) kind() string {
+	if len(s.keys) > 1 {
+		return "multi"
+	}
+	return "lock"
 }
 
 func int64s(v any) ([]int64, bool) {

@@ -67,6 +67,9 @@ type Options struct {
 	// client's own timeouts. Default 5s.
 	OpTimeout time.Duration
 
+	// Observer receives events for metrics and tracing. Default: none.
+	Observer Observer
+
 	// Logger receives warnings (dropped messages, reconnects, lost leases).
 	// Default: discard. Results and arguments are never logged.
 	Logger *slog.Logger
@@ -107,6 +110,9 @@ func (o *Options) resolve() (Options, error) {
 	}
 	if r.OpTimeout == 0 {
 		r.OpTimeout = 5 * time.Second
+	}
+	if r.Observer == nil {
+		r.Observer = nopObserver{}
 	}
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)

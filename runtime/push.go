@@ -190,11 +190,13 @@ func (f *flight) finish(env *envelope, err error) {
 	}
 	callers := f.callers
 	f.callers = map[*caller]struct{}{}
+	leading := f.leading
 	c.fmu.Unlock()
 	var payload []byte
 	if env != nil {
 		payload, err = env.outcome()
 	}
+	c.opts.Observer.FanoutDone(f.key, leading, len(callers), err)
 	for cl := range callers {
 		cl.timer.Stop()
 		if payload != nil {
@@ -337,7 +339,7 @@ func (f *flight) lead(gen string, sent time.Time) *Job {
 		extend:  []string{fanKey(f.tag)},
 		release: []string{fanKey(f.tag), fanChannel(f.tag)},
 	}}}
-	l := &lease{c: c, ttl: f.cfg.ttl, watchdog: true, extend: set.extend, release: set.release}
+	l := &lease{c: c, kind: "fanout", key: f.key, ttl: f.cfg.ttl, watchdog: true, extend: set.extend, release: set.release}
 	l.start(sent)
 	j := &Job{f: f, gen: gen, lease: l}
 	ctx, cancel := context.WithTimeout(c.bg, f.cfg.timeout)

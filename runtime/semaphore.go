@@ -89,6 +89,7 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 	if err != nil {
 		return nil, err
 	}
+	called := time.Now()
 	waiter, permit := newOwnerID(), newOwnerID()
 	q := "0"
 	if queue {
@@ -122,11 +123,13 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 		}
 		if r[0] == 1 {
 			p := &Permit{s: s, id: permit}
-			p.lease = &lease{c: s.c, ttl: cfg.ttl, watchdog: cfg.watchdog, extend: p.extend, release: p.releaseAll}
+			p.lease = &lease{c: s.c, kind: "semaphore", key: s.key, called: called,
+				ttl: cfg.ttl, watchdog: cfg.watchdog, extend: p.extend, release: p.releaseAll}
 			p.lease.start(sent)
 			return p, nil
 		}
 		if !queue {
+			s.c.opts.Observer.NotAcquired("semaphore", s.key)
 			return nil, ErrNotAcquired
 		}
 		if sub == nil {
@@ -146,6 +149,7 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 			wait = min(wait, time.Duration(r[1])*time.Millisecond+time.Millisecond)
 		}
 		if err := s.sleep(ctx, sub, wait, r[2]); err != nil {
+			s.c.opts.Observer.NotAcquired("semaphore", s.key)
 			s.leave(ctx, waiter)
 			return nil, notAcquiredBy(ctx, err)
 		}

@@ -58,11 +58,15 @@ func kind(k string) metric.MeasurementOption {
 
 var ctx = context.Background()
 
-func (o *observer) Acquired(k, _ string, wait time.Duration) { o.wait.Record(ctx, wait.Seconds(), kind(k)) }
-func (o *observer) NotAcquired(k, _ string)                  { o.contention.Add(ctx, 1, kind(k)) }
-func (o *observer) Released(k, _ string, held time.Duration) { o.hold.Record(ctx, held.Seconds(), kind(k)) }
-func (o *observer) Extended(k, _ string)                     { o.extends.Add(ctx, 1, kind(k)) }
-func (o *observer) Lost(k, _ string, _ error)                { o.lost.Add(ctx, 1, kind(k)) }
+func (o *observer) Acquired(k, _ string, wait time.Duration) {
+	o.wait.Record(ctx, wait.Seconds(), kind(k))
+}
+func (o *observer) NotAcquired(k, _ string) { o.contention.Add(ctx, 1, kind(k)) }
+func (o *observer) Released(k, _ string, held time.Duration) {
+	o.hold.Record(ctx, held.Seconds(), kind(k))
+}
+func (o *observer) Extended(k, _ string)      { o.extends.Add(ctx, 1, kind(k)) }
+func (o *observer) Lost(k, _ string, _ error) { o.lost.Add(ctx, 1, kind(k)) }
 
 func (o *observer) FanoutDone(_ string, leader bool, callers int, err error) {
 	role := "follower"

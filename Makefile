@@ -4,7 +4,7 @@
 
 GO ?= go
 
-.PHONY: test redis fmt-check vet gen-check bench
+.PHONY: test redis fmt-check vet gen-check bench soak
 
 test: redis fmt-check vet gen-check
 	$(GO) test -race -count=1 -timeout 20m ./...
@@ -39,3 +39,9 @@ gen-check:
 # The peers live in bench/go.mod, so users of dlock never inherit them.
 bench: redis
 	cd bench && $(GO) run . -out ../docs
+
+# make soak: the fault-schedule soak (runtime/soak_test.go) for SOAK (2m),
+# with server restarts; make test runs a 6s version.
+SOAK ?= 2m
+soak: redis
+	DLOCK_SOAK=$(SOAK) $(GO) test -race -count=1 -timeout 30m -run 'TestSoak' -v ./runtime/

@@ -29,7 +29,7 @@ import (
 )
 
 type observer struct {
-	wait, hold, callers            metric.Float64Histogram
+	wait, hold                     metric.Float64Histogram
 	contention, extends, lost, err metric.Int64Counter
 	runs                           metric.Int64Counter
 	fanoutCallers                  metric.Int64Histogram

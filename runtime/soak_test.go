@@ -1,0 +1,232 @@
+package dlockrt
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/dlock-go/dlock/internal/redistest"
+)
+
+func init() { helpers["soaker"] = helperSoaker }
+
+// helperSoaker is one process of the soak: lockers (fenced, under the
+// oracle), semaphore users (occupancy oracle, limit 2) and fanout callers
+// (one key per 300ms round; the job counts its runs), for MILLIS. Every
+// call that returns later than its deadline + 1s is counted as late:<ID>.
+// At the end it reports its leftover subscriptions. Env: LOCK_ADDR,
+// ORACLE_ADDR, ORACLE, ID, MILLIS.
+func helperSoaker() int {
+	env := os.Getenv
+	rdb := redis.NewClient(&redis.Options{Addr: env("LOCK_ADDR"), MaxRetries: -1})
+	ordb := redis.NewClient(&redis.Options{Addr: env("ORACLE_ADDR")})
+	name, id := env("ORACLE"), env("ID")
+	c, err := New(rdb, &Options{Prefix: name, TTL: time.Second})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	o := oracle{rdb: ordb, name: name}
+	stats := o.keys("")[2]
+	millis, _ := strconv.Atoi(env("MILLIS"))
+	stop := time.Now().Add(time.Duration(millis) * time.Millisecond)
+	timed := func(limit time.Duration, f func(ctx context.Context)) {
+		ctx, cancel := context.WithTimeout(context.Background(), limit)
+		defer cancel()
+		start := time.Now()
+		f(ctx)
+		if time.Since(start) > limit+time.Second {
+			ordb.HIncrBy(context.Background(), stats, "late:"+id, 1)
+		}
+	}
+	sem := c.Semaphore("sem", 2)
+	occ := []string{name + ":occ", stats}
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() { // locks
+			for time.Now().Before(stop) {
+				timed(3*time.Second, func(ctx context.Context) {
+					l, err := c.Lock(ctx, "k"+strconv.Itoa(rand.IntN(2)))
+					if err != nil {
+						return
+					}
+					defer l.Release(ctx)
+					if o.enter(ctx, l.key, l.Token()) == nil {
+						time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
+						o.leave(ctx, l.key)
+					}
+				})
+			}
+		})
+		wg.Go(func() { // semaphores
+			for time.Now().Before(stop) {
+				timed(3*time.Second, func(ctx context.Context) {
+					sem.Do(ctx, func(ctx context.Context) error {
+						pid := newOwnerID()
+						if err := occEnter.Run(ctx, ordb, occ, pid, 800, 2).Err(); err != nil {
+							return err
+						}
+						time.Sleep(time.Duration(rand.IntN(5)) * time.Millisecond)
+						return ordb.ZRem(ctx, occ[0], pid).Err()
+					})
+				})
+			}
+		})
+		wg.Go(func() { // fanouts
+			for time.Now().Before(stop) {
+				round := "fan" + strconv.FormatInt(time.Now().UnixMilli()/300, 10)
+				timed(3*time.Second, func(ctx context.Context) {
+					b, err := c.Fanout(ctx, round, func(ctx context.Context) ([]byte, error) {
+						ordb.Incr(ctx, name+":runs:"+round)
+						ordb.SAdd(ctx, name+":rounds", round)
+						time.Sleep(50 * time.Millisecond)
+						return []byte(newOwnerID()), nil
+					}, WithTimeout(2*time.Second))
+					if err == nil {
+						ordb.SAdd(ctx, name+":got:"+round, b)
+					}
+				})
+			}
+		})
+	}
+	wg.Wait()
+	deadline := time.Now().Add(3 * time.Second)
+	for c.mux.numChannels() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // the writer unsubscribes in the background
+	}
+	ordb.HIncrBy(context.Background(), stats, "leftover", int64(c.mux.numChannels()))
+	c.Close()
+	return 0
+}
+
+// The soak: three processes run locks, semaphores and fanouts on hot keys
+// through a TCP proxy while a fault schedule runs: SIGKILL of a process
+// (restarted), SIGSTOP of a process past its leases, CLIENT KILL TYPE
+// pubsub, the network cut and restored, and (DLOCK_SOAK set) the server
+// restarted. The table at the end is the report; the test fails on stale
+// fencing tokens, callers of live processes past their deadline, permits
+// over the limit (without restarts), or subscriptions left behind.
+// make test runs it for 6s; make soak for DLOCK_SOAK (e.g. 2m).
+func TestSoak(t *testing.T) {
+	dur := 6 * time.Second
+	long := os.Getenv("DLOCK_SOAK") != ""
+	if long {
+		d, err := time.ParseDuration(os.Getenv("DLOCK_SOAK"))
+		if err != nil {
+			t.Fatalf("DLOCK_SOAK=%q: %v", os.Getenv("DLOCK_SOAK"), err)
+		}
+		dur = d
+	}
+	srv := redistest.StartServer(t)
+	proxy := redistest.StartProxy(t, srv.Addr())
+	name := "soak-" + strconv.Itoa(rand.IntN(1e9))
+	millis := strconv.FormatInt(dur.Milliseconds(), 10)
+	start := func(id int, ms string) *exec.Cmd {
+		return startHelper(t, "soaker", "LOCK_ADDR="+proxy.Addr(), "ORACLE_ADDR="+standalone.Addr(),
+			"ORACLE="+name, "ID="+strconv.Itoa(id), "MILLIS="+ms)
+	}
+	var mu sync.Mutex
+	procs := map[int]*exec.Cmd{}
+	for id := range 3 {
+		procs[id] = start(id, millis)
+	}
+	paused := map[string]bool{}
+	faults := map[string]int{}
+	admin := srv.Client()
+	end := time.Now().Add(dur - 2*time.Second)
+	for step := 0; time.Now().Before(end); step++ {
+		time.Sleep(700 * time.Millisecond) // the load runs between faults
+		switch step % 5 {
+		case 0: // SIGKILL a process and start another in its place
+			id := 10 + step
+			mu.Lock()
+			victim := procs[step%3]
+			procs[step%3] = start(id, strconv.FormatInt(time.Until(end.Add(time.Second)).Milliseconds(), 10))
+			mu.Unlock()
+			victim.Process.Kill()
+			faults["kill -9 a client process"]++
+		case 1: // SIGSTOP a process past its leases (1s), then SIGCONT
+			mu.Lock()
+			p := procs[(step+1)%3]
+			mu.Unlock()
+			p.Process.Signal(syscall.SIGSTOP)
+			time.Sleep(1500 * time.Millisecond)
+			p.Process.Signal(syscall.SIGCONT)
+			for _, e := range p.Env {
+				if len(e) > 3 && e[:3] == "ID=" {
+					paused["late:"+e[3:]] = true
+				}
+			}
+			faults["SIGSTOP a holder past its TTL"]++
+		case 2:
+			admin.Do(context.Background(), "CLIENT", "KILL", "TYPE", "pubsub")
+			faults["CLIENT KILL TYPE pubsub"]++
+		case 3:
+			proxy.Cut()
+			time.Sleep(500 * time.Millisecond)
+			proxy.Restore()
+			proxy.DropAll()
+			faults["network cut 500ms"]++
+		case 4:
+			if long {
+				srv.Restart()
+				faults["redis-server restart"]++
+			}
+		}
+	}
+	mu.Lock()
+	for _, p := range procs {
+		p.Wait()
+	}
+	mu.Unlock()
+
+	ctx := context.Background()
+	o := oracle{rdb: newRedis(t), name: name}
+	sections, overlaps, stale, err := o.stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := o.rdb.HGetAll(ctx, o.keys("")[2]).Result()
+	late := 0
+	for k, v := range all {
+		if len(k) > 5 && k[:5] == "late:" && !paused[k] {
+			n, _ := strconv.Atoi(v)
+			late += n
+		}
+	}
+	rounds, _ := o.rdb.SMembers(ctx, name+":rounds").Result()
+	dupRuns, split := 0, 0
+	for _, r := range rounds {
+		if n, _ := o.rdb.Get(ctx, name+":runs:"+r).Int(); n > 1 {
+			dupRuns++
+		}
+		if n, _ := o.rdb.SCard(ctx, name+":got:"+r).Result(); n > 1 {
+			split++
+		}
+	}
+	over, _ := strconv.Atoi(all["over"])
+	leftover, _ := strconv.Atoi(all["leftover"])
+	grants, _ := strconv.Atoi(all["grants"])
+	report := fmt.Sprintf("soak %v, faults %v\n", dur, faults) +
+		fmt.Sprintf("| check | count |\n| --- | --- |\n| lock critical sections | %d |\n| overlapping leases (pauses, lost writes) | %d |\n"+
+			"| stale fencing tokens (lost updates without fencing; the oracle refused them) | %d |\n"+
+			"| fanout rounds | %d |\n| rounds run more than once (takeovers after a pause or kill) | %d |\n| rounds whose callers got different results | %d |\n"+
+			"| semaphore grants | %d |\n| permits above the limit | %d |\n| calls of live processes past their deadline | %d |\n| subscriptions left behind | %d |\n",
+			sections, overlaps, stale, len(rounds), dupRuns, split, grants, over, late, leftover)
+	t.Log("\n" + report)
+	if long {
+		fmt.Print(report)
+	}
+	if stale != 0 || late != 0 || leftover != 0 || (!long && over != 0) || sections == 0 || grants == 0 || len(rounds) == 0 {
+		t.Fatalf("soak found: %d stale tokens, %d late calls, %d leftover subscriptions, %d permits over the limit (see the table)", stale, late, leftover, over)
+	}
+}

@@ -1,6 +1,13 @@
-// Package dlockotel exports dlock's events as OpenTelemetry metrics:
+// Package dlockotel exports dlock's events as OpenTelemetry metrics and
+// spans:
 //
-//	c, err := dlockrt.New(rdb, &dlockrt.Options{Observer: dlockotel.New(otel.GetMeterProvider())})
+//	obs := dlockotel.New(otel.GetMeterProvider(), otel.GetTracerProvider())
+//	c, err := dlockrt.New(rdb, &dlockrt.Options{Observer: obs})
+//
+// Spans (with a nil TracerProvider, none): "dlock.acquire" for every
+// acquisition, from the call to the grant, in the caller's trace, with
+// attribute "dlock.kind"; a call that gave up ends its span with an error
+// status.
 //
 // Instruments (attribute "kind": lock, multi, semaphore, fanout; keys are
 // never attributes, since they may carry user data):
@@ -23,24 +30,31 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	dlockrt "github.com/dlock-go/dlock/runtime"
 )
 
 type observer struct {
+	tracer                         trace.Tracer // nil: no spans
 	wait, hold                     metric.Float64Histogram
 	contention, extends, lost, err metric.Int64Counter
 	runs                           metric.Int64Counter
 	fanoutCallers                  metric.Int64Histogram
 }
 
-// New returns a dlockrt.Observer that records into mp's meter
-// "github.com/dlock-go/dlock". Instruments that cannot be created are
-// replaced by no-ops (OpenTelemetry reports such errors to its handler).
-func New(mp metric.MeterProvider) dlockrt.Observer {
-	m := mp.Meter("github.com/dlock-go/dlock")
+// New returns a dlockrt.Observer that records into mp's meter and tp's
+// tracer, both named "github.com/dlock-go/dlock"; tp may be nil. Instruments
+// that cannot be created are replaced by no-ops (OpenTelemetry reports such
+// errors to its handler).
+func New(mp metric.MeterProvider, tp trace.TracerProvider) dlockrt.Observer {
+	m := mp.Meter(scope)
 	o := &observer{}
+	if tp != nil {
+		o.tracer = tp.Tracer(scope)
+	}
 	o.wait, _ = m.Float64Histogram("dlock.acquire.wait", metric.WithUnit("s"), metric.WithDescription("Time from the call to the grant."))
 	o.hold, _ = m.Float64Histogram("dlock.hold", metric.WithUnit("s"), metric.WithDescription("Time from the grant to the release."))
 	o.contention, _ = m.Int64Counter("dlock.contention", metric.WithDescription("Calls that gave up because the key was held."))
@@ -52,23 +66,44 @@ func New(mp metric.MeterProvider) dlockrt.Observer {
 	return o
 }
 
+const scope = "github.com/dlock-go/dlock"
+
 func kind(k string) metric.MeasurementOption {
 	return metric.WithAttributes(attribute.String("kind", k))
 }
 
-var ctx = context.Background()
-
-func (o *observer) Acquired(k, _ string, wait time.Duration) {
-	o.wait.Record(ctx, wait.Seconds(), kind(k))
+// span records a finished span of the caller's trace, from start to now.
+func (o *observer) span(ctx context.Context, k string, start time.Time, failed string) {
+	if o.tracer == nil {
+		return
+	}
+	_, sp := o.tracer.Start(ctx, "dlock.acquire", trace.WithTimestamp(start),
+		trace.WithAttributes(attribute.String("dlock.kind", k)))
+	if failed != "" {
+		sp.SetStatus(codes.Error, failed)
+	}
+	sp.End()
 }
-func (o *observer) NotAcquired(k, _ string) { o.contention.Add(ctx, 1, kind(k)) }
-func (o *observer) Released(k, _ string, held time.Duration) {
+
+func (o *observer) Acquired(ctx context.Context, k, _ string, wait time.Duration) {
+	o.wait.Record(ctx, wait.Seconds(), kind(k))
+	o.span(ctx, k, time.Now().Add(-wait), "")
+}
+
+func (o *observer) NotAcquired(ctx context.Context, k, _ string) {
+	o.contention.Add(ctx, 1, kind(k))
+	o.span(ctx, k, time.Now(), "not acquired: held by others")
+}
+
+func (o *observer) Released(ctx context.Context, k, _ string, held time.Duration) {
 	o.hold.Record(ctx, held.Seconds(), kind(k))
 }
-func (o *observer) Extended(k, _ string)      { o.extends.Add(ctx, 1, kind(k)) }
-func (o *observer) Lost(k, _ string, _ error) { o.lost.Add(ctx, 1, kind(k)) }
 
-func (o *observer) FanoutDone(_ string, leader bool, callers int, err error) {
+func (o *observer) Extended(ctx context.Context, k, _ string) { o.extends.Add(ctx, 1, kind(k)) }
+
+func (o *observer) Lost(ctx context.Context, k, _ string, _ error) { o.lost.Add(ctx, 1, kind(k)) }
+
+func (o *observer) FanoutDone(ctx context.Context, _ string, leader bool, callers int, err error) {
 	role := "follower"
 	if leader {
 		role = "leader"

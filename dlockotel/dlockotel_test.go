@@ -7,8 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/dlock-go/dlock/dlocktest"
 	dlockrt "github.com/dlock-go/dlock/runtime"
@@ -19,8 +22,10 @@ import (
 func TestObserver_recordsLocksAndFanouts(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	c := dlocktest.NewClient(t, &dlockrt.Options{Observer: New(mp)})
-	ctx := t.Context()
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	c := dlocktest.NewClient(t, &dlockrt.Options{Observer: New(mp, tp)})
+	ctx, parent := tp.Tracer("test").Start(t.Context(), "request")
 
 	l, err := c.Once(ctx, "k")
 	if err != nil {
@@ -50,6 +55,25 @@ func TestObserver_recordsLocksAndFanouts(t *testing.T) {
 	}
 	close(finish)
 	wg.Wait()
+
+	parent.End()
+	var acquired, refused int
+	for _, sp := range spans.Ended() {
+		if sp.Name() != "dlock.acquire" {
+			continue
+		}
+		if sp.Parent().TraceID() != parent.SpanContext().TraceID() {
+			t.Errorf("span %s is not in the caller's trace", sp.Name())
+		}
+		if sp.Status().Code == codes.Error {
+			refused++
+		} else {
+			acquired++
+		}
+	}
+	if acquired != 2 || refused != 1 {
+		t.Errorf("dlock.acquire spans: %d acquired, %d refused; want 2, 1", acquired, refused)
+	}
 
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(ctx, &rm); err != nil {

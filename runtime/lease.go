@@ -41,12 +41,12 @@ type lease struct {
 func lossMargin(ttl time.Duration) time.Duration { return min(ttl/20, 50*time.Millisecond) }
 
 // start begins tracking a lease acquired with a command sent at sent.
-func (l *lease) start(sent time.Time) {
+func (l *lease) start(ctx context.Context, sent time.Time) {
 	if l.called.IsZero() {
 		l.called = sent
 	}
 	l.acquired = time.Now()
-	l.c.opts.Observer.Acquired(l.kind, l.key, l.acquired.Sub(l.called))
+	l.c.opts.Observer.Acquired(ctx, l.kind, l.key, l.acquired.Sub(l.called))
 	l.deadline = sent.Add(l.ttl)
 	l.done = make(chan struct{})
 	l.stop = make(chan struct{})
@@ -96,7 +96,7 @@ func (l *lease) watch() {
 			}
 			if err == nil && ok {
 				l.renewed(sent)
-				l.c.opts.Observer.Extended(l.kind, l.key)
+				l.c.opts.Observer.Extended(l.c.bg, l.kind, l.key)
 				break
 			}
 			if err == nil {
@@ -167,7 +167,7 @@ func (l *lease) finish(err error, released bool) bool {
 func (l *lease) lose(err error) {
 	if l.finish(err, false) {
 		l.c.untrack(l)
-		l.c.opts.Observer.Lost(l.kind, l.key, err)
+		l.c.opts.Observer.Lost(context.Background(), l.kind, l.key, err)
 		l.c.opts.Logger.Warn("dlock: lease lost", "kind", l.kind, "err", err)
 	}
 }
@@ -199,7 +199,7 @@ func (l *lease) doExtend(ctx context.Context, ttl time.Duration) error {
 		l.timer.Reset(time.Until(l.deadline) - lossMargin(ttl))
 	}
 	l.mu.Unlock()
-	l.c.opts.Observer.Extended(l.kind, l.key)
+	l.c.opts.Observer.Extended(ctx, l.kind, l.key)
 	return nil
 }
 
@@ -210,7 +210,7 @@ func (l *lease) doRelease(ctx context.Context, why error) error {
 		return ErrNotHeld
 	}
 	l.c.untrack(l)
-	l.c.opts.Observer.Released(l.kind, l.key, time.Since(l.acquired))
+	l.c.opts.Observer.Released(ctx, l.kind, l.key, time.Since(l.acquired))
 	// Detached from the caller's cancellation and bounded by the client's
 	// own network timeouts (no extra goroutine on this hot path).
 	n, total, err := l.release(context.WithoutCancel(ctx))

@@ -31,7 +31,7 @@ func (c *Client) Once(ctx context.Context, key string, opts ...Option) (*Lock, e
 	case err != nil:
 		return nil, err
 	case h == nil:
-		c.opts.Observer.NotAcquired("lock", key)
+		c.opts.Observer.NotAcquired(ctx, "lock", key)
 		return nil, ErrNotAcquired
 	}
 	return h.single(), nil
@@ -123,7 +123,7 @@ func (c *Client) Lock(ctx context.Context, key string, opts ...Option) (*Lock, e
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			c.opts.Observer.NotAcquired("lock", key)
+			c.opts.Observer.NotAcquired(ctx, "lock", key)
 			return nil, notAcquiredBy(ctx, ctx.Err())
 		}
 		t.Stop()
@@ -218,7 +218,7 @@ func (s *lockset) tryOnce(ctx context.Context, cfg callConfig) (*held, attempt, 
 	if err != nil || a.tokens == nil {
 		return nil, a, err
 	}
-	return &held{set: s, tokens: a.tokens, lease: s.hold(cfg, sent)}, a, nil
+	return &held{set: s, tokens: a.tokens, lease: s.hold(ctx, cfg, sent)}, a, nil
 }
 
 // tryRetrying makes the first attempt and cfg.retries more.

@@ -198,10 +198,10 @@ func (s *lockset) release(ctx context.Context) (released, total int, err error) 
 }
 
 // hold starts the lease of an acquired lockset.
-func (s *lockset) hold(cfg callConfig, sent time.Time) *lease {
+func (s *lockset) hold(ctx context.Context, cfg callConfig, sent time.Time) *lease {
 	l := &lease{c: s.c, kind: s.kind(), key: s.keys[0], called: s.called,
 		ttl: cfg.ttl, watchdog: cfg.watchdog, extend: s.extend, release: s.release}
-	l.start(sent)
+	l.start(ctx, sent)
 	return l
 }
 

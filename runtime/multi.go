@@ -36,7 +36,7 @@ func (c *Client) MultiWith(ctx context.Context, keys []string, opts ...Option) (
 		return nil, err
 	}
 	if h == nil {
-		c.opts.Observer.NotAcquired("multi", set.keys[0])
+		c.opts.Observer.NotAcquired(ctx, "multi", set.keys[0])
 		return nil, &MultiLockError{Keys: a.held}
 	}
 	return &MultiLock{tokens: h.tokens, set: set, lease: h.lease}, nil

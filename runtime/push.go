@@ -113,7 +113,7 @@ func (c *Client) push(ctx context.Context, key string, onDone func([]byte, error
 		f.finish(&env, nil)
 		return nil, at, ErrNotAcquired
 	case st == joinLead:
-		job := f.lead(gen, sent)
+		job := f.lead(ctx, gen, sent)
 		if runner != nil {
 			go job.run(runner)
 		}
@@ -196,7 +196,7 @@ func (f *flight) finish(env *envelope, err error) {
 	if env != nil {
 		payload, err = env.outcome()
 	}
-	c.opts.Observer.FanoutDone(f.key, leading, len(callers), err)
+	c.opts.Observer.FanoutDone(context.Background(), f.key, leading, len(callers), err)
 	for cl := range callers {
 		cl.timer.Stop()
 		if payload != nil {
@@ -320,7 +320,7 @@ func (f *flight) wait() {
 			f.c.fmu.Lock()
 			runner := f.runner
 			f.c.fmu.Unlock()
-			go f.lead(gen, sent).run(runner)
+			go f.lead(f.ctx, gen, sent).run(runner)
 			return
 		}
 		t.Reset(next + time.Millisecond)
@@ -329,7 +329,7 @@ func (f *flight) wait() {
 
 // lead starts generation gen's lease (with the watchdog) and returns its
 // Job; its context ends at the timeout or when the lease is lost.
-func (f *flight) lead(gen string, sent time.Time) *Job {
+func (f *flight) lead(ctx context.Context, gen string, sent time.Time) *Job {
 	c := f.c
 	c.fmu.Lock()
 	f.leading = true
@@ -340,12 +340,12 @@ func (f *flight) lead(gen string, sent time.Time) *Job {
 		release: []string{fanKey(f.tag), fanChannel(f.tag)},
 	}}}
 	l := &lease{c: c, kind: "fanout", key: f.key, ttl: f.cfg.ttl, watchdog: true, extend: set.extend, release: set.release}
-	l.start(sent)
+	l.start(ctx, sent)
 	j := &Job{f: f, gen: gen, lease: l}
-	ctx, cancel := context.WithTimeout(c.bg, f.cfg.timeout)
-	j.ctx, j.cancel = context.WithCancelCause(ctx)
+	tctx, cancel := context.WithTimeout(c.bg, f.cfg.timeout)
+	j.ctx, j.cancel = context.WithCancelCause(tctx)
 	j.stopTimeout = cancel
-	context.AfterFunc(ctx, func() {
+	context.AfterFunc(tctx, func() {
 		// The timeout passed (or the client closed) without Complete:
 		// step down, so that a waiter elsewhere may take over.
 		if j.markDone() {

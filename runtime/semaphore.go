@@ -125,11 +125,11 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 			p := &Permit{s: s, id: permit}
 			p.lease = &lease{c: s.c, kind: "semaphore", key: s.key, called: called,
 				ttl: cfg.ttl, watchdog: cfg.watchdog, extend: p.extend, release: p.releaseAll}
-			p.lease.start(sent)
+			p.lease.start(ctx, sent)
 			return p, nil
 		}
 		if !queue {
-			s.c.opts.Observer.NotAcquired("semaphore", s.key)
+			s.c.opts.Observer.NotAcquired(ctx, "semaphore", s.key)
 			return nil, ErrNotAcquired
 		}
 		if sub == nil {
@@ -149,7 +149,7 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 			wait = min(wait, time.Duration(r[1])*time.Millisecond+time.Millisecond)
 		}
 		if err := s.sleep(ctx, sub, wait, r[2]); err != nil {
-			s.c.opts.Observer.NotAcquired("semaphore", s.key)
+			s.c.opts.Observer.NotAcquired(ctx, "semaphore", s.key)
 			s.leave(ctx, waiter)
 			return nil, notAcquiredBy(ctx, err)
 		}

@@ -4,12 +4,21 @@
 
 GO ?= go
 
-.PHONY: test redis fmt-check vet gen-check bench soak
+.PHONY: test redis fmt-check vet gen-check bench soak fuzz-short
 
 test: redis fmt-check vet gen-check
 	$(GO) test -race -count=1 -timeout 20m ./...
 	cd dlockotel && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 	cd bench && $(GO) vet ./...
+	$(MAKE) fuzz-short
+
+# A few seconds of each fuzz target (the seeds also run in go test).
+FUZZTIME ?= 4s
+fuzz-short:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./runtime/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeUser$$' -fuzztime $(FUZZTIME) ./examples/users/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseDirective$$' -fuzztime $(FUZZTIME) ./generator/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseKeyTemplate$$' -fuzztime $(FUZZTIME) ./generator/
 
 # Installs redis-server and redis-sentinel from Debian's packages when they
 # are missing and we are root on Debian/Ubuntu; otherwise says how and fails.

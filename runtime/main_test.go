@@ -83,15 +83,13 @@ func key(t testing.TB, suffix string) string {
 // bg is a context for cleanup and inspection that outlives the test's.
 func bg() context.Context { return context.Background() }
 
-// within fails the test when f does not return within d; it returns f's
-// duration. It is for promises of the form "no later than".
+// elapsed returns how long f took, for promises of the form "no later
+// than".
 func elapsed(f func()) time.Duration {
 	start := time.Now()
 	f()
 	return time.Since(start)
 }
-
-func redistestStartSentinel(t *testing.T) *redistest.Sentinel { return redistest.StartSentinel(t) }
 
 type quietLogger struct{}
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/dlock-go/dlock/internal/redistest"
 )
 
 // startHelper re-runs the test binary as a child process in role, with env
@@ -114,7 +116,7 @@ func TestLock_mutualExclusionAcrossProcesses(t *testing.T) {
 // primary, nobody hangs past its context, work goes on afterwards. Double
 // grants during the failover are counted and reported, not hidden.
 func TestSentinel_failoverUnderLoad(t *testing.T) {
-	g := redistestStartSentinel(t)
+	g := redistest.StartSentinel(t)
 	name := "p13-" + strconv.Itoa(rand.IntN(1e9))
 	o := oracle{rdb: newRedis(t), name: name}
 	var wg sync.WaitGroup

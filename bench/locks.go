@@ -67,10 +67,9 @@ func lockCycles(ctx context.Context, addr string) []row {
 	var rows []row
 	for _, workers := range []int{1, 32} {
 		group := "lock acquire+release, " + strconv.Itoa(workers) + " worker(s)"
-		results := map[string]float64{}
-		for _, name := range []string{"raw SET NX PX + Lua DEL", "dlock Once+Release", "bsm/redislock", "go-redsync/redsync"} {
-			f := impls[name]
-			results[name] = median(func() float64 {
+		fs := map[string]func() float64{}
+		for name, f := range impls {
+			fs[name] = func() float64 {
 				var n atomic.Int64
 				stop := time.Now().Add(*dur)
 				var wg sync.WaitGroup
@@ -86,8 +85,9 @@ func lockCycles(ctx context.Context, addr string) []row {
 				}
 				wg.Wait()
 				return float64(n.Load()) / dur.Seconds()
-			})
+			}
 		}
+		results := interleaved(fs)
 		raw := results["raw SET NX PX + Lua DEL"]
 		for _, name := range []string{"raw SET NX PX + Lua DEL", "dlock Once+Release", "bsm/redislock", "go-redsync/redsync"} {
 			r := row{group: group, name: name, value: results[name], unit: "cycles/s"}

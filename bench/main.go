@@ -12,6 +12,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -80,12 +81,25 @@ func main() {
 
 // median runs f *rounds times and returns the median of its results.
 func median(f func() float64) float64 {
-	var vs []float64
+	return interleaved(map[string]func() float64{"": f})[""]
+}
+
+// interleaved runs each of fs once per round, in turn, so that the
+// machine's noise falls on all of them alike, and returns their medians.
+func interleaved(fs map[string]func() float64) map[string]float64 {
+	names := slices.Sorted(maps.Keys(fs))
+	vs := map[string][]float64{}
 	for range *rounds {
-		vs = append(vs, f())
+		for _, n := range names {
+			vs[n] = append(vs[n], fs[n]())
+		}
 	}
-	slices.Sort(vs)
-	return vs[len(vs)/2]
+	out := map[string]float64{}
+	for n, v := range vs {
+		slices.Sort(v)
+		out[n] = v[len(v)/2]
+	}
+	return out
 }
 
 func render(rows []row) string {

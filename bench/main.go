@@ -26,6 +26,7 @@ var (
 	rounds = flag.Int("rounds", 3, "repetitions of each measurement (the median is reported)")
 	dur    = flag.Duration("d", 2*time.Second, "duration of each throughput measurement")
 	out    = flag.String("out", "../docs", "where bench.md and bench.png are written")
+	redraw = flag.Bool("redraw", false, "redraw bench.png from bench.md in -out, without measuring")
 	only   = flag.String("only", "", "run only the measurements whose name contains this (locks, handoff, fanout, joiners, semaphore, codecs, generator); nothing is written")
 )
 
@@ -41,6 +42,17 @@ type row struct {
 
 func main() {
 	flag.Parse()
+	if *redraw {
+		rows, err := readTable(filepath.Join(*out, "bench.md"))
+		if err == nil {
+			err = chart(rows, filepath.Join(*out, "bench.png"))
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "redraw:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var tm redistest.Main
 	srv := redistest.StartServer(&tm)
 	defer tm.Close()

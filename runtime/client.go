@@ -53,6 +53,7 @@ func New(rdb redis.UniversalClient, opts *Options) (*Client, error) {
 		ps = rdb
 	}
 	c.mux = newMux(ps, o.Logger)
+	c.mux.watchFailover(rdb, ps)
 	return c, nil
 }
 

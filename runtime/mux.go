@@ -167,7 +167,7 @@ func (m *mux) shardLocked(client redis.UniversalClient, addr string) *shard {
 	}
 	sh := &shard{addr: addr, client: client, sent: map[string]bool{},
 		dirty: map[string]struct{}{}, wake: make(chan struct{}, 1)}
-	sh.ctx, sh.cancel = context.WithCancel(context.Background())
+	sh.ctx, sh.cancel = context.WithCancel(context.WithValue(context.Background(), psDialKey{}, true))
 	sh.ps = client.SSubscribe(sh.ctx)
 	m.shards[addr] = sh
 	m.wg.Add(2)
@@ -241,6 +241,13 @@ func (m *mux) read(sh *shard) {
 			case errors.As(err, &nerr) && nerr.Timeout() && !pinged:
 				pinged = true
 				ps.Ping(sh.ctx)
+				if m.cluster == nil {
+					// Through the data path too: after a failover it dials the
+					// new primary, which dialWatch notices.
+					pctx, cancel := context.WithTimeout(context.Background(), time.Second)
+					m.client.Ping(pctx)
+					cancel()
+				}
 				continue
 			case errors.As(err, &nerr) && nerr.Timeout():
 				m.log.Warn("dlock: subscription connection unresponsive; reconnecting", "addr", sh.addr)

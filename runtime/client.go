@@ -37,7 +37,10 @@ type Client struct {
 // Sentinel failover) or *redis.ClusterClient. A nil opts means defaults. The
 // client does not own rdb: Close leaves it open.
 //
-// dlock needs Redis 7 (it uses sharded pub/sub on every topology).
+// dlock needs Redis 7 (it uses sharded pub/sub on every topology). For a
+// *redis.Client (standalone or Sentinel), New adds a dial hook to it (and to
+// Options.PubSub) that notices when connections reach a new primary, so the
+// client's subscription follows a failover; it stays after Close, inert.
 func New(rdb redis.UniversalClient, opts *Options) (*Client, error) {
 	if rdb == nil {
 		return nil, invalid("nil redis client")

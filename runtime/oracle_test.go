@@ -3,18 +3,24 @@ package dlockrt
 import (
 	"context"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
 // The oracle checks mutual exclusion and fencing from outside the locks:
 // every critical section calls enter with its key and token and leave at its
-// end; the oracle (a Redis hash, updated atomically) counts sections,
-// overlaps (two sections of one key at once) and stale tokens (a token not
-// larger than the last one seen for the key).
+// end; the oracle (Redis, updated atomically) counts sections, overlaps (two
+// sections of one key at once) and stale tokens (a token not larger than
+// the last one seen for the key). A section that never leaves (its process
+// was killed) stops counting a little before its lock's lease would end.
 var (
 	oracleEnter = redis.NewScript(`
-if redis.call('INCR', KEYS[1]) > 1 then redis.call('HINCRBY', KEYS[3], 'overlaps', 1) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) > 0 then redis.call('HINCRBY', KEYS[3], 'overlaps', 1) end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 if tonumber(ARGV[1]) <= last then
   redis.call('HINCRBY', KEYS[3], 'stale', 1)
@@ -23,12 +29,13 @@ else
 end
 redis.call('HINCRBY', KEYS[3], 'sections', 1)
 return 1`)
-	oracleLeave = redis.NewScript(`return redis.call('DECR', KEYS[1])`)
+	oracleLeave = redis.NewScript(`return redis.call('ZREM', KEYS[1], ARGV[1])`)
 )
 
 type oracle struct {
 	rdb  *redis.Client
 	name string
+	ttl  time.Duration // how long an unfinished section counts; default 800ms
 }
 
 func (o oracle) keys(k string) []string {
@@ -36,12 +43,18 @@ func (o oracle) keys(k string) []string {
 	return []string{p + "inside:" + k, p + "last:" + k, p + "stats"}
 }
 
-func (o oracle) enter(ctx context.Context, k string, token int64) error {
-	return oracleEnter.Run(ctx, o.rdb, o.keys(k), strconv.FormatInt(token, 10)).Err()
+// enter records the start of a section; pass its result to leave.
+func (o oracle) enter(ctx context.Context, k string, token int64) (string, error) {
+	ttl := o.ttl
+	if ttl == 0 {
+		ttl = 800 * time.Millisecond
+	}
+	id := newOwnerID()
+	return id, oracleEnter.Run(ctx, o.rdb, o.keys(k), strconv.FormatInt(token, 10), id, ttl.Milliseconds()).Err()
 }
 
-func (o oracle) leave(ctx context.Context, k string) error {
-	return oracleLeave.Run(ctx, o.rdb, o.keys(k)[:1]).Err()
+func (o oracle) leave(ctx context.Context, k, id string) error {
+	return oracleLeave.Run(ctx, o.rdb, o.keys(k)[:1], id).Err()
 }
 
 // stats returns sections, overlaps and stale tokens.

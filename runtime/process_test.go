@@ -49,7 +49,7 @@ func helperLockers() int {
 		return 1
 	}
 	defer c.Close()
-	o := oracle{rdb: ordb, name: env("ORACLE")}
+	o := oracle{rdb: ordb, name: env("ORACLE"), ttl: 1800 * time.Millisecond}
 	stop := time.Now().Add(time.Duration(atoi("MILLIS")) * time.Millisecond)
 	var wg sync.WaitGroup
 	for range atoi("GOROUTINES") {
@@ -77,11 +77,12 @@ func lockerRound(c *Client, o oracle, k string) error {
 	// not make the oracle's calls fail.
 	octx, ocancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer ocancel()
-	if err := o.enter(octx, k, l.Token()); err != nil {
+	id, err := o.enter(octx, k, l.Token())
+	if err != nil {
 		return fmt.Errorf("oracle: %w", err)
 	}
 	time.Sleep(time.Duration(rand.IntN(500)) * time.Microsecond)
-	if err := o.leave(octx, k); err != nil {
+	if err := o.leave(octx, k, id); err != nil {
 		return fmt.Errorf("oracle: %w", err)
 	}
 	return nil
@@ -118,7 +119,7 @@ func TestLock_mutualExclusionAcrossProcesses(t *testing.T) {
 func TestSentinel_failoverUnderLoad(t *testing.T) {
 	g := redistest.StartSentinel(t)
 	name := "p13-" + strconv.Itoa(rand.IntN(1e9))
-	o := oracle{rdb: newRedis(t), name: name}
+	o := oracle{rdb: newRedis(t), name: name, ttl: 1800 * time.Millisecond}
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	var mu sync.Mutex

@@ -20,6 +20,7 @@
 //	dlock.fanout.runs    counter        fanout flights, with "role": leader or follower
 //	dlock.fanout.callers histogram      callers of this process that shared one flight
 //	dlock.fanout.errors  counter        flights whose outcome was an error
+//	dlock.semaphore.queue histogram     queue length a semaphore waiter found
 //
 // It lives in a module of its own, so that dlock's users who do not use
 // OpenTelemetry do not inherit it.
@@ -42,7 +43,7 @@ type observer struct {
 	wait, hold                     metric.Float64Histogram
 	contention, extends, lost, err metric.Int64Counter
 	runs                           metric.Int64Counter
-	fanoutCallers                  metric.Int64Histogram
+	fanoutCallers, queue           metric.Int64Histogram
 }
 
 // New returns a dlockrt.Observer that records into mp's meter and tp's
@@ -62,6 +63,7 @@ func New(mp metric.MeterProvider, tp trace.TracerProvider) dlockrt.Observer {
 	o.lost, _ = m.Int64Counter("dlock.lease.lost", metric.WithDescription("Leases lost before their release."))
 	o.runs, _ = m.Int64Counter("dlock.fanout.runs", metric.WithDescription("Fanout flights, by role."))
 	o.fanoutCallers, _ = m.Int64Histogram("dlock.fanout.callers", metric.WithDescription("Callers of this process that shared one flight."))
+	o.queue, _ = m.Int64Histogram("dlock.semaphore.queue", metric.WithDescription("Queue length a semaphore waiter found."))
 	o.err, _ = m.Int64Counter("dlock.fanout.errors", metric.WithDescription("Flights whose outcome was an error."))
 	return o
 }
@@ -102,6 +104,10 @@ func (o *observer) Released(ctx context.Context, k, _ string, held time.Duration
 func (o *observer) Extended(ctx context.Context, k, _ string) { o.extends.Add(ctx, 1, kind(k)) }
 
 func (o *observer) Lost(ctx context.Context, k, _ string, _ error) { o.lost.Add(ctx, 1, kind(k)) }
+
+func (o *observer) Queued(ctx context.Context, _ string, waiters int) {
+	o.queue.Record(ctx, int64(waiters))
+}
 
 func (o *observer) FanoutDone(ctx context.Context, _ string, leader bool, callers int, err error) {
 	role := "follower"

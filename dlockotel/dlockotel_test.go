@@ -24,7 +24,8 @@ func TestObserver_recordsLocksAndFanouts(t *testing.T) {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	spans := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-	c := dlocktest.NewClient(t, &dlockrt.Options{Observer: New(mp, tp)})
+	queued := make(chan struct{}, 1)
+	c := dlocktest.NewClient(t, &dlockrt.Options{Observer: signalQueued{New(mp, tp), queued}})
 	ctx, parent := tp.Tracer("test").Start(t.Context(), "request")
 
 	l, err := c.Once(ctx, "k")
@@ -75,6 +76,25 @@ func TestObserver_recordsLocksAndFanouts(t *testing.T) {
 		t.Errorf("dlock.acquire spans: %d acquired, %d refused; want 2, 1", acquired, refused)
 	}
 
+	// A semaphore waiter queues behind a holder.
+	p, err := c.Semaphore("s", 1).Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan error, 1)
+	go func() {
+		p2, err := c.Semaphore("s", 1).Acquire(ctx)
+		if err == nil {
+			p2.Release(ctx)
+		}
+		second <- err
+	}()
+	<-queued
+	p.Release(ctx)
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(ctx, &rm); err != nil {
 		t.Fatal(err)
@@ -99,16 +119,47 @@ func TestObserver_recordsLocksAndFanouts(t *testing.T) {
 		}
 	}
 	want := map[string]int64{
-		"dlock.acquire.wait":   2, // the lock and the fanout leader's lease
-		"dlock.hold":           1, // the lock (the fanout lease ends by completion)
+		"dlock.acquire.wait":   4, // the lock, the fanout leader's lease, two permits
+		"dlock.hold":           3, // the lock and two permits (the fanout lease ends by completion)
 		"dlock.contention":     1,
 		"dlock.lease.extends":  1,
 		"dlock.fanout.runs":    1, // one flight in this process
 		"dlock.fanout.callers": 3, // shared by three callers
 	}
+	if n := histogramCount(rm, "dlock.semaphore.queue"); n == 0 {
+		t.Errorf("dlock.semaphore.queue recorded nothing")
+	}
 	for name, w := range want {
 		if got[name] != w {
 			t.Errorf("%s = %d; want %d (all: %v)", name, got[name], w, got)
 		}
+	}
+}
+
+func histogramCount(rm metricdata.ResourceMetrics, name string) uint64 {
+	var n uint64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if h, ok := m.Data.(metricdata.Histogram[int64]); ok && m.Name == name {
+				for _, p := range h.DataPoints {
+					n += p.Count
+				}
+			}
+		}
+	}
+	return n
+}
+
+// signalQueued tells the test when a semaphore waiter has queued.
+type signalQueued struct {
+	dlockrt.Observer
+	queued chan struct{}
+}
+
+func (s signalQueued) Queued(ctx context.Context, key string, n int) {
+	s.Observer.Queued(ctx, key, n)
+	select {
+	case s.queued <- struct{}{}:
+	default:
 	}
 }

@@ -24,6 +24,9 @@ type Observer interface {
 	Extended(ctx context.Context, kind, key string)
 	// Lost: a lease was lost before its release.
 	Lost(ctx context.Context, kind, key string, err error)
+	// Queued: a semaphore waiter found no permit; waiters is the length of
+	// the key's queue, itself included.
+	Queued(ctx context.Context, key string, waiters int)
 	// FanoutDone: a flight of this process delivered its outcome to
 	// local callers; leader says whether this process ran the job;
 	// err is the outcome's error (nil for a result).
@@ -38,4 +41,5 @@ func (nopObserver) NotAcquired(context.Context, string, string)             {}
 func (nopObserver) Released(context.Context, string, string, time.Duration) {}
 func (nopObserver) Extended(context.Context, string, string)                {}
 func (nopObserver) Lost(context.Context, string, string, error)             {}
+func (nopObserver) Queued(context.Context, string, int)                     {}
 func (nopObserver) FanoutDone(context.Context, string, bool, int, error)    {}

@@ -118,7 +118,7 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 			return nil, notAcquiredBy(ctx, err)
 		}
 		r, ok := int64s(v)
-		if !ok || len(r) < 2 || (r[0] == 0 && len(r) != 3) {
+		if !ok || len(r) < 2 || (r[0] == 0 && len(r) != 4) {
 			return nil, unavailable(errBadReply)
 		}
 		if r[0] == 1 {
@@ -132,6 +132,7 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 			s.c.opts.Observer.NotAcquired(ctx, "semaphore", s.key)
 			return nil, ErrNotAcquired
 		}
+		s.c.opts.Observer.Queued(ctx, s.key, int(r[3]))
 		if sub == nil {
 			if testHookSemQueued != nil {
 				testHookSemQueued(s.key)

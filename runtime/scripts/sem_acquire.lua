@@ -13,7 +13,7 @@
 -- when a permit is free for it: its rank in the queue is below the number
 -- of free permits. Returns {1, lease ms} when granted, else {0, ms until the
 -- earliest holder's lease ends (-1: no holder), the waiter's ticket (0 when
--- not queued)}. When permits stay free and others wait, publishes
+-- not queued), the number of waiters queued}. When permits stay free and others wait, publishes
 -- "free <ticket>": waiters with tickets up to that one should look again.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -74,4 +74,4 @@ local wait = -1
 if first[2] then
   wait = tonumber(first[2]) - now
 end
-return {0, wait, ticket}
+return {0, wait, ticket, redis.call('ZCARD', queue)}

@@ -49,8 +49,10 @@ gen-check:
 bench: redis
 	cd bench && $(GO) run . -out ../docs
 
-# make soak: the fault-schedule soak (runtime/soak_test.go) for SOAK (2m),
-# with server restarts; make test runs a 6s version.
+# make soak: the fault-schedule soaks (runtime/soak_test.go: standalone with
+# server restarts, Sentinel failovers; soak_cluster_test.go: Cluster failovers
+# and slot migrations) for SOAK (2m) each; make test runs short versions of
+# the first two.
 SOAK ?= 2m
 soak: redis
-	DLOCK_SOAK=$(SOAK) $(GO) test -race -count=1 -timeout 30m -run 'TestSoak' -v ./runtime/
+	DLOCK_SOAK=$(SOAK) $(GO) test -tags soak -race -count=1 -timeout 30m -run 'TestSoak' -v ./runtime/

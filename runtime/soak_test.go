@@ -25,13 +25,16 @@ func init() { helpers["soaker"] = helperSoaker }
 // (one key per 300ms round; the job counts its runs), for MILLIS. Every
 // call that returns later than its deadline + 1s is counted as late:<ID>.
 // At the end it reports its leftover subscriptions. Env: LOCK_ADDR,
-// ORACLE_ADDR, ORACLE, ID, MILLIS, or SENTINELS (comma-separated) instead of
-// LOCK_ADDR.
+// ORACLE_ADDR, ORACLE, ID, MILLIS, and SENTINELS or CLUSTER (addresses,
+// comma-separated) instead of LOCK_ADDR.
 func helperSoaker() int {
 	env := os.Getenv
 	var rdb redis.UniversalClient = redis.NewClient(&redis.Options{Addr: env("LOCK_ADDR"), MaxRetries: -1})
 	if s := env("SENTINELS"); s != "" {
 		rdb = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: redistest.MasterName, SentinelAddrs: strings.Split(s, ",")})
+	}
+	if s := env("CLUSTER"); s != "" {
+		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(s, ",")})
 	}
 	ordb := redis.NewClient(&redis.Options{Addr: env("ORACLE_ADDR")})
 	name, id := env("ORACLE"), env("ID")

@@ -36,30 +36,7 @@ func TestClient_worksWithLeastPrivilegeACL(t *testing.T) {
 		cs = append(cs, newClient(t, rdb, nil))
 	}
 	ctx := t.Context()
-	l, err := cs[0].Once(ctx, "k", WithTTL(time.Minute))
-	if err != nil {
-		t.Fatalf("Once = %v", err)
-	}
-	got := make(chan error, 1)
-	go func() {
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		l2, err := cs[1].Lock(wctx, "k")
-		if err == nil {
-			err = l2.Release(ctx)
-		}
-		got <- err
-	}()
-	redistest.WaitFor(t, 5*time.Second, "the waiter's subscription", func(ctx context.Context) bool {
-		n, err := admin.PubSubShardNumSub(ctx, "dlock:{k}:lock:ch").Result()
-		return err == nil && n["dlock:{k}:lock:ch"] == 1
-	})
-	if err := l.Release(ctx); err != nil {
-		t.Fatalf("Release = %v", err)
-	}
-	if err := <-got; err != nil {
-		t.Fatalf("Lock = %v", err)
-	}
+	l := lockWakesWaiter(t, cs, admin)
 	if err := l.Extend(ctx, time.Second); !errors.Is(err, ErrNotHeld) {
 		t.Fatalf("Extend after release = %v; want ErrNotHeld", err)
 	}
@@ -108,9 +85,26 @@ func TestClient_worksOverTLS(t *testing.T) {
 		cs = append(cs, newClient(t, rdb, nil))
 	}
 	ctx := t.Context()
+	lockWakesWaiter(t, cs, srv.Client())
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Go(func() {
+			if b, err := c.Fanout(ctx, "f", func(context.Context) ([]byte, error) { return []byte("v"), nil }); err != nil || string(b) != "v" {
+				t.Errorf("Fanout over TLS = %q, %v", b, err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// lockWakesWaiter: cs[0] takes "k", cs[1] waits for it and is woken by the
+// release (the lease is a minute). It returns the released lock.
+func lockWakesWaiter(t *testing.T, cs []*Client, admin *redis.Client) *Lock {
+	t.Helper()
+	ctx := t.Context()
 	l, err := cs[0].Once(ctx, "k", WithTTL(time.Minute))
 	if err != nil {
-		t.Fatalf("Once over TLS = %v", err)
+		t.Fatalf("Once = %v", err)
 	}
 	got := make(chan error, 1)
 	go func() {
@@ -122,22 +116,15 @@ func TestClient_worksOverTLS(t *testing.T) {
 		}
 		got <- err
 	}()
-	admin := srv.Client()
 	redistest.WaitFor(t, 5*time.Second, "the waiter's subscription", func(ctx context.Context) bool {
 		n, err := admin.PubSubShardNumSub(ctx, "dlock:{k}:lock:ch").Result()
 		return err == nil && n["dlock:{k}:lock:ch"] == 1
 	})
-	l.Release(ctx)
+	if err := l.Release(ctx); err != nil {
+		t.Fatalf("Release = %v", err)
+	}
 	if err := <-got; err != nil {
-		t.Fatalf("Lock over TLS = %v", err)
+		t.Fatalf("Lock = %v", err)
 	}
-	var wg sync.WaitGroup
-	for _, c := range cs {
-		wg.Go(func() {
-			if b, err := c.Fanout(ctx, "f", func(context.Context) ([]byte, error) { return []byte("v"), nil }); err != nil || string(b) != "v" {
-				t.Errorf("Fanout over TLS = %q, %v", b, err)
-			}
-		})
-	}
-	wg.Wait()
+	return l
 }

@@ -30,9 +30,12 @@ func StartCluster(t TB, withReplicas bool) *Cluster {
 		n = 6
 	}
 	c := &Cluster{t: t, admin: map[*Server]*redis.Client{}, replicas: withReplicas}
+	// A node timeout of 5s: on a loaded 2-core machine a shorter one lets
+	// replicas promote themselves behind the tests' backs. The tests' own
+	// failovers are manual (CLUSTER FAILOVER) and do not wait for it.
 	for range n {
 		s := StartServer(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0")
+			"--cluster-node-timeout", "5000", "--cluster-replica-validity-factor", "0")
 		c.Nodes = append(c.Nodes, s)
 		c.admin[s] = s.Client()
 	}

@@ -47,7 +47,7 @@ protected-mode no
 dir %s
 logfile %s
 sentinel monitor %s 127.0.0.1 %d 2
-sentinel down-after-milliseconds %s 1000
+sentinel down-after-milliseconds %s 5000
 sentinel failover-timeout %s 5000
 sentinel parallel-syncs %s 1
 `, s.Port, s.dir, filepath.Join(s.dir, "redis.log"), MasterName, primary.Port, MasterName, MasterName, MasterName)

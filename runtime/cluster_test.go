@@ -147,7 +147,7 @@ func clusterFault(cl *redistest.Cluster, fault string, s int) {
 	case "move":
 		from := cl.Owner(s)
 		for _, n := range cl.Nodes {
-			if n != from && cl.IsPrimary(n) {
+			if n != from && cl.IsPrimary(n) && cl.OwnsSlots(n) {
 				cl.MoveSlot(s, n)
 				return
 			}

@@ -68,8 +68,8 @@ func helperSemHolders() int {
 					if err := occEnter.Run(ctx, rdb, occ, id, (semTTL - 200*time.Millisecond).Milliseconds(), semLimit).Err(); err != nil {
 						return err
 					}
-					time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond) // the work
-					return rdb.ZRem(ctx, occ[0], id).Err()
+					time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)   // the work
+					return rdb.ZRem(context.WithoutCancel(ctx), occ[0], id).Err() // recorded even if the lease ended meanwhile
 				})
 				cancel()
 				if err != nil {

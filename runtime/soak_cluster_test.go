@@ -28,5 +28,5 @@ func TestSoak_clusterFaults(t *testing.T) {
 		{"Cluster primary failover", func() { step++; cl.FailoverSlot(slots[step%len(slots)]) }},
 		{"Cluster slot migration", func() { step++; clusterFault(cl, "move", slots[step%len(slots)]) }},
 	}
-	runSoak(t, dur, false, []string{"CLUSTER=" + strings.Join(cl.Addrs(), ",")}, faults)
+	runSoak(t, dur, []string{"CLUSTER=" + strings.Join(cl.Addrs(), ",")}, faults)
 }

@@ -169,12 +169,21 @@ func (c *Cluster) MoveSlot(s int, to *Server) {
 	// the source, then every other primary.
 	must(dst.Do(ctx, "CLUSTER", "SETSLOT", s, "NODE", dstID).Err(), "node on target")
 	must(src.Do(ctx, "CLUSTER", "SETSLOT", s, "NODE", dstID).Err(), "node on source")
-	for _, n := range c.Nodes {
-		if n != from && n != to && c.IsPrimary(n) {
-			c.admin[n].Do(ctx, "CLUSTER", "SETSLOT", s, "NODE", dstID)
+	assign := func() {
+		for _, n := range c.Nodes {
+			if n != to && c.IsPrimary(n) {
+				c.admin[n].Do(ctx, "CLUSTER", "SETSLOT", s, "NODE", dstID)
+			}
 		}
 	}
-	c.waitOwner(s, to)
+	assign()
+	// Should an older claim win the gossip (a config-epoch tie after an
+	// earlier failover), the target takes a new epoch and claims again.
+	c.waitOwnerFixing(s, to, func() {
+		dst.Do(ctx, "CLUSTER", "BUMPEPOCH")
+		dst.Do(ctx, "CLUSTER", "SETSLOT", s, "NODE", dstID)
+		assign()
+	})
 }
 
 // IsPrimary reports whether s is a primary now.
@@ -222,9 +231,14 @@ func (c *Cluster) FailoverSlot(s int) *Server {
 // waitOwner waits until every primary names to as the primary of slot s
 // (replicas follow by gossip, and clients follow MOVED replies); on timeout
 // the failure says which node sees what.
-func (c *Cluster) waitOwner(s int, to *Server) {
+func (c *Cluster) waitOwner(s int, to *Server) { c.waitOwnerFixing(s, to, nil) }
+
+// waitOwnerFixing is waitOwner that calls fix every 3s while the nodes
+// disagree.
+func (c *Cluster) waitOwnerFixing(s int, to *Server, fix func()) {
 	c.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
+	nextFix := time.Now().Add(3 * time.Second)
 	for {
 		var disagree []string
 		for _, n := range c.Nodes {
@@ -240,7 +254,11 @@ func (c *Cluster) waitOwner(s int, to *Server) {
 			return
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("redistest: slot %d not owned by %s everywhere after 30s: %s", s, to.Addr(), strings.Join(disagree, "; "))
+			c.t.Fatalf("redistest: slot %d not owned by %s everywhere after 30s (target primary: %v): %s", s, to.Addr(), c.IsPrimary(to), strings.Join(disagree, "; "))
+		}
+		if fix != nil && time.Now().After(nextFix) {
+			fix()
+			nextFix = time.Now().Add(3 * time.Second)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -258,6 +276,20 @@ func ownerIn(shards []redis.ClusterSlot, s int) string {
 func servesSlot(shards []redis.ClusterSlot, s int, addr string) bool {
 	for _, sh := range shards {
 		if s >= sh.Start && s <= sh.End && len(sh.Nodes) > 0 && sh.Nodes[0].Addr == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// OwnsSlots reports whether s serves any slot as primary, in its own view.
+func (c *Cluster) OwnsSlots(s *Server) bool {
+	shards, err := c.admin[s].ClusterSlots(context.Background()).Result()
+	if err != nil {
+		return false
+	}
+	for _, sh := range shards {
+		if len(sh.Nodes) > 0 && sh.Nodes[0].Addr == s.Addr() {
 			return true
 		}
 	}

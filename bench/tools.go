@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,13 +40,7 @@ func middle(vs []float64) float64 {
 	if len(vs) == 0 {
 		return 0
 	}
-	for i := range vs {
-		for j := i + 1; j < len(vs); j++ {
-			if vs[j] < vs[i] {
-				vs[i], vs[j] = vs[j], vs[i]
-			}
-		}
-	}
+	slices.Sort(vs)
 	return vs[len(vs)/2]
 }
 

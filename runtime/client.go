@@ -80,7 +80,7 @@ func (c *Client) Close() error {
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, l := range held {
-		wg.Go(func() { l.end(ctx, ErrClosed) })
+		wg.Go(func() { l.doRelease(ctx, ErrClosed) })
 	}
 	wg.Wait()
 	c.fmu.Lock()

@@ -20,7 +20,7 @@ func TestCluster_keysOfOneLockShareASlot(t *testing.T) {
 	for _, k := range []string{"plain", "}starts-with-close", "{braced}", "a{b}c", "{}", "%7B", "100%", "ключ", "a}b{c"} {
 		tag := mustTag(t, c, k)
 		var slots []int64
-		sem := c.Semaphore(k, 1).keys()
+		sem := c.Semaphore(k, 1).keys
 		for _, rk := range append([]string{lockKey(tag), fenceKey(tag), lockChannel(tag), fanKey(tag), resultKey(tag), fanChannel(tag)}, sem...) {
 			s, err := cc.ClusterKeySlot(t.Context(), rk).Result()
 			if err != nil {
@@ -80,6 +80,12 @@ func TestCluster_Lock_wokenAcrossMoveAndFailover(t *testing.T) {
 			}
 		})
 	}
+	assertNoClassicPublish(t, cl)
+}
+
+// assertNoClassicPublish checks P12: every node ran only sharded pub/sub.
+func assertNoClassicPublish(t *testing.T, cl *redistest.Cluster) {
+	t.Helper()
 	for _, n := range cl.Nodes {
 		stats, err := n.Client().Info(bg(), "commandstats").Result()
 		if err != nil {
@@ -138,6 +144,7 @@ func TestCluster_Fanout_acrossMoveAndFailover(t *testing.T) {
 			}
 		})
 	}
+	assertNoClassicPublish(t, cl)
 }
 
 // clusterFault moves slot s to another primary ("move"), fails its primary
@@ -208,4 +215,5 @@ func TestCluster_Semaphore_limitAndWake(t *testing.T) {
 		t.Fatalf("Acquire after a release = %v", err)
 	}
 	p2.Release(t.Context())
+	assertNoClassicPublish(t, cl)
 }

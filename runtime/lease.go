@@ -223,9 +223,6 @@ func (l *lease) doRelease(ctx context.Context, why error) error {
 	return nil
 }
 
-// end is Close's release: it ends the lease with ErrClosed.
-func (l *lease) end(ctx context.Context, why error) { l.doRelease(ctx, why) }
-
 func (l *lease) doneChan() <-chan struct{} { return l.done }
 
 func (l *lease) errNow() error {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -76,7 +77,7 @@ func (c *Client) newLockset(keys []string) (*lockset, error) {
 		if a.slot != b.slot {
 			return a.slot - b.slot
 		}
-		return compareStrings(a.key, b.key)
+		return strings.Compare(a.key, b.key)
 	})
 	es = slices.CompactFunc(es, func(a, b entry) bool { return a.key == b.key })
 	s := &lockset{c: c, called: time.Now(), owner: newOwnerID()}
@@ -92,16 +93,6 @@ func (c *Client) newLockset(keys []string) (*lockset, error) {
 		s.keys = append(s.keys, e.key)
 	}
 	return s, nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // newOwnerID returns a random 128-bit id, unique per acquisition.

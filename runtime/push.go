@@ -454,11 +454,12 @@ func (j *Job) Complete(ctx context.Context, result []byte, jobErr error) error {
 	rctx, cancel := c.detached(ctx)
 	defer cancel()
 	keys := []string{fanKey(f.tag), resultKey(f.tag), fanChannel(f.tag)}
-	_, err := c.run(rctx, scriptFanoutComplete, keys, []any{j.gen, env.encode(), ms(c.opts.ResultTTL)}, nil)
+	wire := env.encode()
+	_, err := c.run(rctx, scriptFanoutComplete, keys, []any{j.gen, wire, ms(c.opts.ResultTTL)}, nil)
 	j.cancel(context.Canceled)
 	j.stopTimeout()
 	// Local callers get the envelope as remote ones decode it.
-	out, derr := decodeEnvelope(env.encode())
+	out, derr := decodeEnvelope(wire)
 	if derr != nil {
 		out = failure(derr)
 	}

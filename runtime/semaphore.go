@@ -21,7 +21,8 @@ type Semaphore struct {
 	key   string
 	tag   string
 	limit int
-	err   error // bad key or limit, reported by every call
+	keys  []string // holders, queue, qlease, seq, channel
+	err   error    // bad key or limit, reported by every call
 }
 
 // Permit is one held place in a Semaphore. Methods on a nil *Permit return
@@ -49,11 +50,8 @@ func (c *Client) Semaphore(key string, limit int) *Semaphore {
 		s.err = err
 	}
 	s.tag = tag
+	s.keys = []string{tag + ":sem:holders", tag + ":sem:queue", tag + ":sem:qlease", tag + ":sem:seq", tag + ":sem:ch"}
 	return s
-}
-
-func (s *Semaphore) keys() []string {
-	return []string{s.tag + ":sem:holders", s.tag + ":sem:queue", s.tag + ":sem:qlease", s.tag + ":sem:seq", s.tag + ":sem:ch"}
 }
 
 func (s *Semaphore) check() error {
@@ -96,7 +94,7 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 		q = "1"
 	}
 	args := []any{waiter, permit, s.limit, ms(cfg.ttl), ms(waiterLease), q}
-	keys := s.keys()
+	keys := s.keys
 	var sub *subscription
 	defer func() {
 		if sub != nil {
@@ -198,7 +196,7 @@ func (s *Semaphore) leave(ctx context.Context, waiter string) {
 func (s *Semaphore) release(ctx context.Context, permit, waiter string) (bool, error) {
 	ctx, cancel := s.c.detached(ctx)
 	defer cancel()
-	k := s.keys()
+	k := s.keys
 	v, err := s.c.run(ctx, scriptSemRelease, []string{k[0], k[1], k[2], k[4]}, []any{permit, waiter, s.limit}, nil)
 	n, _ := v.(int64)
 	return n == 1, err
@@ -218,7 +216,7 @@ func (s *Semaphore) Do(ctx context.Context, f func(ctx context.Context) error, o
 }
 
 func (p *Permit) extend(ctx context.Context, ttl time.Duration) (bool, error) {
-	v, err := p.s.c.run(ctx, scriptSemExtend, p.s.keys()[:1], []any{p.id, ms(ttl)}, nil)
+	v, err := p.s.c.run(ctx, scriptSemExtend, p.s.keys[:1], []any{p.id, ms(ttl)}, nil)
 	if err != nil {
 		return false, err
 	}

@@ -224,6 +224,13 @@ func (c *Cluster) FailoverSlot(s int) *Server {
 		c.t.Fatalf("redistest: CLUSTER FAILOVER: %v", err)
 	}
 	c.waitOwner(s, replica)
+	// The old primary must have become a replica before anyone picks
+	// primaries again (a node still calling itself primary after losing its
+	// slots would be chosen as a move's target, then demoted mid-move).
+	WaitFor(c.t, 30*time.Second, "the old primary to become a replica", func(ctx context.Context) bool {
+		repl, err := c.admin[old].Info(ctx, "replication").Result()
+		return err == nil && strings.Contains(repl, "role:slave")
+	})
 	c.waitHealthy()
 	return replica
 }

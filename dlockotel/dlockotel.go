@@ -4,10 +4,19 @@
 //	obs := dlockotel.New(otel.GetMeterProvider(), otel.GetTracerProvider())
 //	c, err := dlockrt.New(rdb, &dlockrt.Options{Observer: obs})
 //
-// Spans (with a nil TracerProvider, none): "dlock.acquire" for every
-// acquisition, from the call to the grant, in the caller's trace, with
-// attribute "dlock.kind"; a call that gave up ends its span with an error
-// status.
+// Spans (with a nil TracerProvider, none), in the caller's trace:
+//
+//	dlock.acquire  from the call to the grant; a call that gave up because
+//	               others held the key ends it with an error status
+//	dlock.hold     from the grant to the release, or to the loss of the
+//	               lease (error status, with the reason)
+//	dlock.fanout   one flight of this process, from its first local
+//	               caller's call to the delivery of the outcome; attributes
+//	               "dlock.fanout.role" and "dlock.fanout.callers"; error
+//	               status when the outcome is an error
+//
+// Every span has attribute "dlock.kind" (lock, multi, semaphore, fanout).
+// Keys and results are never attributes.
 //
 // Instruments (attribute "kind": lock, multi, semaphore, fanout; keys are
 // never attributes, since they may carry user data):
@@ -19,7 +28,8 @@
 //	dlock.lease.lost     counter        leases lost before their release
 //	dlock.fanout.runs    counter        fanout flights, with "role": leader or follower
 //	dlock.fanout.callers histogram      callers of this process that shared one flight
-//	dlock.fanout.errors  counter        flights whose outcome was an error
+//	dlock.fanout.errors  counter        flights whose outcome was an error, with "role"
+//	                                    (follower: an error that came from another process)
 //	dlock.semaphore.queue histogram     queue length a semaphore waiter found
 //
 // It lives in a module of its own, so that dlock's users who do not use
@@ -75,12 +85,12 @@ func kind(k string) metric.MeasurementOption {
 }
 
 // span records a finished span of the caller's trace, from start to now.
-func (o *observer) span(ctx context.Context, k string, start time.Time, failed string) {
+func (o *observer) span(ctx context.Context, name, k string, start time.Time, failed string, attrs ...attribute.KeyValue) {
 	if o.tracer == nil {
 		return
 	}
-	_, sp := o.tracer.Start(ctx, "dlock.acquire", trace.WithTimestamp(start),
-		trace.WithAttributes(attribute.String("dlock.kind", k)))
+	_, sp := o.tracer.Start(ctx, name, trace.WithTimestamp(start),
+		trace.WithAttributes(append(attrs, attribute.String("dlock.kind", k))...))
 	if failed != "" {
 		sp.SetStatus(codes.Error, failed)
 	}
@@ -89,34 +99,43 @@ func (o *observer) span(ctx context.Context, k string, start time.Time, failed s
 
 func (o *observer) Acquired(ctx context.Context, k, _ string, wait time.Duration) {
 	o.wait.Record(ctx, wait.Seconds(), kind(k))
-	o.span(ctx, k, time.Now().Add(-wait), "")
+	o.span(ctx, "dlock.acquire", k, time.Now().Add(-wait), "")
 }
 
 func (o *observer) NotAcquired(ctx context.Context, k, _ string) {
 	o.contention.Add(ctx, 1, kind(k))
-	o.span(ctx, k, time.Now(), "not acquired: held by others")
+	o.span(ctx, "dlock.acquire", k, time.Now(), "not acquired: held by others")
 }
 
-func (o *observer) Released(ctx context.Context, k, _ string, held time.Duration) {
-	o.hold.Record(ctx, held.Seconds(), kind(k))
+func (o *observer) Released(ctx context.Context, k, _ string, acquired time.Time) {
+	o.hold.Record(ctx, time.Since(acquired).Seconds(), kind(k))
+	o.span(ctx, "dlock.hold", k, acquired, "")
 }
 
 func (o *observer) Extended(ctx context.Context, k, _ string) { o.extends.Add(ctx, 1, kind(k)) }
 
-func (o *observer) Lost(ctx context.Context, k, _ string, _ error) { o.lost.Add(ctx, 1, kind(k)) }
+func (o *observer) Lost(ctx context.Context, k, _ string, acquired time.Time, err error) {
+	o.lost.Add(ctx, 1, kind(k))
+	o.span(ctx, "dlock.hold", k, acquired, "lease lost: "+err.Error())
+}
 
 func (o *observer) Queued(ctx context.Context, _ string, waiters int) {
 	o.queue.Record(ctx, int64(waiters))
 }
 
-func (o *observer) FanoutDone(ctx context.Context, _ string, leader bool, callers int, err error) {
+func (o *observer) FanoutDone(ctx context.Context, _ string, start time.Time, leader bool, callers int, err error) {
 	role := "follower"
 	if leader {
 		role = "leader"
 	}
-	o.runs.Add(ctx, 1, metric.WithAttributes(attribute.String("role", role)))
+	byRole := metric.WithAttributes(attribute.String("role", role))
+	o.runs.Add(ctx, 1, byRole)
 	o.fanoutCallers.Record(ctx, int64(callers))
+	failed := ""
 	if err != nil {
-		o.err.Add(ctx, 1)
+		o.err.Add(ctx, 1, byRole)
+		failed = err.Error()
 	}
+	o.span(ctx, "dlock.fanout", "fanout", start, failed,
+		attribute.String("dlock.fanout.role", role), attribute.Int("dlock.fanout.callers", callers))
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -58,22 +60,31 @@ func TestObserver_recordsLocksAndFanouts(t *testing.T) {
 	wg.Wait()
 
 	parent.End()
-	var acquired, refused int
+	var acquired, refused, held int
+	var fanouts []sdktrace.ReadOnlySpan
 	for _, sp := range spans.Ended() {
-		if sp.Name() != "dlock.acquire" {
-			continue
-		}
-		if sp.Parent().TraceID() != parent.SpanContext().TraceID() {
+		if sp.Parent().TraceID() != parent.SpanContext().TraceID() && sp.Name() != "request" {
 			t.Errorf("span %s is not in the caller's trace", sp.Name())
 		}
-		if sp.Status().Code == codes.Error {
+		switch {
+		case sp.Name() == "dlock.acquire" && sp.Status().Code == codes.Error:
 			refused++
-		} else {
+		case sp.Name() == "dlock.acquire":
 			acquired++
+		case sp.Name() == "dlock.hold":
+			held++
+		case sp.Name() == "dlock.fanout":
+			fanouts = append(fanouts, sp)
 		}
 	}
-	if acquired != 2 || refused != 1 {
-		t.Errorf("dlock.acquire spans: %d acquired, %d refused; want 2, 1", acquired, refused)
+	if acquired != 2 || refused != 1 || held != 1 {
+		t.Errorf("dlock.acquire spans: %d acquired, %d refused; dlock.hold spans: %d; want 2, 1, 1", acquired, refused, held)
+	}
+	if len(fanouts) != 1 {
+		t.Fatalf("%d dlock.fanout spans; want 1 (one flight)", len(fanouts))
+	}
+	if a := attrs(fanouts[0]); a["dlock.fanout.role"] != "leader" || a["dlock.fanout.callers"] != "3" || fanouts[0].Status().Code == codes.Error {
+		t.Errorf("dlock.fanout span: attributes %v, status %v; want role leader, 3 callers, no error", a, fanouts[0].Status())
 	}
 
 	// A semaphore waiter queues behind a holder.
@@ -133,6 +144,132 @@ func TestObserver_recordsLocksAndFanouts(t *testing.T) {
 		if got[name] != w {
 			t.Errorf("%s = %d; want %d (all: %v)", name, got[name], w, got)
 		}
+	}
+}
+
+// A lease lost ends its hold span with an error, in the trace of the
+// context it was acquired with; an error that came from another process's
+// leader is counted as a follower's error, and its flight's span says so.
+func TestObserver_recordsLossAndRemoteErrors(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	srv, err := dlocktest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	client := func(o *dlockrt.Options) *dlockrt.Client {
+		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+		t.Cleanup(func() { rdb.Close() })
+		c, err := dlockrt.New(rdb, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	observed := client(&dlockrt.Options{Observer: New(mp, tp)})
+	other := client(nil)
+	ctx, parent := tp.Tracer("test").Start(t.Context(), "request")
+
+	l, err := observed.Once(ctx, "k", dlockrt.WithWatchdog(false), dlockrt.WithTTL(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-l.Done()
+
+	started, finish := make(chan struct{}), make(chan struct{})
+	leaderDone := make(chan struct{})
+	go func() {
+		defer close(leaderDone)
+		other.Fanout(t.Context(), "f", func(context.Context) ([]byte, error) {
+			close(started)
+			<-finish
+			return nil, errors.New("backend down")
+		})
+	}()
+	<-started
+	followed := make(chan error, 1)
+	go func() {
+		_, err := observed.Fanout(ctx, "f", func(context.Context) ([]byte, error) {
+			return nil, errors.New("follower ran the job")
+		})
+		followed <- err
+	}()
+	// The follower subscribes before it joins; whether its join lands
+	// before or after the leader's completion, it gets the leader's error.
+	waitFor(t, func() bool { return len(srv.PubSubChannels("*")) > 0 })
+	close(finish)
+	<-leaderDone
+	var remote *dlockrt.RemoteError
+	if err := <-followed; !errors.As(err, &remote) {
+		t.Fatalf("follower got %v; want a *RemoteError", err)
+	}
+	parent.End()
+
+	var lost, fanout sdktrace.ReadOnlySpan
+	for _, sp := range spans.Ended() {
+		switch sp.Name() {
+		case "dlock.hold":
+			lost = sp
+		case "dlock.fanout":
+			fanout = sp
+		}
+	}
+	if lost == nil || lost.Status().Code != codes.Error || lost.Parent().TraceID() != parent.SpanContext().TraceID() {
+		t.Errorf("dlock.hold span of the lost lease = %v; want an error in the caller's trace", lost)
+	}
+	if fanout == nil || fanout.Status().Code != codes.Error || attrs(fanout)["dlock.fanout.role"] != "follower" {
+		t.Errorf("dlock.fanout span of the follower = %v; want an error, role follower", fanout)
+	}
+
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	if n := sumWith(rm, "dlock.lease.lost", "kind", "lock"); n != 1 {
+		t.Errorf("dlock.lease.lost{kind=lock} = %d; want 1", n)
+	}
+	if n := sumWith(rm, "dlock.fanout.errors", "role", "follower"); n != 1 {
+		t.Errorf("dlock.fanout.errors{role=follower} = %d; want 1", n)
+	}
+}
+
+func attrs(sp sdktrace.ReadOnlySpan) map[string]string {
+	m := map[string]string{}
+	for _, kv := range sp.Attributes() {
+		m[string(kv.Key)] = kv.Value.Emit()
+	}
+	return m
+}
+
+// sumWith adds the points of counter name whose attribute k is v.
+func sumWith(rm metricdata.ResourceMetrics, name, k, v string) int64 {
+	var n int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if d, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == name {
+				for _, p := range d.DataPoints {
+					if got, ok := p.Attributes.Value(attribute.Key(k)); ok && got.Emit() == v {
+						n += p.Value
+					}
+				}
+			}
+		}
+	}
+	return n
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -17,10 +17,11 @@ import (
 // (lossMargin), whether or not Redis ever answers again.
 type lease struct {
 	c        *Client
-	kind     string    // for the Observer: "lock", "multi", "semaphore", "fanout"
-	key      string    // the (first) user key, for the Observer
-	called   time.Time // when the caller asked for it, for the Observer
-	acquired time.Time // when it was granted
+	kind     string          // for the Observer: "lock", "multi", "semaphore", "fanout"
+	key      string          // the (first) user key, for the Observer
+	called   time.Time       // when the caller asked for it, for the Observer
+	acquired time.Time       // when it was granted
+	obsCtx   context.Context // the acquirer's context, for Observer calls off its path (values only)
 	ttl      time.Duration
 	watchdog bool
 	extend   func(ctx context.Context, ttl time.Duration) (bool, error) // one attempt, all or nothing
@@ -46,6 +47,7 @@ func (l *lease) start(ctx context.Context, sent time.Time) {
 		l.called = sent
 	}
 	l.acquired = time.Now()
+	l.obsCtx = ctx
 	l.c.opts.Observer.Acquired(ctx, l.kind, l.key, l.acquired.Sub(l.called))
 	l.deadline = sent.Add(l.ttl)
 	l.done = make(chan struct{})
@@ -96,7 +98,7 @@ func (l *lease) watch() {
 			}
 			if err == nil && ok {
 				l.renewed(sent)
-				l.c.opts.Observer.Extended(l.c.bg, l.kind, l.key)
+				l.c.opts.Observer.Extended(context.WithoutCancel(l.obsCtx), l.kind, l.key)
 				break
 			}
 			if err == nil {
@@ -167,7 +169,7 @@ func (l *lease) finish(err error, released bool) bool {
 func (l *lease) lose(err error) {
 	if l.finish(err, false) {
 		l.c.untrack(l)
-		l.c.opts.Observer.Lost(context.Background(), l.kind, l.key, err)
+		l.c.opts.Observer.Lost(context.WithoutCancel(l.obsCtx), l.kind, l.key, l.acquired, err)
 		l.c.opts.Logger.Warn("dlock: lease lost", "kind", l.kind, "err", err)
 	}
 }
@@ -210,7 +212,7 @@ func (l *lease) doRelease(ctx context.Context, why error) error {
 		return ErrNotHeld
 	}
 	l.c.untrack(l)
-	l.c.opts.Observer.Released(ctx, l.kind, l.key, time.Since(l.acquired))
+	l.c.opts.Observer.Released(ctx, l.kind, l.key, l.acquired)
 	// Detached from the caller's cancellation and bounded by the client's
 	// own network timeouts (no extra goroutine on this hot path).
 	n, total, err := l.release(context.WithoutCancel(ctx))

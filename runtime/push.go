@@ -28,6 +28,8 @@ type flight struct {
 	ended   bool
 	ctx     context.Context // cancelled when the flight ends or all callers left
 	cancel  context.CancelFunc
+	start   time.Time       // when its first caller called, for the Observer
+	obsCtx  context.Context // its first caller's context, for the Observer (values only)
 }
 
 type caller struct {
@@ -94,7 +96,8 @@ func (c *Client) push(ctx context.Context, key string, onDone func([]byte, error
 		c.fmu.Unlock()
 		return nil, attachment{f, cl}, ErrNotAcquired
 	}
-	f := &flight{c: c, key: key, tag: tag, cfg: cfg, callers: map[*caller]struct{}{}, runner: runner}
+	f := &flight{c: c, key: key, tag: tag, cfg: cfg, callers: map[*caller]struct{}{}, runner: runner,
+		start: time.Now(), obsCtx: ctx}
 	f.ctx, f.cancel = context.WithCancel(c.bg)
 	first := f.attachLocked(onDone, cfg.timeout, runner)
 	c.flights[key] = f
@@ -196,7 +199,7 @@ func (f *flight) finish(env *envelope, err error) {
 	if env != nil {
 		payload, err = env.outcome()
 	}
-	c.opts.Observer.FanoutDone(context.Background(), f.key, leading, len(callers), err)
+	c.opts.Observer.FanoutDone(context.WithoutCancel(f.obsCtx), f.key, f.start, leading, len(callers), err)
 	for cl := range callers {
 		cl.timer.Stop()
 		if payload != nil {

@@ -71,7 +71,7 @@ func TestCluster_Lock_wokenAcrossMoveAndFailover(t *testing.T) {
 			redistest.WaitFor(t, 5*time.Second, "the waiter's subscription", func(ctx context.Context) bool {
 				return waiter.mux.numChannels() == 1 && waiterConfirmed(waiter)
 			})
-			clusterFault(cl, fault, s)
+			clusterFault(cl.For(t), fault, s)
 			if err := l.Release(t.Context()); err != nil {
 				t.Fatalf("Release after %s = %v", fault, err)
 			}
@@ -134,7 +134,7 @@ func TestCluster_Fanout_acrossMoveAndFailover(t *testing.T) {
 				return waiter.mux.numChannels() == 1 && waiterConfirmed(waiter)
 			})
 			s := slot.Of(fanChannel(mustTag(t, waiter, k)))
-			clusterFault(cl, fault, s)
+			clusterFault(cl.For(t), fault, s)
 			close(finish)
 			if err := <-leaderGot; err != nil {
 				t.Fatalf("leader after %s: %v", fault, err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,6 +20,39 @@ type Cluster struct {
 	Nodes    []*Server // primaries first, then replicas
 	admin    map[*Server]*redis.Client
 	replicas bool
+	votes    *votes
+}
+
+// nodeTimeout is cluster-node-timeout.
+const nodeTimeout = 5 * time.Second
+
+// votes remembers the failovers of the cluster, for two rules of Redis
+// Cluster elections that make a failover asked for too soon time out:
+// primaries vote for a replica of a given old primary at most once every
+// two node timeouts, and a replica starts an election at most once every
+// four node timeouts.
+type votes struct {
+	mu   sync.Mutex
+	from map[string]time.Time // old primary's ID → when a replica took over from it
+	by   map[string]time.Time // new primary's ID → when it took over
+}
+
+// wait sleeps until a failover of replica (ID) away from old (ID) can
+// win. Nothing signals the end of those windows: they are server timers.
+func (v *votes) wait(old, replica string) {
+	v.mu.Lock()
+	d := max(time.Until(v.from[old].Add(2*nodeTimeout)), time.Until(v.by[replica].Add(4*nodeTimeout)))
+	v.mu.Unlock()
+	if d > 0 {
+		time.Sleep(d + 100*time.Millisecond)
+	}
+}
+
+func (v *votes) record(old, replica string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.from[old] = time.Now()
+	v.by[replica] = time.Now()
 }
 
 // StartCluster starts a three-primary cluster (and one replica per primary
@@ -29,13 +63,17 @@ func StartCluster(t TB, withReplicas bool) *Cluster {
 	if withReplicas {
 		n = 6
 	}
-	c := &Cluster{t: t, admin: map[*Server]*redis.Client{}, replicas: withReplicas}
-	// A node timeout of 5s: on a loaded 2-core machine a shorter one lets
-	// replicas promote themselves behind the tests' backs. The tests' own
-	// failovers are manual (CLUSTER FAILOVER) and do not wait for it.
+	c := &Cluster{t: t, admin: map[*Server]*redis.Client{}, replicas: withReplicas,
+		votes: &votes{from: map[string]time.Time{}, by: map[string]time.Time{}}}
+	// Replicas never fail over on their own (cluster-replica-no-failover):
+	// on a loaded 2-core machine a primary can miss the node timeout, and a
+	// replica promoting itself behind a test's back breaks what the test set
+	// up. The tests' failovers are manual (CLUSTER FAILOVER), which the
+	// option allows.
 	for range n {
 		s := StartServer(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "5000", "--cluster-replica-validity-factor", "0")
+			"--cluster-node-timeout", strconv.Itoa(int(nodeTimeout/time.Millisecond)), "--cluster-replica-no-failover", "yes",
+			"--loglevel", "notice") // role changes are logged at notice; failures print them
 		c.Nodes = append(c.Nodes, s)
 		c.admin[s] = s.Client()
 	}
@@ -73,6 +111,7 @@ func StartCluster(t TB, withReplicas bool) *Cluster {
 		}
 	}
 	c.waitHealthy()
+	c.waitRoles()
 	return c
 }
 
@@ -117,6 +156,15 @@ func (c *Cluster) Client() *redis.ClusterClient {
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
 	c.t.Cleanup(func() { cc.Close() })
 	return cc
+}
+
+// For returns c reporting failures to t, the test that calls its
+// helpers (rather than to whoever started the cluster, which may be
+// TestMain).
+func (c *Cluster) For(t TB) *Cluster {
+	d := *c
+	d.t = t
+	return &d
 }
 
 // Owner returns the node that serves slot s as primary, as that node sees it.
@@ -179,7 +227,7 @@ func (c *Cluster) MoveSlot(s int, to *Server) {
 	assign()
 	// Should an older claim win the gossip (a config-epoch tie after an
 	// earlier failover), the target takes a new epoch and claims again.
-	c.waitOwnerFixing(s, to, func() {
+	c.waitOwnerFixing(s, to, 3*time.Second, func() {
 		dst.Do(ctx, "CLUSTER", "BUMPEPOCH")
 		dst.Do(ctx, "CLUSTER", "SETSLOT", s, "NODE", dstID)
 		assign()
@@ -195,57 +243,146 @@ func (c *Cluster) IsPrimary(s *Server) bool {
 // FailoverSlot promotes the replica of slot s's primary with CLUSTER
 // FAILOVER (coordinated with the old primary) and waits until every node
 // agrees. It needs a cluster started with replicas. It returns the new
-// primary.
+// primary. A failover that Redis would refuse so soon after an earlier one
+// waits until it can win (up to four node timeouts, 20s; see votes).
 func (c *Cluster) FailoverSlot(s int) *Server {
 	c.t.Helper()
 	if !c.replicas {
 		c.t.Fatalf("redistest: FailoverSlot needs a cluster with replicas")
 	}
-	ctx := context.Background()
+	// A primary ignores a manual failover's start from a node it does not
+	// yet know as its replica (say, one demoted by the last failover a
+	// moment ago), and the failover then times out: first wait until every
+	// node sees every role as it is.
+	c.waitRoles()
 	old := c.Owner(s)
 	oldID := c.nodeID(old)
 	var replica *Server
 	for _, n := range c.Nodes {
-		repl, err := c.admin[n].ClusterNodes(ctx).Result()
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(repl, "\n") {
-			f := strings.Fields(line)
-			if len(f) > 3 && strings.Contains(f[2], "myself") && strings.Contains(f[2], "slave") && f[3] == oldID {
-				replica = n
-			}
+		if r, master := c.role(n); r == "slave" && master == oldID {
+			replica = n
 		}
 	}
 	if replica == nil {
 		c.t.Fatalf("redistest: no replica of %s", old.Addr())
 	}
-	if err := c.admin[replica].Do(ctx, "CLUSTER", "FAILOVER").Err(); err != nil {
-		c.t.Fatalf("redistest: CLUSTER FAILOVER: %v", err)
+	replicaID := c.nodeID(replica)
+	c.votes.wait(oldID, replicaID)
+	failover := func() {
+		if err := c.admin[replica].Do(context.Background(), "CLUSTER", "FAILOVER").Err(); err != nil {
+			c.t.Fatalf("redistest: CLUSTER FAILOVER: %v", err)
+		}
 	}
-	c.waitOwner(s, replica)
-	// The old primary must have become a replica before anyone picks
-	// primaries again (a node still calling itself primary after losing its
-	// slots would be chosen as a move's target, then demoted mid-move).
-	WaitFor(c.t, 30*time.Second, "the old primary to become a replica", func(ctx context.Context) bool {
-		repl, err := c.admin[old].Info(ctx, "replication").Result()
-		return err == nil && strings.Contains(repl, "role:slave")
+	failover()
+	// A manual failover that timed out (after 5s) is asked for again.
+	c.waitOwnerFixing(s, replica, 6*time.Second, failover)
+	c.votes.record(oldID, replicaID)
+	WaitFor(c.t, 30*time.Second, "the old primary to become a replica", func(context.Context) bool {
+		r, _ := c.role(old)
+		return r == "slave"
 	})
 	c.waitHealthy()
+	c.waitRoles()
 	return replica
 }
 
-// waitOwner waits until every primary names to as the primary of slot s
-// (replicas follow by gossip, and clients follow MOVED replies); on timeout
-// the failure says which node sees what.
-func (c *Cluster) waitOwner(s int, to *Server) { c.waitOwnerFixing(s, to, nil) }
+// role returns s's role ("master" or "slave") and its primary's ID ("-"
+// for a primary), as s sees itself.
+func (c *Cluster) role(s *Server) (role, master string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	nodes, err := c.admin[s].ClusterNodes(ctx).Result()
+	if err != nil {
+		return "", ""
+	}
+	for _, n := range parseNodes(nodes) {
+		if n.myself {
+			return n.role, n.master
+		}
+	}
+	return "", ""
+}
 
-// waitOwnerFixing is waitOwner that calls fix every 3s while the nodes
-// disagree.
-func (c *Cluster) waitOwnerFixing(s int, to *Server, fix func()) {
+// nodeLine is one line of CLUSTER NODES.
+type nodeLine struct {
+	id, role, master string
+	myself           bool
+}
+
+func parseNodes(out string) []nodeLine {
+	var ns []nodeLine
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 {
+			continue
+		}
+		n := nodeLine{id: f[0], master: f[3], myself: strings.Contains(f[2], "myself")}
+		switch {
+		case strings.Contains(f[2], "master"):
+			n.role = "master"
+		case strings.Contains(f[2], "slave"):
+			n.role = "slave"
+		}
+		ns = append(ns, n)
+	}
+	return ns
+}
+
+// waitRoles waits until every node's view of every node's role (and
+// primary) is what that node says of itself; on timeout the failure names
+// a disagreement.
+func (c *Cluster) waitRoles() {
 	c.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	nextFix := time.Now().Add(3 * time.Second)
+	for {
+		off := c.rolesOff()
+		if off == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("redistest: cluster roles not agreed after 30s: %s", off)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// rolesOff describes one node's wrong view of another's role, or returns
+// "" when all views agree.
+func (c *Cluster) rolesOff() string {
+	views := map[*Server][]nodeLine{}
+	truth := map[string]nodeLine{}
+	for _, s := range c.Nodes {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		out, err := c.admin[s].ClusterNodes(ctx).Result()
+		cancel()
+		if err != nil {
+			return fmt.Sprintf("%s: %v", s.Addr(), err)
+		}
+		views[s] = parseNodes(out)
+		for _, n := range views[s] {
+			if n.myself {
+				truth[n.id] = n
+			}
+		}
+	}
+	for s, view := range views {
+		for _, n := range view {
+			if t := truth[n.id]; t.role != n.role || t.master != n.master {
+				return fmt.Sprintf("%s sees %s as %s of %s; it is %s of %s", s.Addr(), n.id, n.role, n.master, t.role, t.master)
+			}
+		}
+	}
+	return ""
+}
+
+// waitOwnerFixing waits until every primary names to as the primary of
+// slot s (replicas follow by gossip, and clients follow MOVED replies),
+// calling fix every period while the nodes disagree; on timeout the
+// failure says which node sees what.
+func (c *Cluster) waitOwnerFixing(s int, to *Server, period time.Duration, fix func()) {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	nextFix := time.Now().Add(period)
 	for {
 		var disagree []string
 		for _, n := range c.Nodes {
@@ -261,11 +398,11 @@ func (c *Cluster) waitOwnerFixing(s int, to *Server, fix func()) {
 			return
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("redistest: slot %d not owned by %s everywhere after 30s (target primary: %v): %s", s, to.Addr(), c.IsPrimary(to), strings.Join(disagree, "; "))
+			c.t.Fatalf("redistest: slot %d not owned by %s everywhere after 30s (target primary: %v): %s\ntarget's log:\n%s", s, to.Addr(), c.IsPrimary(to), strings.Join(disagree, "; "), to.logTail())
 		}
 		if fix != nil && time.Now().After(nextFix) {
 			fix()
-			nextFix = time.Now().Add(3 * time.Second)
+			nextFix = time.Now().Add(period)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -110,4 +110,10 @@ func TestCluster_MoveSlotAndFailover(t *testing.T) {
 		v, err := c.Get(ctx, key).Result()
 		return err == nil && v == "v"
 	})
+	// Straight back: the replica asked to take over is the primary demoted
+	// a moment ago (a primary ignores a failover request from a node it
+	// does not yet know as its replica: this once timed out).
+	if back := cl.FailoverSlot(s); back != to {
+		t.Fatalf("failover back returned %s; want %s", back.Addr(), to.Addr())
+	}
 }

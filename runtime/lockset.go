@@ -128,6 +128,9 @@ func (s *lockset) try(ctx context.Context, ttl time.Duration) (attempt, error) {
 				err = unavailable(errBadReply)
 			} else if vals[0] == 1 {
 				a.tokens = append(a.tokens, vals[1:]...)
+				if testHookGroupTaken != nil && gi+1 < len(s.groups) {
+					testHookGroupTaken(gi + 1)
+				}
 				continue
 			} else {
 				a.wait = time.Duration(vals[1]) * time.Millisecond
@@ -152,6 +155,10 @@ func (s *lockset) try(ctx context.Context, ttl time.Duration) (attempt, error) {
 	}
 	return a, nil
 }
+
+// testHookGroupTaken, when set by a test, runs after a multi-lock took
+// taken of its groups and before it takes the next.
+var testHookGroupTaken func(taken int)
 
 // releaseGroups releases the first n groups, ignoring errors (rollback).
 func (s *lockset) releaseGroups(ctx context.Context, n int) {

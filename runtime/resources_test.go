@@ -2,8 +2,11 @@ package dlockrt
 
 import (
 	"context"
+	"errors"
+	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,5 +78,93 @@ func TestClient_Lock_subscriptionsReturnToZero(t *testing.T) {
 	})
 	holder.Close()
 	waiter.Close()
+	goleak.VerifyNone(t, goleak.IgnoreCurrent())
+}
+
+// P15 over many operations: locks, contended locks, fanouts and semaphore
+// permits on ever new keys leave nothing behind in the client, so its heap
+// is flat from the first phase to the last. make test runs 25,000
+// operations on as many keys; make soak (DLOCK_SOAK) runs 10⁶ over 10⁵.
+func TestSoak_heapFlat(t *testing.T) {
+	ops, keys := 25_000, 25_000
+	if _, long := soakDuration(t, 0); long {
+		ops, keys = 1_000_000, 100_000
+	}
+	const phases = 5
+	rdb := newRedis(t)
+	prefix := "heap-" + runID
+	c := newClient(t, rdb, &Options{Prefix: prefix})
+	heap := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	op := func(ctx context.Context, i int) error {
+		k := "k" + strconv.Itoa(i%keys)
+		switch i % 4 {
+		case 0:
+			l, err := c.Once(ctx, k)
+			if err != nil {
+				return err
+			}
+			return l.Release(ctx)
+		case 1:
+			_, err := c.Fanout(ctx, k, func(context.Context) ([]byte, error) { return []byte("v"), nil })
+			return err
+		case 2:
+			return c.Semaphore(k, 2).Do(ctx, func(context.Context) error { return nil })
+		default: // two callers of one key: one of them may wait, subscribed
+			errs := make(chan error, 2)
+			for range 2 {
+				go func() {
+					l, err := c.Lock(ctx, k)
+					if err == nil {
+						err = l.Release(ctx)
+					}
+					errs <- err
+				}()
+			}
+			return errors.Join(<-errs, <-errs)
+		}
+	}
+	var first uint64
+	per := ops / phases
+	for p := range phases {
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		sem := make(chan struct{}, 32)
+		for i := p * per; i < (p+1)*per; i++ {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+				defer cancel()
+				if err := op(ctx, i); err != nil && failed.Add(1) == 1 {
+					t.Errorf("operation %d: %v", i, err)
+				}
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		h := heap()
+		t.Logf("after %d operations: heap %d KiB, %d channels", (p+1)*per, h>>10, c.mux.numChannels())
+		if p == 0 {
+			first = h
+			continue
+		}
+		if limit := first + max(first/10, 512<<10); h > limit {
+			t.Errorf("heap after %d operations = %d KiB; after the first %d it was %d KiB (limit %d KiB)",
+				(p+1)*per, h>>10, per, first>>10, limit>>10)
+		}
+	}
+	redistest.WaitFor(t, 5*time.Second, "the client's channels to be unsubscribed", func(ctx context.Context) bool {
+		chans, err := rdb.PubSubShardChannels(ctx, prefix+":*").Result()
+		return err == nil && len(chans) == 0 && c.mux.numChannels() == 0
+	})
+	c.Close()
 	goleak.VerifyNone(t, goleak.IgnoreCurrent())
 }

@@ -217,3 +217,41 @@ func TestCluster_Semaphore_limitAndWake(t *testing.T) {
 	p2.Release(t.Context())
 	assertNoClassicPublish(t, cl)
 }
+
+// The reply to our own SUNSUBSCRIBE that arrives after the channel was
+// subscribed again is not the server dropping it (which happens when its
+// slot moves, and costs a reroute that holds up the node's messages):
+// churn on one channel leaves it subscribed in place, and it hears
+// messages.
+func TestCluster_mux_resubscribeIsNotMistakenForADrop(t *testing.T) {
+	cl := sharedCluster(t)
+	cc := cl.Client()
+	c := newClient(t, cc, nil)
+	name := lockChannel(mustTag(t, c, key(t, "churn")))
+	for range 200 {
+		s, err := c.mux.subscribe(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.close()
+	}
+	s, err := c.mux.subscribe(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if err := cc.SPublish(t.Context(), name, "hello").Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case n := <-s.C:
+		if n.payload != "hello" {
+			t.Errorf("heard %+v; want hello", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message within 10s")
+	}
+	if n := c.mux.drops.Load(); n != 0 {
+		t.Errorf("%d replies to our own unsubscribes taken for the server dropping the channel", n)
+	}
+}

@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 
 // sharedCluster returns the package's Cluster (three primaries with a
 // replica each), starting it on first use.
-func sharedCluster(t *testing.T) *redistest.Cluster {
+func sharedCluster(t testing.TB) *redistest.Cluster {
 	t.Helper()
 	redistest.Binary(t, "redis-server")
 	clusterOnce.Do(func() { cluster = redistest.StartCluster(&tm, true) })

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -42,6 +43,7 @@ type mux struct {
 	log     *slog.Logger
 	quit    chan struct{} // closed by close
 	wg      sync.WaitGroup
+	drops   atomic.Int64 // channels the server dropped (their slot moved)
 
 	mu     sync.Mutex // protects the fields below and those of shards and channels
 	closed bool
@@ -64,6 +66,7 @@ type shard struct {
 	client redis.UniversalClient
 	ps     *redis.PubSub
 	sent   map[string]bool     // SSUBSCRIBEd on ps and not since SUNSUBSCRIBEd
+	unsent map[string]int      // our SUNSUBSCRIBEs on ps not yet answered
 	dirty  map[string]struct{} // channels whose wanted state may differ from sent
 	wake   chan struct{}       // cap 1: dirty is not empty
 	ctx    context.Context     // ends when the shard is retired
@@ -165,7 +168,7 @@ func (m *mux) shardLocked(client redis.UniversalClient, addr string) *shard {
 	if sh := m.shards[addr]; sh != nil {
 		return sh
 	}
-	sh := &shard{addr: addr, client: client, sent: map[string]bool{},
+	sh := &shard{addr: addr, client: client, sent: map[string]bool{}, unsent: map[string]int{},
 		dirty: map[string]struct{}{}, wake: make(chan struct{}, 1)}
 	sh.ctx, sh.cancel = context.WithCancel(context.WithValue(context.Background(), psDialKey{}, true))
 	sh.ps = client.SSubscribe(sh.ctx)
@@ -199,6 +202,7 @@ func (m *mux) write(sh *shard) {
 			case !want && sh.sent[name]:
 				unsub = append(unsub, name)
 				delete(sh.sent, name)
+				sh.unsent[name]++
 			}
 			if mine && !want {
 				delete(m.chans, name)
@@ -322,19 +326,28 @@ func (m *mux) confirm(sh *shard, name string) {
 
 // unsubscribed handles a SUNSUBSCRIBE reply. One we did not ask for means
 // the server dropped the channel (its slot moved): subscribe it again where
-// it lives now.
+// it lives now. Replies come in order, so the answer to our own
+// SUNSUBSCRIBE is told apart by counting those still unanswered, also when
+// the channel was subscribed again since.
 func (m *mux) unsubscribed(sh *shard, name string) {
 	m.mu.Lock()
-	asked := !sh.sent[name]
-	if !asked {
+	dropped := false
+	switch {
+	case sh.unsent[name] > 0:
+		if sh.unsent[name]--; sh.unsent[name] == 0 {
+			delete(sh.unsent, name)
+		}
+	case sh.sent[name]:
+		dropped = true
 		delete(sh.sent, name)
 		if ch := m.chans[name]; ch != nil && ch.shard == sh {
 			ch.confirmed = false
 		}
 	}
 	m.mu.Unlock()
-	if !asked {
-		m.reroute(sh, []string{name}, true)
+	if dropped {
+		m.drops.Add(1)
+		m.rerouteAsync(sh, []string{name})
 	}
 }
 
@@ -343,6 +356,7 @@ func (m *mux) unsubscribed(sh *shard, name string) {
 // on another node, so they are routed again.
 func (m *mux) lost(sh *shard) {
 	m.mu.Lock()
+	clear(sh.unsent) // the broken connection's answers never come
 	var names []string
 	for name, ch := range m.chans {
 		if ch.shard == sh {
@@ -404,8 +418,20 @@ func (m *mux) refused(sh *shard, err error) {
 	}
 	m.mu.Unlock()
 	if moved {
-		m.reroute(sh, pending, true)
+		m.rerouteAsync(sh, pending)
 	}
+}
+
+// rerouteAsync reroutes channels the server moved away from sh, off the
+// reader's goroutine: finding their new node can take a while (the cluster
+// client's slot map reloads), and sh's other channels keep being heard
+// meanwhile.
+func (m *mux) rerouteAsync(sh *shard, names []string) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.reroute(sh, names, true)
+	}()
 }
 
 // reroute moves channels to the node that serves them now (Cluster only;

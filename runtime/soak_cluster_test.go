@@ -1,5 +1,3 @@
-//go:build soak
-
 package dlockrt
 
 import (
@@ -7,17 +5,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dlock-go/dlock/internal/redistest"
 	"github.com/dlock-go/dlock/internal/slot"
 )
 
-// Built only for make soak (-tags soak): it starts a second six-node
-// cluster and reshapes it, which is slow for make test.
 // The soak on a Cluster whose primaries fail over and whose slots move
-// under the hot keys.
+// under the hot keys (the package's shared cluster: the faults leave it
+// healthy for the tests that follow). make test runs it for 8s.
 func TestSoak_clusterFaults(t *testing.T) {
 	dur, _ := soakDuration(t, 8*time.Second)
-	cl := redistest.StartCluster(t, true)
+	cl := sharedCluster(t).For(t)
 	c := newClient(t, cl.Client(), &Options{Prefix: "x"}) // for the slots of the hot keys
 	var slots []int
 	for _, k := range []string{"k0", "k1", "sem"} {

@@ -24,7 +24,8 @@ type Client struct {
 
 	mu     sync.Mutex // protects leases
 	leases map[*lease]struct{}
-	wg     sync.WaitGroup // watchdog and fanout goroutines
+	wg     sync.WaitGroup // fanout and semaphore goroutines
+	clock  *leaseClock    // wakes leases for their renewals and losses
 
 	fmu     sync.Mutex // protects flights and the state of every flight
 	flights map[string]*flight
@@ -49,7 +50,8 @@ func New(rdb redis.UniversalClient, opts *Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{rdb: rdb, opts: o, leases: map[*lease]struct{}{}, flights: map[string]*flight{}, turnstiles: map[string]*turnstile{}}
+	c := &Client{rdb: rdb, opts: o, leases: map[*lease]struct{}{}, flights: map[string]*flight{}, turnstiles: map[string]*turnstile{},
+		clock: newLeaseClock()}
 	c.bg, c.stop = context.WithCancel(context.Background())
 	ps := o.PubSub
 	if ps == nil {
@@ -93,6 +95,7 @@ func (c *Client) Close() error {
 		f.finish(nil, ErrClosed)
 	}
 	c.stop()
+	c.clock.stop()
 	c.wg.Wait()
 	c.mux.close()
 	return nil

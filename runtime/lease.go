@@ -32,9 +32,11 @@ type lease struct {
 	ended    bool       // lost, released or closed: done is closed
 	released bool       // Release or Close ran the release script
 	err      error      // why it ended
-	timer    *time.Timer
 	done     chan struct{}
-	stop     chan struct{} // closed when the lease ends: stops the watchdog
+	stop     chan struct{} // closed when the lease ends: stops a renewal's retries
+
+	at  time.Time // when the client's leaseClock wakes it next; protected by the clock
+	idx int       // its place in the clock's queue, -1 when not scheduled; protected by the clock
 }
 
 // lossMargin is how long before the local deadline a lease whose renewal
@@ -52,95 +54,88 @@ func (l *lease) start(ctx context.Context, sent time.Time) {
 	l.deadline = sent.Add(l.ttl)
 	l.done = make(chan struct{})
 	l.stop = make(chan struct{})
+	l.idx = -1
 	l.c.track(l)
+	l.c.clock.schedule(l, l.wakeAt(l.deadline))
+}
+
+// wakeAt is when a lease ending at deadline needs its next step: the
+// watchdog renews a third of the way into it; without one, it is lost
+// a little before the deadline.
+func (l *lease) wakeAt(deadline time.Time) time.Time {
 	if l.watchdog {
-		l.c.wg.Add(1)
-		go l.watch()
+		return deadline.Add(-l.ttl * 2 / 3)
+	}
+	return deadline.Add(-lossMargin(l.ttl))
+}
+
+// due is called by the client's clock when the lease's step is due.
+func (l *lease) due() {
+	l.mu.Lock()
+	ended, deadline := l.ended, l.deadline
+	l.mu.Unlock()
+	if ended {
 		return
 	}
-	l.mu.Lock()
-	l.timer = time.AfterFunc(time.Until(l.deadline)-lossMargin(l.ttl), l.expired)
-	l.mu.Unlock()
-}
-
-// expired ends a lease without a watchdog whose deadline came.
-func (l *lease) expired() {
-	l.mu.Lock()
-	late := !time.Now().Before(l.deadline.Add(-lossMargin(l.ttl)))
-	l.mu.Unlock()
-	if late {
+	lossAt := deadline.Add(-lossMargin(l.ttl))
+	switch {
+	case l.watchdog:
+		l.c.clock.goRenew(func() { l.renew(lossAt) })
+	case !time.Now().Before(lossAt):
 		l.lose(fmt.Errorf("%w: lease of %v expired without extension", ErrLost, l.ttl))
+	default: // extended meanwhile
+		l.c.clock.schedule(l, lossAt)
 	}
 }
 
-// watch renews the lease a third of the way into it, retrying until the
-// deadline; it ends when the lease ends.
-func (l *lease) watch() {
-	defer l.c.wg.Done()
+// renew is one renewal by the watchdog, retried until the lease would be
+// lost at lossAt.
+func (l *lease) renew(lossAt time.Time) {
+	var lastErr error
 	for {
-		l.mu.Lock()
-		deadline := l.deadline
-		l.mu.Unlock()
-		lossAt := deadline.Add(-lossMargin(l.ttl))
-		if !l.sleepUntil(deadline.Add(-l.ttl * 2 / 3)) {
+		sent := time.Now()
+		ctx, cancel := context.WithDeadline(l.c.bg, lossAt)
+		ok, err := l.extend(ctx, l.ttl)
+		cancel()
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		if err == nil && ok {
+			l.renewed(sent)
+			l.c.opts.Observer.Extended(context.WithoutCancel(l.obsCtx), l.kind, l.key)
 			return
 		}
-		var lastErr error
-		for {
-			sent := time.Now()
-			ctx, cancel := context.WithDeadline(l.c.bg, lossAt)
-			ok, err := l.extend(ctx, l.ttl)
-			cancel()
-			select {
-			case <-l.stop:
-				return
-			default:
-			}
-			if err == nil && ok {
-				l.renewed(sent)
-				l.c.opts.Observer.Extended(context.WithoutCancel(l.obsCtx), l.kind, l.key)
-				break
-			}
-			if err == nil {
-				l.lose(fmt.Errorf("%w: %w: another holder has it", ErrLost, ErrNotHeld))
-				return
-			}
-			lastErr = err
-			if !time.Now().Before(lossAt) {
-				l.lose(fmt.Errorf("%w: not renewed before the lease ended: %w", ErrLost, lastErr))
-				return
-			}
-			if !l.sleepUntil(earliest(time.Now().Add(l.ttl/10), lossAt)) {
-				return
-			}
+		if err == nil {
+			l.lose(fmt.Errorf("%w: %w: another holder has it", ErrLost, ErrNotHeld))
+			return
+		}
+		lastErr = err
+		if !time.Now().Before(lossAt) {
+			l.lose(fmt.Errorf("%w: not renewed before the lease ended: %w", ErrLost, lastErr))
+			return
+		}
+		t := time.NewTimer(time.Until(earliest(time.Now().Add(l.ttl/10), lossAt)))
+		select {
+		case <-t.C:
+		case <-l.stop:
+			t.Stop()
+			return
 		}
 	}
 }
 
-// sleepUntil waits until t; it reports false when the lease ended first.
-func (l *lease) sleepUntil(t time.Time) bool {
-	d := time.Until(t)
-	if d <= 0 {
-		return true
-	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return true
-	case <-l.stop:
-		return false
-	}
-}
-
+// renewed records a renewal sent at sent and schedules the next step.
 func (l *lease) renewed(sent time.Time) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if d := sent.Add(l.ttl); d.After(l.deadline) {
 		l.deadline = d
 	}
-	if l.timer != nil && !l.ended {
-		l.timer.Reset(time.Until(l.deadline) - lossMargin(l.ttl))
+	ended, deadline := l.ended, l.deadline
+	l.mu.Unlock()
+	if !ended {
+		l.c.clock.schedule(l, l.wakeAt(deadline))
 	}
 }
 
@@ -159,9 +154,7 @@ func (l *lease) finish(err error, released bool) bool {
 		l.err = err
 		close(l.done)
 		close(l.stop)
-		if l.timer != nil {
-			l.timer.Stop()
-		}
+		l.c.clock.remove(l)
 	}
 	return true
 }
@@ -197,10 +190,11 @@ func (l *lease) doExtend(ctx context.Context, ttl time.Duration) error {
 	}
 	l.mu.Lock()
 	l.deadline = sent.Add(ttl)
-	if l.timer != nil && !l.ended {
-		l.timer.Reset(time.Until(l.deadline) - lossMargin(ttl))
-	}
+	ended, deadline := l.ended, l.deadline
 	l.mu.Unlock()
+	if !ended {
+		l.c.clock.schedule(l, l.wakeAt(deadline))
+	}
 	l.c.opts.Observer.Extended(ctx, l.kind, l.key)
 	return nil
 }

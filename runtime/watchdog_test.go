@@ -3,7 +3,10 @@ package dlockrt
 import (
 	"context"
 	"errors"
+	"reflect"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -213,3 +216,61 @@ func TestClient_badInput(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// One clock wakes every lease: leases taken later with shorter TTLs, or
+// extended, are lost in the order of their deadlines, each no later than
+// its deadline; released ones never.
+func TestLock_leasesWithoutWatchdogEndInDeadlineOrder(t *testing.T) {
+	c := newClient(t, newRedis(t), nil)
+	ttls := []time.Duration{900 * time.Millisecond, 300 * time.Millisecond, 600 * time.Millisecond, 150 * time.Millisecond}
+	type held struct {
+		l        *Lock
+		deadline time.Time
+	}
+	var ls []held
+	for i, ttl := range ttls {
+		sent := time.Now()
+		l, err := c.Once(t.Context(), key(t, strconv.Itoa(i)), WithWatchdog(false), WithTTL(ttl))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, held{l, sent.Add(ttl)})
+	}
+	// The 150ms one is extended to end last; a released one never ends by loss.
+	sent := time.Now()
+	if err := ls[3].l.Extend(t.Context(), 1200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	ls[3].deadline = sent.Add(1200 * time.Millisecond)
+	extra, err := c.Once(t.Context(), key(t, "released"), WithWatchdog(false), WithTTL(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra.Release(t.Context())
+
+	var order []int
+	for range ls {
+		cases := make([]reflect.SelectCase, len(ls))
+		for i, h := range ls {
+			ch := h.l.Done()
+			if slices.Contains(order, i) {
+				ch = nil
+			}
+			cases[i] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)}
+		}
+		i, _, _ := reflect.Select(cases)
+		if now := time.Now(); now.After(ls[i].deadline) {
+			t.Errorf("lease %d (ttl %v) reported lost %v after its deadline", i, ttls[i], now.Sub(ls[i].deadline))
+		}
+		if !errors.Is(ls[i].l.Err(), ErrLost) {
+			t.Errorf("lease %d ended with %v; want ErrLost", i, ls[i].l.Err())
+		}
+		order = append(order, i)
+	}
+	if want := []int{1, 2, 0, 3}; !slices.Equal(order, want) {
+		t.Errorf("leases ended in order %v; want %v (by deadline)", order, want)
+	}
+	if err := extra.Err(); !errors.Is(err, ErrNotHeld) || errors.Is(err, ErrLost) {
+		t.Errorf("released lease ended with %v; want its release, not a loss", extra.Err())
+	}
+}

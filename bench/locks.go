@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,10 +104,12 @@ func lockCycles(ctx context.Context, addr string) []row {
 	return rows
 }
 
-// handoff: 4 and 32 workers contend for one key, hold it 1ms, release. dlock's
-// Lock waits for the release notification; redsync retries (every 10ms,
-// more eagerly than its default). Reports successes per second and failed
-// tries per success.
+// handoff: 4 and 32 workers contend for one key, hold it 1ms, release,
+// and try again at once. dlock's Lock waits for the release notification;
+// redsync retries (with its default delays, and every 10ms). Reports
+// successes per second, failed tries per success, and how long a worker
+// waited for each success (p99) — a lock the releaser can take straight
+// back is busy all the time, but may make the others wait.
 func handoff(ctx context.Context, addr string) []row {
 	var rows []row
 	for _, workers := range []int{4, 32} {
@@ -115,92 +118,144 @@ func handoff(ctx context.Context, addr string) []row {
 	return rows
 }
 
+// contention is what one run of a hand-off measured.
+type contention struct {
+	perSec  float64
+	failed  float64       // failed tries per success
+	waitP99 time.Duration // from a worker's first try to its success (or to the end of the run)
+	starved int           // workers that never got the lock
+}
+
+// contend runs workers that call acquire until it succeeds, hold for 1ms
+// and release, for the bench duration. acquire reports ok and its failed
+// tries.
+func contend(workers int, acquire func(ctx context.Context) (release func(), failed int, ok bool)) contention {
+	var mu sync.Mutex
+	var waits []time.Duration
+	var n, failed atomic.Int64
+	stop := time.Now().Add(*dur)
+	var wg sync.WaitGroup
+	var starved atomic.Int64
+	for range workers {
+		wg.Go(func() {
+			got := false
+			start := time.Now()
+			for time.Now().Before(stop) {
+				wctx, cancel := context.WithDeadline(context.Background(), stop)
+				release, f, ok := acquire(wctx)
+				cancel()
+				failed.Add(int64(f))
+				if !ok {
+					continue
+				}
+				w := time.Since(start)
+				time.Sleep(time.Millisecond) // the critical section
+				release()
+				n.Add(1)
+				got = true
+				mu.Lock()
+				waits = append(waits, w)
+				mu.Unlock()
+				start = time.Now()
+			}
+			// A wait the run's end cut short counts for as long as it lasted.
+			mu.Lock()
+			waits = append(waits, time.Since(start))
+			mu.Unlock()
+			if !got {
+				starved.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	slices.Sort(waits)
+	c := contention{perSec: float64(n.Load()) / dur.Seconds(), failed: float64(failed.Load()) / float64(max(n.Load(), 1)),
+		starved: int(starved.Load())}
+	if len(waits) > 0 {
+		c.waitP99 = waits[len(waits)*99/100]
+	}
+	return c
+}
+
 func handoffN(ctx context.Context, addr string, workers int) []row {
 	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64})
 	defer rdb.Close()
 	c, _ := dlockrt.New(rdb, &dlockrt.Options{Prefix: "bench"})
 	defer c.Close()
 	rs := redsync.New(goredis.NewPool(rdb))
-	var dlockFailed, rsFailed float64
-	dl := median(func() float64 {
-		before := evalCalls(ctx, rdb)
-		var n atomic.Int64
-		stop := time.Now().Add(*dur)
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Go(func() {
-				for time.Now().Before(stop) {
-					wctx, cancel := context.WithDeadline(ctx, stop)
-					l, err := c.Lock(wctx, "handoff", dlockrt.WithTTL(5*time.Second), dlockrt.WithWatchdog(false))
-					cancel()
-					if err != nil {
-						continue
-					}
-					time.Sleep(time.Millisecond) // the critical section
-					l.Release(ctx)
-					n.Add(1)
-				}
-			})
+	runs := map[string][]contention{}
+	run := func(name string, f func() contention) func() float64 {
+		return func() float64 {
+			r := f()
+			runs[name] = append(runs[name], r)
+			return r.perSec
 		}
-		wg.Wait()
-		calls := evalCalls(ctx, rdb) - before // tries + releases
-		dlockFailed = (float64(calls) - 2*float64(n.Load())) / float64(max(n.Load(), 1))
-		return float64(n.Load()) / dur.Seconds()
-	})
-	rsv := median(func() float64 {
-		var n, failed atomic.Int64
-		stop := time.Now().Add(*dur)
-		var wg sync.WaitGroup
-		for w := range workers {
-			wg.Go(func() {
-				m := rs.NewMutex("rs-handoff", redsync.WithExpiry(5*time.Second), redsync.WithTries(1))
-				_ = w
-				for time.Now().Before(stop) {
-					if err := m.LockContext(ctx); err != nil {
-						failed.Add(1)
-						time.Sleep(10 * time.Millisecond)
-						continue
-					}
-					time.Sleep(time.Millisecond)
-					m.UnlockContext(ctx)
-					n.Add(1)
+	}
+	perSec := interleaved(map[string]func() float64{
+		"dlock": run("dlock", func() contention {
+			before := evalCalls(ctx, rdb)
+			r := contend(workers, func(ctx context.Context) (func(), int, bool) {
+				l, err := c.Lock(ctx, "handoff", dlockrt.WithTTL(5*time.Second), dlockrt.WithWatchdog(false))
+				if err != nil {
+					return nil, 0, false
 				}
+				return func() { l.Release(context.Background()) }, 0, true
 			})
-		}
-		wg.Wait()
-		rsFailed = float64(failed.Load()) / float64(max(n.Load(), 1))
-		return float64(n.Load()) / dur.Seconds()
-	})
-	rsDefault := median(func() float64 {
-		var n atomic.Int64
-		stop := time.Now().Add(*dur)
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Go(func() {
+			// Every success costs one try and one release; the rest failed.
+			succ := r.perSec * dur.Seconds()
+			r.failed = (float64(evalCalls(ctx, rdb)-before) - 2*succ) / max(succ, 1)
+			return r
+		}),
+		"redsync default": run("redsync default", func() contention {
+			return contend(workers, func(ctx context.Context) (func(), int, bool) {
 				m := rs.NewMutex("rs-default-handoff", redsync.WithExpiry(5*time.Second)) // its default retries
-				for time.Now().Before(stop) {
-					wctx, cancel := context.WithDeadline(ctx, stop)
-					err := m.LockContext(wctx)
-					cancel()
-					if err != nil {
-						continue
-					}
-					time.Sleep(time.Millisecond)
-					m.UnlockContext(ctx)
-					n.Add(1)
+				if m.LockContext(ctx) != nil {
+					return nil, 0, false
 				}
+				return func() { m.UnlockContext(context.Background()) }, 0, true
 			})
-		}
-		wg.Wait()
-		return float64(n.Load()) / dur.Seconds()
+		}),
+		"redsync 10ms": run("redsync 10ms", func() contention {
+			return contend(workers, func(ctx context.Context) (func(), int, bool) {
+				m := rs.NewMutex("rs-handoff", redsync.WithExpiry(5*time.Second), redsync.WithTries(1))
+				failed := 0
+				for m.LockContext(ctx) != nil {
+					failed++
+					select {
+					case <-time.After(10 * time.Millisecond):
+					case <-ctx.Done():
+						return nil, failed, false
+					}
+				}
+				return func() { m.UnlockContext(context.Background()) }, failed, true
+			})
+		}),
 	})
+	med := func(name string, f func(contention) float64) float64 {
+		var vs []float64
+		for _, r := range runs[name] {
+			vs = append(vs, f(r))
+		}
+		slices.Sort(vs)
+		return vs[len(vs)/2]
+	}
+	p99 := func(r contention) float64 { return float64(r.waitP99.Microseconds()) / 1000 }
+	failedTries := func(r contention) float64 { return r.failed }
+	starved := func(r contention) float64 { return float64(r.starved) }
+	dl, rsDefault, rs10 := perSec["dlock"], perSec["redsync default"], perSec["redsync 10ms"]
+	dlWait, rsWait, rs10Wait := med("dlock", p99), med("redsync default", p99), med("redsync 10ms", p99)
 	g := "contended hand-off, " + strconv.Itoa(workers) + " workers, 1 key"
 	return []row{
 		{group: g, name: "dlock Lock (woken by release)", value: dl, unit: "successes/s", vs: "redsync default", ratio: dl / rsDefault, goal: ">= 2× redsync"},
 		{group: g, name: "go-redsync/redsync (default retries)", value: rsDefault, unit: "successes/s"},
-		{group: g, name: "go-redsync/redsync (retry every 10ms)", value: rsv, unit: "successes/s", vs: "dlock", ratio: rsv / dl},
-		{group: g, name: "dlock failed tries per success", value: dlockFailed, unit: "", goal: "<= 1"},
-		{group: g, name: "redsync failed tries per success", value: rsFailed, unit: ""},
+		{group: g, name: "go-redsync/redsync (retry every 10ms)", value: rs10, unit: "successes/s", vs: "dlock", ratio: rs10 / dl},
+		{group: g, name: "dlock failed tries per success", value: med("dlock", failedTries), unit: "", goal: "<= 1"},
+		{group: g, name: "redsync (10ms) failed tries per success", value: med("redsync 10ms", failedTries), unit: ""},
+		{group: g, name: "dlock wait for the lock, p99", value: dlWait, unit: "ms"},
+		{group: g, name: "redsync (default) wait for the lock, p99", value: rsWait, unit: "ms", vs: "dlock", ratio: rsWait / max(dlWait, 0.001)},
+		{group: g, name: "redsync (10ms) wait for the lock, p99", value: rs10Wait, unit: "ms", vs: "dlock", ratio: rs10Wait / max(dlWait, 0.001)},
+		{group: g, name: "dlock workers that never got the lock", value: med("dlock", starved), unit: ""},
+		{group: g, name: "redsync (default) workers that never got the lock", value: med("redsync default", starved), unit: ""},
 	}
 }
 

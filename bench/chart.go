@@ -25,7 +25,7 @@ func chart(rows []row, path string) error {
 		names = append(names, shortGroup(r.group)+": "+r.name+" vs "+r.vs)
 	}
 	p := plot.New()
-	p.Title.Text = "dlock against its baselines (ratio; for µs/call and generator time, lower is better)"
+	p.Title.Text = "dlock against its baselines (ratio; for µs/call and generator time lower is better; for redsync's waits vs dlock's, higher is better for dlock)"
 	p.X.Label.Text = "ratio"
 	bars, err := plotter.NewBarChart(vals, vg.Points(14))
 	if err != nil {

@@ -22,10 +22,11 @@ type Client struct {
 	bg     context.Context // cancelled by Close; parent of watchdogs
 	stop   context.CancelFunc
 
-	mu     sync.Mutex // protects leases
-	leases map[*lease]struct{}
-	wg     sync.WaitGroup // fanout and semaphore goroutines
-	clock  *leaseClock    // wakes leases for their renewals and losses
+	mu      sync.Mutex // protects leases, waiting
+	leases  map[*lease]struct{}
+	waiting bool           // Close waits for wg: no more goTracked
+	wg      sync.WaitGroup // fanout and semaphore goroutines (goTracked)
+	clock   *leaseClock    // wakes leases for their renewals and losses
 
 	fmu     sync.Mutex // protects flights and the state of every flight
 	flights map[string]*flight
@@ -67,7 +68,8 @@ func New(rdb redis.UniversalClient, opts *Options) (*Client, error) {
 // over by a waiter elsewhere), stops their watchdogs and the subscription
 // connections, and makes later calls fail with ErrClosed. Holders of
 // released locks see their Done channel close with ErrClosed; fanout
-// callers still waiting get ErrClosed. Close is idempotent.
+// callers, Lock callers and semaphore waiters still waiting get ErrClosed.
+// Close is idempotent.
 func (c *Client) Close() error {
 	if c == nil || c.closed.Swap(true) {
 		return nil
@@ -96,6 +98,9 @@ func (c *Client) Close() error {
 	}
 	c.stop()
 	c.clock.stop()
+	c.mu.Lock()
+	c.waiting = true
+	c.mu.Unlock()
 	c.wg.Wait()
 	c.mux.close()
 	return nil
@@ -165,6 +170,22 @@ func redisErr(err error) error {
 // and is bounded by Options.OpTimeout.
 func (c *Client) detached(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), c.opts.OpTimeout)
+}
+
+// goTracked runs f on a goroutine that Close waits for. Once Close has
+// begun waiting it reports false, and f does not run.
+func (c *Client) goTracked(f func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.waiting {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+	return true
 }
 
 func (c *Client) track(l *lease) {

@@ -104,6 +104,9 @@ func (c *Client) Lock(ctx context.Context, key string, opts ...Option) (*Lock, e
 	// cannot be missed: wait for it rather than try in vain.
 	wait := cfg.ttl
 	for try := !handedOff; ; try = true {
+		if c.closed.Load() {
+			return nil, ErrClosed
+		}
 		if try {
 			h, a, err := set.tryOnce(ctx, cfg)
 			if err != nil {
@@ -121,6 +124,7 @@ func (c *Client) Lock(ctx context.Context, key string, opts ...Option) (*Lock, e
 		select {
 		case <-sub.C:
 		case <-t.C:
+		case <-c.bg.Done(): // Close: the next iteration says so
 		case <-ctx.Done():
 			t.Stop()
 			c.opts.Observer.NotAcquired(ctx, "lock", key)
@@ -152,16 +156,20 @@ func (c *Client) enterTurnstile(ctx context.Context, key string) (*turnstile, er
 	}
 	ts.refs++
 	c.tmu.Unlock()
+	var err error
 	select {
 	case ts.turn <- struct{}{}:
 		return ts, nil
 	case <-ctx.Done():
-		c.tmu.Lock()
-		ts.refs--
-		c.dropTurnstileLocked(key, ts)
-		c.tmu.Unlock()
-		return nil, ctx.Err()
+		err = ctx.Err()
+	case <-c.bg.Done():
+		err = ErrClosed
 	}
+	c.tmu.Lock()
+	ts.refs--
+	c.dropTurnstileLocked(key, ts)
+	c.tmu.Unlock()
+	return nil, err
 }
 
 // leaveTurnstile makes the next waiter the head; the last one out closes

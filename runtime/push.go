@@ -122,8 +122,9 @@ func (c *Client) push(ctx context.Context, key string, onDone func([]byte, error
 		}
 		return job, at, nil
 	}
-	c.wg.Add(1)
-	go f.wait()
+	if !c.goTracked(f.wait) {
+		f.finish(nil, ErrClosed) // the client closed meanwhile
+	}
 	return nil, at, ErrNotAcquired
 }
 
@@ -276,7 +277,6 @@ func (c *Client) releaseFan(tag, gen string) {
 // when a join finds neither a leader nor a result and a local caller
 // brought the job.
 func (f *flight) wait() {
-	defer f.c.wg.Done()
 	sub, err := f.c.mux.subscribe(f.ctx, fanChannel(f.tag))
 	if err != nil {
 		if f.ctx.Err() == nil {

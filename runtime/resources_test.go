@@ -168,3 +168,83 @@ func TestSoak_heapFlat(t *testing.T) {
 	c.Close()
 	goleak.VerifyNone(t, goleak.IgnoreCurrent())
 }
+
+// Close in the middle of traffic — locks, waits, fanouts and semaphore
+// waiters — ends every call (ErrClosed for the calls that begin after it),
+// releases what was held, and leaves no goroutine behind.
+func TestClient_Close_duringTraffic(t *testing.T) {
+	rdb := newRedis(t)
+	c, err := New(rdb, &Options{Prefix: "close-" + runID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ops atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			k := "k" + strconv.Itoa(i%2)
+			for {
+				var err error
+				switch i % 4 {
+				case 0:
+					var l *Lock
+					if l, err = c.Lock(t.Context(), k); err == nil {
+						err = l.Release(t.Context())
+					}
+				case 1:
+					_, err = c.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
+						time.Sleep(time.Millisecond)
+						return []byte("v"), nil
+					})
+				default:
+					err = c.Semaphore(k, 1).Do(t.Context(), func(context.Context) error {
+						time.Sleep(time.Millisecond)
+						return nil
+					})
+				}
+				ops.Add(1)
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+			}
+		})
+	}
+	// And waiters blocked on keys another client holds.
+	other := newClient(t, rdb, &Options{Prefix: "close-" + runID})
+	if _, err := other.Once(t.Context(), "held"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Semaphore("held", 1).Acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	blocked := make(chan error, 2)
+	go func() {
+		_, err := c.Lock(ctx, "held")
+		blocked <- err
+	}()
+	go func() {
+		_, err := c.Semaphore("held", 1).Acquire(ctx)
+		blocked <- err
+	}()
+	redistest.WaitFor(t, 10*time.Second, "some traffic and the blocked waiters", func(context.Context) bool {
+		return ops.Load() > 200 && c.mux.numChannels() >= 2
+	})
+	c.Close()
+	wg.Wait()
+	for range 2 {
+		if err := <-blocked; !errors.Is(err, ErrClosed) {
+			t.Errorf("a waiter blocked at Close got %v; want ErrClosed", err)
+		}
+	}
+	if n, err := rdb.ZCard(t.Context(), other.Semaphore("held", 1).keys[1]).Result(); err != nil || n != 0 {
+		t.Errorf("semaphore queue after Close: %d waiters, %v; want none (the closed client's waiter left)", n, err)
+	}
+	other.Close()
+	redistest.WaitFor(t, 5*time.Second, "nothing left held", func(ctx context.Context) bool {
+		keys, err := rdb.Keys(ctx, "close-"+runID+":*:lock").Result()
+		return err == nil && len(keys) == 0
+	})
+	goleak.VerifyNone(t, goleak.IgnoreCurrent())
+}

@@ -149,7 +149,11 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 		}
 		if err := s.sleep(ctx, sub, wait, r[2]); err != nil {
 			s.c.opts.Observer.NotAcquired(ctx, "semaphore", s.key)
-			s.leave(ctx, waiter)
+			if err == ErrClosed {
+				s.release(ctx, "", waiter) // now: Close stops the background
+			} else {
+				s.leave(ctx, waiter)
+			}
 			return nil, notAcquiredBy(ctx, err)
 		}
 	}
@@ -171,6 +175,8 @@ func (s *Semaphore) sleep(ctx context.Context, sub *subscription, wait time.Dura
 			return nil
 		case <-t.C:
 			return nil
+		case <-s.c.bg.Done():
+			return ErrClosed
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -183,13 +189,10 @@ var testHookSemQueued func(key string)
 
 // leave takes a waiter that gives up out of the queue, in the background:
 // the caller does not wait for it (Redis may be what failed). If it cannot,
-// the waiter's place lapses with its lease.
+// the waiter's place lapses with its lease (so also when the client is
+// closing).
 func (s *Semaphore) leave(ctx context.Context, waiter string) {
-	s.c.wg.Add(1)
-	go func() {
-		defer s.c.wg.Done()
-		s.release(ctx, "", waiter)
-	}()
+	s.c.goTracked(func() { s.release(ctx, "", waiter) })
 }
 
 // release runs sem_release on a context detached from the caller's.

@@ -47,7 +47,7 @@ func (c *checker) errorf(pos token.Pos, format string, args ...any) {
 }
 
 // generatePackage checks the directives of one package and emits its file.
-func generatePackage(pkg *packages.Package, overlay map[string][]byte) (*File, []Diagnostic) {
+func generatePackage(pkg *packages.Package, hidden map[string]bool) (*File, []Diagnostic) {
 	c := &checker{pkg: pkg}
 	var ws []*wrapper
 	files := make([]*ast.File, len(pkg.Syntax))
@@ -68,7 +68,7 @@ func generatePackage(pkg *packages.Package, overlay map[string][]byte) (*File, [
 		dir = filepath.Dir(pkg.GoFiles[0])
 	}
 	out := filepath.Join(dir, FileName)
-	_, hadOurs := overlay[out]
+	hadOurs := hidden[out]
 	if errs := loadErrors(pkg, generatedNames(ws)); len(errs) > 0 {
 		return nil, append(c.diags, errs...)
 	}

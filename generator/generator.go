@@ -9,14 +9,14 @@ package generator
 import (
 	"bytes"
 	"fmt"
+	"go/ast"
 	"go/parser"
 	"go/token"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/tools/go/packages"
 )
@@ -65,16 +65,13 @@ func Generate(cfg Config) (*Result, error) {
 	if len(cfg.Patterns) == 0 {
 		cfg.Patterns = []string{"."}
 	}
-	overlay, err := generatedOverlay(cfg)
-	if err != nil {
-		return nil, err
-	}
+	hidden := &hiddenFiles{paths: map[string]bool{}}
 	pcfg := &packages.Config{
 		Mode: packages.NeedName | packages.NeedFiles | packages.NeedSyntax |
 			packages.NeedTypes | packages.NeedTypesInfo,
-		Dir:     cfg.Dir,
-		Env:     cfg.Env,
-		Overlay: overlay,
+		Dir:       cfg.Dir,
+		Env:       cfg.Env,
+		ParseFile: hidden.parse,
 	}
 	if len(cfg.Tags) > 0 {
 		pcfg.BuildFlags = []string{"-tags=" + strings.Join(cfg.Tags, ",")}
@@ -85,7 +82,7 @@ func Generate(cfg Config) (*Result, error) {
 	}
 	res := &Result{}
 	for _, pkg := range pkgs {
-		f, diags := generatePackage(pkg, overlay)
+		f, diags := generatePackage(pkg, hidden.paths)
 		res.Diagnostics = append(res.Diagnostics, diags...)
 		if f != nil {
 			res.Files = append(res.Files, *f)
@@ -140,84 +137,24 @@ func loadDiagnostic(e packages.Error) Diagnostic {
 	return d
 }
 
-// generatedOverlay finds the dlock_gen.go files (ours, by their header)
-// below the patterns and hides them from type checking: each is replaced by
-// its bare package clause. So a stale file never blocks regeneration and
-// its names never count as collisions.
-func generatedOverlay(cfg Config) (map[string][]byte, error) {
-	base := cfg.Dir
-	if base == "" {
-		var err error
-		if base, err = os.Getwd(); err != nil {
-			return nil, err
-		}
-	}
-	overlay := map[string][]byte{}
-	add := func(path string) {
-		if pkg, ok := ourFile(path); ok {
-			overlay[path] = []byte("package " + pkg + "\n")
-		}
-	}
-	for _, pat := range cfg.Patterns {
-		if !(pat == "." || pat == ".." || strings.HasPrefix(pat, "./") || strings.HasPrefix(pat, "../") || filepath.IsAbs(pat)) {
-			if err := overlayByList(cfg, pat, add); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		dir, recursive := strings.CutSuffix(pat, "/...")
-		if !filepath.IsAbs(dir) {
-			dir = filepath.Join(base, dir)
-		}
-		if !recursive {
-			add(filepath.Join(dir, FileName))
-			continue
-		}
-		filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return nil
-			}
-			if d.IsDir() && path != dir {
-				n := d.Name()
-				if n == "testdata" || n == "vendor" || strings.HasPrefix(n, ".") || strings.HasPrefix(n, "_") {
-					return filepath.SkipDir
-				}
-			}
-			if !d.IsDir() && d.Name() == FileName {
-				add(path)
-			}
-			return nil
-		})
-	}
-	return overlay, nil
+// hiddenFiles hides the files dlockgen wrote (recognised by name and
+// header) from type checking: each is parsed as its bare package clause.
+// So a stale file never blocks regeneration and its names never count as
+// collisions. (An overlay would do the same, but go/packages then
+// type-checks every dependency from source, the standard library
+// included: several times slower.)
+type hiddenFiles struct {
+	mu    sync.Mutex
+	paths map[string]bool
 }
 
-// overlayByList resolves an import-path pattern with a cheap load (file
-// names only) to find generated files.
-func overlayByList(cfg Config, pat string, add func(string)) error {
-	pkgs, err := packages.Load(&packages.Config{Mode: packages.NeedFiles, Dir: cfg.Dir, Env: cfg.Env}, pat)
-	if err != nil {
-		return err
+func (h *hiddenFiles) parse(fset *token.FileSet, filename string, src []byte) (*ast.File, error) {
+	mode := parser.AllErrors | parser.ParseComments
+	if filepath.Base(filename) == FileName && bytes.HasPrefix(src, []byte(Header)) {
+		h.mu.Lock()
+		h.paths[filename] = true
+		h.mu.Unlock()
+		mode = parser.PackageClauseOnly
 	}
-	for _, p := range pkgs {
-		for _, f := range append(p.GoFiles, p.IgnoredFiles...) {
-			if filepath.Base(f) == FileName {
-				add(f)
-			}
-		}
-	}
-	return nil
-}
-
-// ourFile reports whether path is a file dlockgen wrote, and its package.
-func ourFile(path string) (string, bool) {
-	src, err := os.ReadFile(path)
-	if err != nil || !bytes.HasPrefix(src, []byte(Header)) {
-		return "", false
-	}
-	f, err := parser.ParseFile(token.NewFileSet(), path, src, parser.PackageClauseOnly)
-	if err != nil {
-		return "", false
-	}
-	return f.Name.Name, true
+	return parser.ParseFile(fset, filename, src, mode)
 }

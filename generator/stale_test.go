@@ -24,9 +24,12 @@ func loadUser(ctx context.Context, id int) (string, error) { return "", nil }
 func job(ctx context.Context) error { return nil }
 `
 
-func generateInto(t *testing.T, dir string) *Result {
+func generateInto(t *testing.T, dir string, patterns ...string) *Result {
 	t.Helper()
-	res, err := Generate(Config{Dir: dir, Patterns: []string{"./..."}, Env: gentest.Env()})
+	if len(patterns) == 0 {
+		patterns = []string{"./..."}
+	}
+	res, err := Generate(Config{Dir: dir, Patterns: patterns, Env: gentest.Env()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,6 +44,20 @@ func generateInto(t *testing.T, dir string) *Result {
 		}
 	}
 	return res
+}
+
+// Regenerating over its own output works with every kind of package
+// pattern: the generated files are hidden from type checking whatever
+// pattern named their packages.
+func TestGenerate_regeneratesOverItsOutputWithAnyPattern(t *testing.T) {
+	dir := gentest.Module(t, map[string]string{"pa/p.go": staleSrc, "pb/p.go": staleSrc})
+	first := generateInto(t, dir)
+	for _, pats := range [][]string{{"./..."}, {"./p..."}, {"./pa", "./pb"}, {"example.com/m/..."}, {"./pa/..."}} {
+		res := generateInto(t, dir, pats...)
+		if len(res.Files) == 0 || !bytes.Equal(res.Files[0].Content, first.Files[0].Content) {
+			t.Errorf("patterns %v: regenerated %d files; want the same output", pats, len(res.Files))
+		}
+	}
 }
 
 // A changed signature makes the stale dlock_gen.go fail to compile, with

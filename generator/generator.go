@@ -13,6 +13,7 @@ import (
 	"go/parser"
 	"go/token"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -80,12 +81,27 @@ func Generate(cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Packages are checked and emitted in parallel; results keep their order.
+	type out struct {
+		f     *File
+		diags []Diagnostic
+	}
+	outs := make([]out, len(pkgs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i, pkg := range pkgs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			outs[i].f, outs[i].diags = generatePackage(pkg, hidden.paths)
+		})
+	}
+	wg.Wait()
 	res := &Result{}
-	for _, pkg := range pkgs {
-		f, diags := generatePackage(pkg, hidden.paths)
-		res.Diagnostics = append(res.Diagnostics, diags...)
-		if f != nil {
-			res.Files = append(res.Files, *f)
+	for _, o := range outs {
+		res.Diagnostics = append(res.Diagnostics, o.diags...)
+		if o.f != nil {
+			res.Files = append(res.Files, *o.f)
 		}
 	}
 	sort.SliceStable(res.Diagnostics, func(i, j int) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -254,4 +255,63 @@ func TestCluster_mux_resubscribeIsNotMistakenForADrop(t *testing.T) {
 	if n := c.mux.drops.Load(); n != 0 {
 		t.Errorf("%d replies to our own unsubscribes taken for the server dropping the channel", n)
 	}
+}
+
+// P12 for semaphores: a queued waiter is woken by the permit's release
+// (a message, not its periodic re-check), also after the key's slot moved
+// or its primary failed over while it waited.
+func TestCluster_Semaphore_wokenAcrossMoveAndFailover(t *testing.T) {
+	cl := sharedCluster(t)
+	holder := newClient(t, cl.Client(), nil)
+	waiter := newClient(t, cl.Client(), nil)
+	var mu sync.Mutex
+	var wakes []bool
+	testHookSemWoken = func(_ string, byMessage bool) {
+		mu.Lock()
+		wakes = append(wakes, byMessage)
+		mu.Unlock()
+	}
+	t.Cleanup(func() { testHookSemWoken = nil })
+	for _, fault := range []string{"none", "move", "failover"} {
+		t.Run(fault, func(t *testing.T) {
+			k := key(t, "k")
+			p, err := holder.Semaphore(k, 1).Acquire(t.Context(), WithTTL(time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+				defer cancel()
+				p2, err := waiter.Semaphore(k, 1).Acquire(ctx)
+				if err == nil {
+					p2.Release(bg())
+				}
+				got <- err
+			}()
+			redistest.WaitFor(t, 5*time.Second, "the waiter's subscription", func(ctx context.Context) bool {
+				return waiter.mux.numChannels() == 1 && waiterConfirmed(waiter)
+			})
+			clusterFault(cl.For(t), fault, slot.Of(waiter.Semaphore(k, 1).keys[4]))
+			// Resubscribed where the slot lives now before the release.
+			redistest.WaitFor(t, 10*time.Second, "the waiter's subscription after the fault", func(ctx context.Context) bool {
+				return waiter.mux.numChannels() == 1 && waiterConfirmed(waiter)
+			})
+			mu.Lock()
+			wakes = nil
+			mu.Unlock()
+			if err := p.Release(t.Context()); err != nil {
+				t.Fatalf("Release after %s = %v", fault, err)
+			}
+			if err := <-got; err != nil {
+				t.Fatalf("Acquire after %s and release = %v", fault, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(wakes) == 0 || !wakes[len(wakes)-1] {
+				t.Errorf("after %s the waiter woke %v (true: by a message); want its last wake by the release's message", fault, wakes)
+			}
+		})
+	}
+	assertNoClassicPublish(t, cl)
 }

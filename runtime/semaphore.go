@@ -172,8 +172,14 @@ func (s *Semaphore) sleep(ctx context.Context, sub *subscription, wait time.Dura
 					continue // permits for those ahead of us
 				}
 			}
+			if testHookSemWoken != nil {
+				testHookSemWoken(s.key, true)
+			}
 			return nil
 		case <-t.C:
+			if testHookSemWoken != nil {
+				testHookSemWoken(s.key, false)
+			}
 			return nil
 		case <-s.c.bg.Done():
 			return ErrClosed
@@ -182,6 +188,10 @@ func (s *Semaphore) sleep(ctx context.Context, sub *subscription, wait time.Dura
 		}
 	}
 }
+
+// testHookSemWoken, when set by a test, runs when a queued Acquire wakes
+// to look again: by a message on its channel, or by its timer.
+var testHookSemWoken func(key string, byMessage bool)
 
 // testHookSemQueued, when set by a test, runs when Acquire first found no
 // permit and queued.

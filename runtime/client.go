@@ -25,7 +25,7 @@ type Client struct {
 	mu      sync.Mutex // protects leases, waiting
 	leases  map[*lease]struct{}
 	waiting bool           // Close waits for wg: no more goTracked
-	wg      sync.WaitGroup // fanout and semaphore goroutines (goTracked)
+	wg      sync.WaitGroup // goroutines of watchdog renewals, fanout waits, semaphore leaves (goTracked)
 	clock   *leaseClock    // wakes leases for their renewals and losses
 
 	fmu     sync.Mutex // protects flights and the state of every flight

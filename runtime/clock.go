@@ -19,7 +19,6 @@ type leaseClock struct {
 	timer   *time.Timer
 	armed   time.Time // when timer fires; zero when it is not armed
 	stopped bool
-	wg      sync.WaitGroup // renewals in flight
 }
 
 func newLeaseClock() *leaseClock {
@@ -80,28 +79,13 @@ func (k *leaseClock) tick() {
 	}
 }
 
-// goRenew runs f (a renewal) on its own goroutine, unless the clock
-// stopped.
-func (k *leaseClock) goRenew(f func()) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.stopped {
-		return
-	}
-	k.wg.Add(1)
-	go func() {
-		defer k.wg.Done()
-		f()
-	}()
-}
-
-// stop stops the clock and waits for the renewals in flight.
+// stop stops the clock. Renewals in flight run on Client.goTracked
+// goroutines, which Close waits for.
 func (k *leaseClock) stop() {
 	k.mu.Lock()
 	k.stopped = true
 	k.timer.Stop()
 	k.mu.Unlock()
-	k.wg.Wait()
 }
 
 // leaseQueue is a min-heap of leases by wake time.

@@ -1,7 +1,6 @@
 package dlockrt
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -133,19 +131,7 @@ func helperFanLeader() int {
 func TestFanout_leaderKilledWaiterTakesOver(t *testing.T) {
 	name := "p7-" + strconv.Itoa(rand.IntN(1e9))
 	ttl := 500 * time.Millisecond
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=fanleader", "ADDR="+standalone.Addr(), "NAME="+name, "KEY=k", "TTL=500")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || strings.TrimSpace(line) != "leading" {
-		t.Fatalf("leader said %q, %v; want leading", line, err)
-	}
+	cmd := startHelperSaying(t, "fanleader", "leading", "ADDR="+standalone.Addr(), "NAME="+name, "KEY=k", "TTL=500")
 	type outcome struct {
 		b   []byte
 		err error

@@ -80,7 +80,7 @@ func (l *lease) due() {
 	lossAt := deadline.Add(-lossMargin(l.ttl))
 	switch {
 	case l.watchdog:
-		l.c.clock.goRenew(func() { l.renew(lossAt) })
+		l.c.goTracked(func() { l.renew(lossAt) })
 	case !time.Now().Before(lossAt):
 		l.lose(fmt.Errorf("%w: lease of %v expired without extension", ErrLost, l.ttl))
 	default: // extended meanwhile

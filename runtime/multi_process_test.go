@@ -1,12 +1,10 @@
 package dlockrt
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -54,22 +52,8 @@ func TestCluster_Multi_killedMidAcquireLeavesKeysOnlyForTheirTTL(t *testing.T) {
 			keys = append(keys, k)
 		}
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=multistall", "CLUSTER="+strings.Join(cl.Addrs(), ","),
+	cmd := startHelperSaying(t, "multistall", "partial", "CLUSTER="+strings.Join(cl.Addrs(), ","),
 		"PREFIX="+prefix, "KEYS="+strings.Join(keys, ","))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || line != "partial\n" {
-		t.Fatalf("helper said %q, %v; want partial", line, err)
-	}
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package dlockrt
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +30,27 @@ func startHelper(t *testing.T, role string, env ...string) *exec.Cmd {
 		t.Fatalf("start helper %s: %v", role, err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd
+}
+
+// startHelperSaying is startHelper for a child that prints a line when it
+// reaches the point a test waits for: it returns once the child said want.
+func startHelperSaying(t *testing.T, role, want string, env ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), helperEnv+"="+role), env...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start helper %s: %v", role, err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || strings.TrimSpace(line) != want {
+		t.Fatalf("helper %s said %q, %v; want %s", role, line, err, want)
+	}
 	return cmd
 }
 

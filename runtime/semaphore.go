@@ -149,11 +149,7 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 		}
 		if err := s.sleep(ctx, sub, wait, r[2]); err != nil {
 			s.c.opts.Observer.NotAcquired(ctx, "semaphore", s.key)
-			if err == ErrClosed {
-				s.release(ctx, "", waiter) // now: Close stops the background
-			} else {
-				s.leave(ctx, waiter)
-			}
+			s.leave(ctx, waiter)
 			return nil, notAcquiredBy(ctx, err)
 		}
 	}
@@ -197,12 +193,15 @@ var testHookSemWoken func(key string, byMessage bool)
 // permit and queued.
 var testHookSemQueued func(key string)
 
-// leave takes a waiter that gives up out of the queue, in the background:
-// the caller does not wait for it (Redis may be what failed). If it cannot,
-// the waiter's place lapses with its lease (so also when the client is
-// closing).
+// leave takes a waiter that gives up out of the queue, in the background
+// (Close waits for it): the caller does not wait for it (Redis may be what
+// failed). Once Close no longer waits, it runs before the caller returns.
+// If it cannot, the waiter's place lapses with its lease.
 func (s *Semaphore) leave(ctx context.Context, waiter string) {
-	s.c.goTracked(func() { s.release(ctx, "", waiter) })
+	out := func() { s.release(ctx, "", waiter) }
+	if !s.c.goTracked(out) {
+		out()
+	}
 }
 
 // release runs sem_release on a context detached from the caller's.

@@ -31,6 +31,8 @@
 //	dlock.fanout.errors  counter        flights whose outcome was an error, with "role"
 //	                                    (follower: an error that came from another process)
 //	dlock.semaphore.queue histogram     queue length a semaphore waiter found
+//	dlock.dropped        counter        malformed or oversize messages and values read
+//	                                    from Redis, ignored
 //
 // It lives in a module of its own, so that dlock's users who do not use
 // OpenTelemetry do not inherit it.
@@ -52,7 +54,7 @@ type observer struct {
 	tracer                         trace.Tracer // nil: no spans
 	wait, hold                     metric.Float64Histogram
 	contention, extends, lost, err metric.Int64Counter
-	runs                           metric.Int64Counter
+	runs, dropped                  metric.Int64Counter
 	fanoutCallers, queue           metric.Int64Histogram
 }
 
@@ -72,6 +74,7 @@ func New(mp metric.MeterProvider, tp trace.TracerProvider) dlockrt.Observer {
 	o.extends, _ = m.Int64Counter("dlock.lease.extends", metric.WithDescription("Lease renewals."))
 	o.lost, _ = m.Int64Counter("dlock.lease.lost", metric.WithDescription("Leases lost before their release."))
 	o.runs, _ = m.Int64Counter("dlock.fanout.runs", metric.WithDescription("Fanout flights, by role."))
+	o.dropped, _ = m.Int64Counter("dlock.dropped", metric.WithDescription("Malformed or oversize messages and values read from Redis, ignored."))
 	o.fanoutCallers, _ = m.Int64Histogram("dlock.fanout.callers", metric.WithDescription("Callers of this process that shared one flight."))
 	o.queue, _ = m.Int64Histogram("dlock.semaphore.queue", metric.WithDescription("Queue length a semaphore waiter found."))
 	o.err, _ = m.Int64Counter("dlock.fanout.errors", metric.WithDescription("Flights whose outcome was an error."))
@@ -139,3 +142,5 @@ func (o *observer) FanoutDone(ctx context.Context, _ string, start time.Time, le
 	o.span(ctx, "dlock.fanout", "fanout", start, failed,
 		attribute.String("dlock.fanout.role", role), attribute.Int("dlock.fanout.callers", callers))
 }
+
+func (o *observer) Dropped(ctx context.Context, k, _ string, _ error) { o.dropped.Add(ctx, 1, kind(k)) }

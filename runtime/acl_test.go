@@ -18,8 +18,8 @@ import (
 // run. The README quotes it.
 const ACLRule = "on >secret resetkeys ~dlock:* resetchannels &dlock:* -@all " +
 	"+evalsha +eval +ssubscribe +sunsubscribe +ping +hello +auth " +
-	"+set +get +pttl +del +pexpire +exists +incr +time +spublish " +
-	"+zadd +zrem +zcard +zrank +zscore +zrange +zrangebyscore +zremrangebyscore"
+	"+set +get +pttl +pexpire +time +spublish " +
+	"+zadd +zrem +zscore +zcount +zrangebyscore +zrevrangebyscore +zremrangebyscore"
 
 // Everything works for a user limited to dlock's keys, channels and
 // commands.

@@ -3,7 +3,9 @@ package dlockrt
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -22,8 +24,9 @@ type Client struct {
 	bg     context.Context // cancelled by Close; parent of watchdogs
 	stop   context.CancelFunc
 
-	mu      sync.Mutex // protects leases, waiting
+	mu      sync.Mutex // protects leases, closing, waiting
 	leases  map[*lease]struct{}
+	closing bool           // Close has taken the leases: track refuses more
 	waiting bool           // Close waits for wg: no more goTracked
 	wg      sync.WaitGroup // goroutines of watchdog renewals, fanout waits, semaphore leaves (goTracked)
 	clock   *leaseClock    // wakes leases for their renewals and losses
@@ -44,7 +47,7 @@ type Client struct {
 // Options.PubSub) that notices when connections reach a new primary, so the
 // client's subscription follows a failover; it stays after Close, inert.
 func New(rdb redis.UniversalClient, opts *Options) (*Client, error) {
-	if rdb == nil {
+	if isNil(rdb) {
 		return nil, invalid("nil redis client")
 	}
 	o, err := opts.resolve()
@@ -55,7 +58,7 @@ func New(rdb redis.UniversalClient, opts *Options) (*Client, error) {
 		clock: newLeaseClock()}
 	c.bg, c.stop = context.WithCancel(context.Background())
 	ps := o.PubSub
-	if ps == nil {
+	if isNil(ps) {
 		ps = rdb
 	}
 	c.mux = newMux(ps, o.Logger)
@@ -63,25 +66,29 @@ func New(rdb redis.UniversalClient, opts *Options) (*Client, error) {
 	return c, nil
 }
 
-// Close releases every lock and fanout lease the client still holds (best
-// effort, bounded by Options.OpTimeout; a fanout led here is then taken
-// over by a waiter elsewhere), stops their watchdogs and the subscription
-// connections, and makes later calls fail with ErrClosed. Holders of
-// released locks see their Done channel close with ErrClosed; fanout
-// callers, Lock callers and semaphore waiters still waiting get ErrClosed.
-// Close is idempotent.
+// Close releases every lock, permit and fanout lease the client still
+// holds (best effort: a fanout led here is then taken over by a waiter
+// elsewhere), stops their watchdogs and the subscription connections, and
+// makes later calls fail with ErrClosed. After it returns, nothing the
+// client obtained is believed held: every Done channel is closed and Err
+// says ErrClosed; an acquisition that raced Close returns ErrClosed and
+// released what it got. Fanout callers, Lock callers and semaphore waiters
+// still waiting get ErrClosed. Close returns within Options.OpTimeout (plus
+// a little), even when Redis is unreachable; what it could not release then
+// lapses with its lease. Close is idempotent.
 func (c *Client) Close() error {
 	if c == nil || c.closed.Swap(true) {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.OpTimeout)
+	defer cancel()
 	c.mu.Lock()
+	c.closing = true // from now on track refuses new leases
 	held := make([]*lease, 0, len(c.leases))
 	for l := range c.leases {
 		held = append(held, l)
 	}
 	c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.OpTimeout)
-	defer cancel()
 	var wg sync.WaitGroup
 	for _, l := range held {
 		wg.Go(func() { l.doRelease(ctx, ErrClosed) })
@@ -101,9 +108,31 @@ func (c *Client) Close() error {
 	c.mu.Lock()
 	c.waiting = true
 	c.mu.Unlock()
-	c.wg.Wait()
+	// Background work ends with c.bg or within OpTimeout of its start;
+	// Close waits for it no longer than its own deadline.
+	done := make(chan struct{})
+	go func() { c.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 	c.mux.close()
 	return nil
+}
+
+// isNil reports whether rdb is nil, or a nil pointer in the interface.
+func isNil(rdb redis.UniversalClient) bool {
+	switch r := rdb.(type) {
+	case nil:
+		return true
+	case *redis.Client:
+		return r == nil
+	case *redis.ClusterClient:
+		return r == nil
+	case *redis.Ring:
+		return r == nil
+	}
+	return false
 }
 
 func (c *Client) check() error {
@@ -118,12 +147,21 @@ func (c *Client) check() error {
 
 // run evaluates a script and returns promptly when ctx ends, even if the
 // client's own timeouts are longer (go-redis does not bound network I/O by
-// the context unless ContextTimeoutEnabled is set). When the caller has left
-// and the call later succeeds, orphan (if not nil) is given its result to
-// undo it.
-func (c *Client) run(ctx context.Context, s *redis.Script, keys []string, args []any, orphan func(any)) (any, error) {
+// the context unless ContextTimeoutEnabled is set).
+//
+// undo (if not nil) makes an acquisition leave nothing behind when its
+// caller cannot know what it got: it is called, on a background goroutine
+// with a context bounded by Options.OpTimeout, when the caller left before
+// the reply (with the late reply's value, or nil when it failed), and when
+// the call failed in a way that may have reached Redis (a network error,
+// not an error reply). Exactly one side owns a late reply: the caller, if
+// the reply came before it left, else undo.
+func (c *Client) run(ctx context.Context, s *redis.Script, keys []string, args []any, undo func(context.Context, any)) (any, error) {
 	if ctx.Done() == nil {
 		v, err := s.Run(ctx, c.rdb, keys, args...).Result()
+		if err != nil && undo != nil && ambiguous(err) {
+			c.undo(ctx, nil, undo)
+		}
 		return v, redisErr(err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -134,33 +172,69 @@ func (c *Client) run(ctx context.Context, s *redis.Script, keys []string, args [
 		err error
 	}
 	ch := make(chan reply, 1)
-	var left atomic.Bool
+	// owner: 0 while nobody owns the reply; 1 the caller (it got the reply
+	// before leaving); 2 undo (the caller left first).
+	var owner atomic.Int32
 	go func() {
 		v, err := s.Run(context.WithoutCancel(ctx), c.rdb, keys, args...).Result()
-		if left.Load() && err == nil && orphan != nil {
-			orphan(v)
+		if owner.CompareAndSwap(0, 1) {
+			ch <- reply{v, err}
+			return
 		}
-		ch <- reply{v, err}
+		if undo != nil && (err == nil || ambiguous(err)) {
+			if err != nil {
+				v = nil
+			}
+			c.undo(ctx, v, undo)
+		}
 	}()
 	select {
 	case r := <-ch:
+		if r.err != nil && undo != nil && ambiguous(r.err) {
+			c.undo(ctx, nil, undo)
+		}
 		return r.v, redisErr(r.err)
 	case <-ctx.Done():
-		left.Store(true)
-		select { // it may have finished meanwhile: prefer its answer
-		case r := <-ch:
+		if !owner.CompareAndSwap(0, 2) { // the reply came first: it is the caller's
+			r := <-ch
+			if r.err != nil && undo != nil && ambiguous(r.err) {
+				c.undo(ctx, nil, undo)
+			}
 			return r.v, redisErr(r.err)
-		default:
 		}
 		return nil, unavailable(ctx.Err())
 	}
 }
 
-// redisErr maps a go-redis error to dlock's: nil stays nil, the rest is
-// ErrUnavailable wrapping the cause.
+// ambiguous reports whether a failed call may still have run in Redis: a
+// network error or a timeout, not an error reply.
+func ambiguous(err error) bool {
+	var rerr redis.Error
+	return !errors.As(err, &rerr) && !errors.Is(err, redis.Nil)
+}
+
+// undo runs f in the background (Close waits for it; once it no longer
+// does, inline), on a context with ctx's values bounded by OpTimeout.
+func (c *Client) undo(ctx context.Context, v any, f func(context.Context, any)) {
+	do := func() {
+		uctx, cancel := c.detached(ctx)
+		defer cancel()
+		f(uctx, v)
+	}
+	if !c.goTracked(do) {
+		do()
+	}
+}
+
+// redisErr maps a go-redis error to dlock's: nil stays nil, a refusal for
+// lack of permission is ErrNoPermission, the rest ErrUnavailable, each
+// wrapping the cause.
 func redisErr(err error) error {
 	if err == nil || errors.Is(err, redis.Nil) {
 		return nil
+	}
+	if m := err.Error(); strings.HasPrefix(m, "NOPERM") || strings.HasPrefix(m, "NOAUTH") || strings.HasPrefix(m, "WRONGPASS") {
+		return fmt.Errorf("%w: %w", ErrNoPermission, err)
 	}
 	return unavailable(err)
 }
@@ -188,10 +262,16 @@ func (c *Client) goTracked(f func()) bool {
 	return true
 }
 
-func (c *Client) track(l *lease) {
+// track records a held lease, so that Close releases it; once Close has
+// begun it reports false and records nothing.
+func (c *Client) track(l *lease) bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return false
+	}
 	c.leases[l] = struct{}{}
-	c.mu.Unlock()
+	return true
 }
 
 func (c *Client) untrack(l *lease) {

@@ -21,8 +21,8 @@ func TestCluster_keysOfOneLockShareASlot(t *testing.T) {
 	for _, k := range []string{"plain", "}starts-with-close", "{braced}", "a{b}c", "{}", "%7B", "100%", "ключ", "a}b{c"} {
 		tag := mustTag(t, c, k)
 		var slots []int64
-		sem := c.Semaphore(k, 1).keys
-		for _, rk := range append([]string{lockKey(tag), fenceKey(tag), lockChannel(tag), fanKey(tag), resultKey(tag), fanChannel(tag)}, sem...) {
+		sem := c.Semaphore(k, 1)
+		for _, rk := range []string{lockKey(tag), lockChannel(tag), fanKey(tag), fanChannel(tag), sem.rkey, sem.ch} {
 			s, err := cc.ClusterKeySlot(t.Context(), rk).Result()
 			if err != nil {
 				t.Fatal(err)
@@ -292,7 +292,7 @@ func TestCluster_Semaphore_wokenAcrossMoveAndFailover(t *testing.T) {
 			redistest.WaitFor(t, 5*time.Second, "the waiter's subscription", func(ctx context.Context) bool {
 				return waiter.mux.numChannels() == 1 && waiterConfirmed(waiter)
 			})
-			clusterFault(cl.For(t), fault, slot.Of(waiter.Semaphore(k, 1).keys[4]))
+			clusterFault(cl.For(t), fault, slot.Of(waiter.Semaphore(k, 1).ch))
 			// Resubscribed where the slot lives now before the release.
 			redistest.WaitFor(t, 10*time.Second, "the waiter's subscription after the fault", func(ctx context.Context) bool {
 				return waiter.mux.numChannels() == 1 && waiterConfirmed(waiter)

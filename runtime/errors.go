@@ -19,6 +19,10 @@ var (
 	// ErrUnavailable: Redis could not be reached or failed. The error that
 	// reports it also wraps the cause (a network error, a context error).
 	ErrUnavailable = errors.New("dlock: redis unavailable")
+	// ErrNoPermission: the Redis user may not run what dlock needs (a
+	// NOPERM, NOAUTH or WRONGPASS reply). The error that reports it wraps
+	// Redis's reply; README's "Redis ACL" line lists what to grant.
+	ErrNoPermission = errors.New("dlock: the redis user lacks a permission dlock needs (see the README's Redis ACL line)")
 	// ErrClosed: the Client was closed.
 	ErrClosed = errors.New("dlock: client closed")
 	// ErrInvalid: a bad argument (empty key, TTL <= 0, nil client, ...). The

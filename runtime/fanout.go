@@ -40,8 +40,7 @@ func (c *Client) Fanout(ctx context.Context, key string, job func(context.Contex
 	case o := <-ch:
 		return o.b, o.err
 	case <-ctx.Done():
-		at.f.leave(at.cl, ctx.Err())
-		return nil, ctx.Err()
+		return nil, at.f.leaveUnanswered(at.cl, ctx.Err())
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dlock-go/dlock/internal/redistest"
 )
 
 // tenClients returns ten dlock clients of the shared server, each with its
@@ -136,6 +138,9 @@ func TestClient_Fanout_jobErrorReachesEveryone(t *testing.T) {
 		})
 	}
 	<-started
+	// An error reaches the callers of its run only: let all nine others
+	// join it (subscribe to the key's channel) before it ends.
+	waitFanSubscribers(t, k, 9)
 	close(gate)
 	wg.Wait()
 	if runs.Load() != 1 {
@@ -217,4 +222,17 @@ func TestFanout_badInput(t *testing.T) {
 	if err := j.Complete(t.Context(), nil, nil); !errors.Is(err, ErrNotHeld) {
 		t.Errorf("nil Job Complete = %v; want ErrNotHeld", err)
 	}
+}
+
+// waitFanSubscribers waits until n clients wait on key's fanout channel
+// of the shared server.
+func waitFanSubscribers(t *testing.T, key string, n int64) {
+	t.Helper()
+	rdb := newRedis(t)
+	c := newClient(t, rdb, nil)
+	ch := fanChannel(mustTag(t, c, key))
+	redistest.WaitFor(t, 5*time.Second, "the fanout's waiters to subscribe", func(ctx context.Context) bool {
+		m, err := rdb.PubSubShardNumSub(ctx, ch).Result()
+		return err == nil && m[ch] == n
+	})
 }

@@ -43,20 +43,25 @@ type lease struct {
 // was not confirmed is declared lost.
 func lossMargin(ttl time.Duration) time.Duration { return min(ttl/20, 50*time.Millisecond) }
 
-// start begins tracking a lease acquired with a command sent at sent.
-func (l *lease) start(ctx context.Context, sent time.Time) {
+// start begins tracking a lease acquired with a command sent at sent. It
+// reports false, and tracks nothing, when the client is closing: then the
+// caller must release what it acquired.
+func (l *lease) start(ctx context.Context, sent time.Time) bool {
 	if l.called.IsZero() {
 		l.called = sent
 	}
 	l.acquired = time.Now()
 	l.obsCtx = ctx
-	l.c.opts.Observer.Acquired(ctx, l.kind, l.key, l.acquired.Sub(l.called))
 	l.deadline = sent.Add(l.ttl)
 	l.done = make(chan struct{})
 	l.stop = make(chan struct{})
 	l.idx = -1
-	l.c.track(l)
+	if !l.c.track(l) {
+		return false
+	}
+	l.c.opts.Observer.Acquired(ctx, l.kind, l.key, l.acquired.Sub(l.called))
 	l.c.clock.schedule(l, l.wakeAt(l.deadline))
+	return true
 }
 
 // wakeAt is when a lease ending at deadline needs its next step: the
@@ -108,6 +113,11 @@ func (l *lease) renew(lossAt time.Time) {
 			return
 		}
 		if err == nil {
+			// Not held any more (for a multi-lock: some of it): release
+			// what is still ours, then tell the holder.
+			ctx, cancel := l.c.detached(l.obsCtx)
+			l.release(ctx)
+			cancel()
 			l.lose(fmt.Errorf("%w: %w: another holder has it", ErrLost, ErrNotHeld))
 			return
 		}
@@ -163,7 +173,7 @@ func (l *lease) lose(err error) {
 	if l.finish(err, false) {
 		l.c.untrack(l)
 		l.c.opts.Observer.Lost(context.WithoutCancel(l.obsCtx), l.kind, l.key, l.acquired, err)
-		l.c.opts.Logger.Warn("dlock: lease lost", "kind", l.kind, "err", err)
+		l.c.opts.Logger.Warn("dlock: lease lost", "kind", l.kind, "key", l.key, "err", err)
 	}
 }
 
@@ -185,7 +195,7 @@ func (l *lease) doExtend(ctx context.Context, ttl time.Duration) error {
 		return err
 	}
 	if !ok {
-		l.doRelease(ctx, fmt.Errorf("%w: extend found it taken", ErrNotHeld))
+		l.doRelease(context.WithoutCancel(ctx), fmt.Errorf("%w: extend found it taken", ErrNotHeld))
 		return ErrNotHeld
 	}
 	l.mu.Lock()
@@ -199,17 +209,17 @@ func (l *lease) doExtend(ctx context.Context, ttl time.Duration) error {
 	return nil
 }
 
-// doRelease runs the release script once, on a context detached from the
-// caller's cancellation, and ends the lease with why.
+// doRelease runs the release script once, on ctx, and ends the lease with
+// why. Release passes the caller's context without its cancellation
+// (bounded by the client's own network timeouts; no extra goroutine on
+// this hot path); Close passes its own deadline.
 func (l *lease) doRelease(ctx context.Context, why error) error {
 	if !l.finish(why, true) {
 		return ErrNotHeld
 	}
 	l.c.untrack(l)
 	l.c.opts.Observer.Released(ctx, l.kind, l.key, l.acquired)
-	// Detached from the caller's cancellation and bounded by the client's
-	// own network timeouts (no extra goroutine on this hot path).
-	n, total, err := l.release(context.WithoutCancel(ctx))
+	n, total, err := l.release(ctx)
 	switch {
 	case err != nil:
 		return err

@@ -226,7 +226,11 @@ func (s *lockset) tryOnce(ctx context.Context, cfg callConfig) (*held, attempt, 
 	if err != nil || a.tokens == nil {
 		return nil, a, err
 	}
-	return &held{set: s, tokens: a.tokens, lease: s.hold(ctx, cfg, sent)}, a, nil
+	l, err := s.hold(ctx, cfg, sent)
+	if err != nil {
+		return nil, a, err
+	}
+	return &held{set: s, tokens: a.tokens, lease: l}, a, nil
 }
 
 // tryRetrying makes the first attempt and cfg.retries more.
@@ -286,7 +290,7 @@ func (l *Lock) Release(ctx context.Context) error {
 	if l == nil {
 		return ErrNotHeld
 	}
-	return l.lease.doRelease(ctx, errReleased)
+	return l.lease.doRelease(context.WithoutCancel(ctx), errReleased)
 }
 
 // Done is closed when the lease ends: released, lost (the watchdog could

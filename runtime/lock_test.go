@@ -139,13 +139,13 @@ func TestLock_Token_neverGoesBackAfterCounterExpiry(t *testing.T) {
 		}
 		last = l.Token()
 		l.Release(t.Context())
-		if i%2 == 1 { // the counter expired (or was evicted)
-			rdb.Del(bg(), fenceKey(mustTag(t, c, k)))
+		if i%2 == 1 { // the key with the last token expired (or was evicted)
+			rdb.Del(bg(), lockKey(mustTag(t, c, k)))
 		}
 	}
-	ttl, _ := rdb.PTTL(bg(), fenceKey(mustTag(t, c, k))).Result()
-	if ttl <= 0 {
-		t.Fatalf("fence counter PTTL = %v; want a bounded lifetime", ttl)
+	ttl, _ := rdb.PTTL(bg(), lockKey(mustTag(t, c, k))).Result()
+	if ttl <= 0 || ttl > c.opts.FenceTTL {
+		t.Fatalf("released key's PTTL = %v; want a lifetime of at most FenceTTL (%v)", ttl, c.opts.FenceTTL)
 	}
 }
 

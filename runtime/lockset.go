@@ -26,15 +26,13 @@ type lockset struct {
 }
 
 type lockGroup struct {
-	keys    []string // user keys
-	acquire []string // lock1, fence1, lock2, fence2, ...
-	extend  []string // lock1, lock2, ...
-	release []string // lock1, ch1, lock2, ch2, ...
-	channel string   // the first key's channel: where a waiter listens
+	keys     []string // user keys
+	locks    []string // their Redis keys: lock1, lock2, ...
+	channels []string // their channels, in the same order
+	channel  string   // the first key's channel: where a waiter listens
 }
 
 func lockKey(tag string) string     { return tag + ":lock" }
-func fenceKey(tag string) string    { return tag + ":fence" }
 func lockChannel(tag string) string { return tag + ":lock:ch" }
 
 // newLockset validates keys, drops duplicates and lays them out.
@@ -47,13 +45,12 @@ func (c *Client) newLockset(keys []string) (*lockset, error) {
 		if err != nil {
 			return nil, err
 		}
-		lk, ch := lockKey(tag), lockChannel(tag)
+		ch := lockChannel(tag)
 		return &lockset{c: c, called: time.Now(), owner: newOwnerID(), keys: keys, groups: []lockGroup{{
-			keys:    keys,
-			acquire: []string{lk, fenceKey(tag)},
-			extend:  []string{lk},
-			release: []string{lk, ch},
-			channel: ch,
+			keys:     keys,
+			locks:    []string{lockKey(tag)},
+			channels: []string{ch},
+			channel:  ch,
 		}}}, nil
 	}
 	type entry struct {
@@ -87,9 +84,8 @@ func (c *Client) newLockset(keys []string) (*lockset, error) {
 		}
 		g := &s.groups[len(s.groups)-1]
 		g.keys = append(g.keys, e.key)
-		g.acquire = append(g.acquire, lockKey(e.tag), fenceKey(e.tag))
-		g.extend = append(g.extend, lockKey(e.tag))
-		g.release = append(g.release, lockKey(e.tag), lockChannel(e.tag))
+		g.locks = append(g.locks, lockKey(e.tag))
+		g.channels = append(g.channels, lockChannel(e.tag))
 		s.keys = append(s.keys, e.key)
 	}
 	return s, nil
@@ -112,14 +108,15 @@ type attempt struct {
 }
 
 // try takes every group in order; on the first group that others hold it
-// releases the groups it took. One script run per group.
+// releases the groups it took. One script run per group. When it cannot
+// know whether a group was taken (its caller left, or the reply was lost),
+// that group and the ones before it are released in the background.
 func (s *lockset) try(ctx context.Context, ttl time.Duration) (attempt, error) {
 	var a attempt
-	args := []any{s.owner, ms(ttl), ms(s.c.opts.FenceTTL)}
+	args := []any{s.owner, ms(ttl)}
 	for gi, g := range s.groups {
-		v, err := s.c.run(ctx, scriptLockAcquire, g.acquire, args, func(any) {
-			// The caller left while this group was being taken: undo it.
-			s.releaseGroups(context.Background(), gi+1)
+		v, err := s.c.run(ctx, scriptLockAcquire, g.locks, args, func(ctx context.Context, _ any) {
+			s.releaseGroups(ctx, gi+1)
 		})
 		if err == nil {
 			var ok bool
@@ -144,11 +141,13 @@ func (s *lockset) try(ctx context.Context, ttl time.Duration) (attempt, error) {
 				}
 			}
 		}
-		if gi > 0 {
+		if gi > 0 && err == nil {
+			ctx, cancel := s.c.detached(ctx)
 			s.releaseGroups(ctx, gi)
+			cancel()
 		}
 		if err != nil {
-			return attempt{}, err
+			return attempt{}, err // the undo releases what was taken
 		}
 		a.tokens = nil
 		return a, nil
@@ -162,16 +161,24 @@ var testHookGroupTaken func(taken int)
 
 // releaseGroups releases the first n groups, ignoring errors (rollback).
 func (s *lockset) releaseGroups(ctx context.Context, n int) {
-	ctx, cancel := s.c.detached(ctx)
-	defer cancel()
 	for _, g := range s.groups[:n] {
-		s.c.run(ctx, scriptLockRelease, g.release, []any{s.owner}, nil)
+		s.c.run(ctx, scriptLockRelease, g.locks, g.releaseArgs(s.c, s.owner), nil)
 	}
+}
+
+// releaseArgs are lock_release's arguments for owner.
+func (g *lockGroup) releaseArgs(c *Client, owner string) []any {
+	args := make([]any, 0, 2+len(g.channels))
+	args = append(args, owner, ms(c.opts.FenceTTL))
+	for _, ch := range g.channels {
+		args = append(args, ch)
+	}
+	return args
 }
 
 func (s *lockset) extend(ctx context.Context, ttl time.Duration) (bool, error) {
 	for _, g := range s.groups {
-		v, err := s.c.run(ctx, scriptLockExtend, g.extend, []any{s.owner, ms(ttl)}, nil)
+		v, err := s.c.run(ctx, scriptLockExtend, g.locks, []any{s.owner, ms(ttl)}, nil)
 		if err != nil {
 			return false, err
 		}
@@ -184,7 +191,7 @@ func (s *lockset) extend(ctx context.Context, ttl time.Duration) (bool, error) {
 
 func (s *lockset) release(ctx context.Context) (released, total int, err error) {
 	for _, g := range s.groups {
-		v, rerr := s.c.run(ctx, scriptLockRelease, g.release, []any{s.owner}, nil)
+		v, rerr := s.c.run(ctx, scriptLockRelease, g.locks, g.releaseArgs(s.c, s.owner), nil)
 		if rerr != nil {
 			err = rerr
 			continue
@@ -195,12 +202,18 @@ func (s *lockset) release(ctx context.Context) (released, total int, err error) 
 	return released, len(s.keys), err
 }
 
-// hold starts the lease of an acquired lockset.
-func (s *lockset) hold(ctx context.Context, cfg callConfig, sent time.Time) *lease {
+// hold starts the lease of an acquired lockset. When the client is
+// closing it releases the locks instead and returns ErrClosed.
+func (s *lockset) hold(ctx context.Context, cfg callConfig, sent time.Time) (*lease, error) {
 	l := &lease{c: s.c, kind: s.kind(), key: s.keys[0], called: s.called,
 		ttl: cfg.ttl, watchdog: cfg.watchdog, extend: s.extend, release: s.release}
-	l.start(ctx, sent)
-	return l
+	if !l.start(ctx, sent) {
+		rctx, cancel := s.c.detached(ctx)
+		defer cancel()
+		s.releaseGroups(rctx, len(s.groups))
+		return nil, ErrClosed
+	}
+	return l, nil
 }
 
 // kind names the lockset for the Observer.

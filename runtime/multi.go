@@ -74,7 +74,7 @@ func (m *MultiLock) Release(ctx context.Context) error {
 	if m == nil {
 		return ErrNotHeld
 	}
-	return m.lease.doRelease(ctx, errReleased)
+	return m.lease.doRelease(context.WithoutCancel(ctx), errReleased)
 }
 
 // Done is closed when the multi-lock ends (see Lock.Done).

@@ -36,6 +36,10 @@ type Observer interface {
 	// error (nil for a result; a *RemoteError when another process's
 	// leader failed).
 	FanoutDone(ctx context.Context, key string, start time.Time, leader bool, callers int, err error)
+	// Dropped: something read from Redis for key was malformed or too
+	// large (a foreign value, a forged or truncated message) and was
+	// ignored; err says what was wrong with it.
+	Dropped(ctx context.Context, kind, key string, err error)
 }
 
 // nopObserver is the default Observer.
@@ -49,3 +53,4 @@ func (nopObserver) Lost(context.Context, string, string, time.Time, error)  {}
 func (nopObserver) Queued(context.Context, string, int)                     {}
 func (nopObserver) FanoutDone(context.Context, string, time.Time, bool, int, error) {
 }
+func (nopObserver) Dropped(context.Context, string, string, error) {}

@@ -54,10 +54,12 @@ type Options struct {
 	// Default 1 MiB.
 	MaxResultSize int
 
-	// FenceTTL is how long a key's fencing counter outlives its last use.
-	// Tokens are the server's clock in microseconds, bumped past the key's
-	// last token when needed, so they keep growing after the counter
-	// expired. Default 30 days.
+	// FenceTTL is how long a released lock's key stays in Redis, keeping
+	// the key's last fencing token (and letting a retried release know it
+	// released). Tokens are the server's clock in microseconds, bumped past
+	// the key's last token when needed, so they keep growing after the key
+	// expired. Default 2 minutes: a key no longer used leaves nothing in
+	// Redis a few minutes after its last lease.
 	FenceTTL time.Duration
 
 	// OpTimeout bounds the clean-up round trips dlock makes with no caller
@@ -106,7 +108,7 @@ func (o *Options) resolve() (Options, error) {
 		r.RetryDelay = 100 * time.Millisecond
 	}
 	if r.FenceTTL == 0 {
-		r.FenceTTL = 30 * 24 * time.Hour
+		r.FenceTTL = 2 * time.Minute
 	}
 	if r.OpTimeout == 0 {
 		r.OpTimeout = 5 * time.Second

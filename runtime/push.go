@@ -11,10 +11,11 @@ import (
 
 // A flight is this process's part in one fanout of one key: every local
 // caller of the key attaches to it (no Redis traffic for the extra ones),
-// and it talks to Redis for all of them. It leads (runs the job) or waits
-// for the leader in another process, and takes over when that leader's
-// lease lapses. It ends when its outcome is delivered, or when all its
-// callers left while it was waiting.
+// and it talks to Redis for all of them, on its own goroutine and context:
+// no caller's context or timeout ends it while others are attached. It
+// leads (runs the job) or waits for the leader in another process, and
+// takes over when that leader's lease lapses. It ends when its outcome is
+// delivered, or when all its callers left while it was waiting.
 //
 // State is protected by Client.fmu.
 type flight struct {
@@ -24,8 +25,11 @@ type flight struct {
 	cfg     callConfig
 	callers map[*caller]struct{}
 	runner  func(context.Context) ([]byte, error) // a Fanout caller's job: lets the flight take over; nil for Push only
+	claim   *claim                                // the Push caller that started the flight, waiting to learn whether it leads
 	leading bool
 	ended   bool
+	warned   bool           // a dropped message was logged
+	answered bool           // a join had its reply: Redis answered this flight
 	ctx     context.Context // cancelled when the flight ends or all callers left
 	cancel  context.CancelFunc
 	start   time.Time       // when its first caller called, for the Observer
@@ -34,12 +38,54 @@ type flight struct {
 
 type caller struct {
 	onDone func([]byte, error)
+	async  bool // a Push caller: onDone runs on a goroutine of its own
 	timer  *time.Timer
 }
 
 func fanKey(tag string) string     { return tag + ":fan" }
-func resultKey(tag string) string  { return tag + ":fan:res" }
 func fanChannel(tag string) string { return tag + ":fan:ch" }
+
+// claim tells the Push caller that started a flight whether it leads. If
+// that caller leaves first, the flight runs the job itself (when a Fanout
+// caller brought one) or steps down.
+type claim struct {
+	mu    sync.Mutex
+	state int // 0 open, 1 given, 2 abandoned
+	cl    *caller
+	ch    chan claimed
+}
+
+type claimed struct {
+	job *Job
+	err error
+}
+
+// give hands the outcome of the first join to the Push caller; false when
+// it left.
+func (k *claim) give(job *Job, err error) bool {
+	if k == nil {
+		return false
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.state != 0 {
+		return false
+	}
+	k.state = 1
+	k.ch <- claimed{job, err}
+	return true
+}
+
+// abandon is the Push caller leaving; false when the outcome was given.
+func (k *claim) abandon() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.state != 0 {
+		return false
+	}
+	k.state = 2
+	return true
+}
 
 // Job is the leader's handle on a push: run the work, then Complete it.
 // Its lease is renewed by the watchdog until Complete or the timeout.
@@ -52,17 +98,19 @@ type Job struct {
 	// stopTimeout ends the timeout's context after Complete.
 	stopTimeout context.CancelFunc
 
-	mu   sync.Mutex // protects done
+	mu   sync.Mutex // protects done, why
 	done bool
+	why  error // why the job ended before Complete
 }
 
 // Push joins the fanout of key: the distributed callback queue. Exactly one
 // caller in the fleet becomes the leader and gets a *Job; every other caller
 // gets ErrNotAcquired. Every caller's onDone, the leader's included, is then
-// called exactly once, later and on another goroutine, with the leader's
-// result, its error (a *RemoteError), ErrTimeout when the caller's timeout
-// (WithTimeout, default Options.FanoutTimeout) passed first, or ErrClosed.
-// When Push returns any other error, onDone is never called.
+// called exactly once, later and on a goroutine of its own (never inside
+// Push or Complete), with the leader's result, its error (a *RemoteError),
+// ErrTimeout when the caller's timeout (WithTimeout, default
+// Options.FanoutTimeout) passed first, or ErrClosed. When Push returns any
+// other error, onDone is never called.
 //
 // ctx bounds only the join; the wait that follows is bounded by the
 // timeout. A caller of Push that is not the leader cannot take over from a
@@ -76,7 +124,9 @@ func (c *Client) Push(ctx context.Context, key string, onDone func([]byte, error
 }
 
 // push is Push, with the job a Fanout caller brings (nil for Push). It
-// also returns the caller's attachment, so that the caller can leave.
+// also returns the caller's attachment, so that the caller can leave. A
+// Fanout caller gets ErrNotAcquired unless the call failed outright; its
+// outcome reaches onDone.
 func (c *Client) push(ctx context.Context, key string, onDone func([]byte, error),
 	runner func(context.Context) ([]byte, error), opts []Option) (*Job, attachment, error) {
 	if err := c.check(); err != nil {
@@ -90,42 +140,42 @@ func (c *Client) push(ctx context.Context, key string, onDone func([]byte, error
 	if err != nil {
 		return nil, attachment{}, err
 	}
+	async := runner == nil
 	c.fmu.Lock()
 	if f := c.flights[key]; f != nil {
-		cl := f.attachLocked(onDone, cfg.timeout, runner)
+		cl := f.attachLocked(onDone, async, cfg.timeout, runner)
 		c.fmu.Unlock()
 		return nil, attachment{f, cl}, ErrNotAcquired
 	}
 	f := &flight{c: c, key: key, tag: tag, cfg: cfg, callers: map[*caller]struct{}{}, runner: runner,
-		start: time.Now(), obsCtx: ctx}
+		start: time.Now(), obsCtx: context.WithoutCancel(ctx)}
 	f.ctx, f.cancel = context.WithCancel(c.bg)
-	first := f.attachLocked(onDone, cfg.timeout, runner)
+	first := f.attachLocked(onDone, async, cfg.timeout, runner)
+	if runner == nil {
+		f.claim = &claim{cl: first, ch: make(chan claimed, 1)}
+	}
 	c.flights[key] = f
 	c.fmu.Unlock()
-
-	gen := newOwnerID()
-	sent := time.Now()
-	st, env, _, err := f.join(ctx, gen, true)
 	at := attachment{f, first}
-	switch {
-	case err != nil:
+	if !c.goTracked(f.begin) { // the client closed meanwhile
 		f.forget(first)
-		f.finish(nil, err)
-		return nil, attachment{}, err
-	case st == joinResult:
-		f.finish(&env, nil)
+		f.finish(nil, ErrClosed)
+		return nil, attachment{}, ErrClosed
+	}
+	if runner != nil {
 		return nil, at, ErrNotAcquired
-	case st == joinLead:
-		job := f.lead(ctx, gen, sent)
-		if runner != nil {
-			go job.run(runner)
+	}
+	select {
+	case r := <-f.claim.ch:
+		return r.job, at, r.err
+	case <-ctx.Done():
+		if f.claim.abandon() {
+			f.forget(first)
+			return nil, attachment{}, unavailable(ctx.Err())
 		}
-		return job, at, nil
+		r := <-f.claim.ch
+		return r.job, at, r.err
 	}
-	if !c.goTracked(f.wait) {
-		f.finish(nil, ErrClosed) // the client closed meanwhile
-	}
-	return nil, at, ErrNotAcquired
 }
 
 // attachment is one caller's place in a flight.
@@ -136,8 +186,8 @@ type attachment struct {
 
 // attachLocked adds a caller whose onDone fires at the latest after
 // timeout.
-func (f *flight) attachLocked(onDone func([]byte, error), timeout time.Duration, runner func(context.Context) ([]byte, error)) *caller {
-	cl := &caller{onDone: onDone}
+func (f *flight) attachLocked(onDone func([]byte, error), async bool, timeout time.Duration, runner func(context.Context) ([]byte, error)) *caller {
+	cl := &caller{onDone: onDone, async: async}
 	f.callers[cl] = struct{}{}
 	if f.runner == nil {
 		f.runner = runner
@@ -161,7 +211,29 @@ func (f *flight) leave(cl *caller, why error) {
 		f.endLocked()
 	}
 	c.fmu.Unlock()
-	cl.onDone(nil, why)
+	cl.deliver(nil, why)
+}
+
+// leaveUnanswered is a caller leaving because its context ended: it
+// returns why, wrapped as ErrUnavailable when Redis never answered the
+// flight.
+func (f *flight) leaveUnanswered(cl *caller, why error) error {
+	f.c.fmu.Lock()
+	answered := f.answered
+	f.c.fmu.Unlock()
+	f.leave(cl, why)
+	if !answered {
+		return unavailable(why)
+	}
+	return why
+}
+
+func (cl *caller) deliver(b []byte, err error) {
+	if cl.async {
+		go cl.onDone(b, err)
+		return
+	}
+	cl.onDone(b, err)
 }
 
 // forget detaches a caller without calling its onDone.
@@ -169,6 +241,9 @@ func (f *flight) forget(cl *caller) {
 	f.c.fmu.Lock()
 	delete(f.callers, cl)
 	cl.timer.Stop()
+	if len(f.callers) == 0 && !f.leading && !f.ended {
+		f.endLocked()
+	}
 	f.c.fmu.Unlock()
 }
 
@@ -200,14 +275,27 @@ func (f *flight) finish(env *envelope, err error) {
 	if env != nil {
 		payload, err = env.outcome()
 	}
-	c.opts.Observer.FanoutDone(context.WithoutCancel(f.obsCtx), f.key, f.start, leading, len(callers), err)
+	c.opts.Observer.FanoutDone(f.obsCtx, f.key, f.start, leading, len(callers), err)
 	for cl := range callers {
 		cl.timer.Stop()
 		if payload != nil {
-			cl.onDone(append([]byte(nil), payload...), nil)
+			cl.deliver(append([]byte(nil), payload...), nil)
 		} else {
-			cl.onDone(nil, err)
+			cl.deliver(nil, err)
 		}
+	}
+}
+
+// dropped reports a malformed or oversize message or stored result: to the
+// Observer always, to the log once per flight.
+func (f *flight) dropped(what string, err error) {
+	f.c.opts.Observer.Dropped(f.obsCtx, "fanout", f.key, err)
+	f.c.fmu.Lock()
+	warned := f.warned
+	f.warned = true
+	f.c.fmu.Unlock()
+	if !warned {
+		f.c.opts.Logger.Warn("dlock: dropped malformed fanout "+what, "key", f.key, "err", err)
 	}
 }
 
@@ -219,64 +307,118 @@ const (
 	joinResult
 )
 
-// join runs fanout_join once.
-func (f *flight) join(ctx context.Context, gen string, mayLead bool) (joinState, envelope, time.Duration, error) {
+// joined is what a join found.
+type joined struct {
+	state  joinState
+	env    envelope      // joinResult: the stored outcome
+	wait   time.Duration // joinWait: the rest of the leader's lease
+	leader string        // joinWait: the generation that leads
+}
+
+// join runs fanout_join once, on the flight's context bounded by
+// OpTimeout. When the reply is lost (or comes too late), a lease it may
+// have taken is released.
+func (f *flight) join(gen string, mayLead bool, waited string) (joined, error) {
 	lead := "0"
 	if mayLead {
 		lead = "1"
 	}
-	keys := []string{fanKey(f.tag), resultKey(f.tag)}
-	v, err := f.c.run(ctx, scriptFanoutJoin, keys, []any{gen, ms(f.cfg.ttl), lead}, func(v any) {
-		// The caller left while this join made it leader: step down.
-		if r, ok := v.([]any); ok && len(r) == 1 {
-			f.c.releaseFan(f.tag, gen)
-		}
-	})
+	ctx, cancel := context.WithTimeout(f.ctx, f.c.opts.OpTimeout)
+	defer cancel()
+	v, err := f.c.run(ctx, scriptFanoutJoin, []string{fanKey(f.tag)}, []any{gen, ms(f.cfg.ttl), lead, waited},
+		func(ctx context.Context, _ any) { f.c.releaseFan(ctx, f.tag, gen) })
 	if err != nil {
-		return 0, envelope{}, 0, err
+		return joined{}, err
 	}
+	f.c.fmu.Lock()
+	f.answered = true
+	f.c.fmu.Unlock()
 	r, ok := v.([]any)
 	if !ok || len(r) == 0 {
-		return 0, envelope{}, 0, unavailable(errBadReply)
+		return joined{}, unavailable(errBadReply)
 	}
 	switch st, _ := r[0].(int64); {
 	case st == 1:
-		return joinLead, envelope{}, 0, nil
+		return joined{state: joinLead}, nil
 	case st == 2 && len(r) == 2:
 		s, _ := r[1].(string)
-		env, err := decodeEnvelope([]byte(s))
+		env, err := decodeEnvelope(s, f.c.opts.MaxResultSize)
 		if err != nil {
-			// A foreign or corrupt value in the result key: ignore it and
-			// wait; the leader's publication or the lease decides.
-			f.c.opts.Logger.Warn("dlock: dropped malformed fanout result", "key", f.key, "err", err)
-			return joinWait, envelope{}, f.cfg.ttl, nil
+			// A foreign or corrupt value in the key: ignore it and wait;
+			// the leader's publication or the key's expiry decides.
+			f.dropped("result", err)
+			return joined{state: joinWait, wait: f.cfg.ttl}, nil
 		}
-		return joinResult, env, 0, nil
-	case st == 0 && len(r) == 2:
+		return joined{state: joinResult, env: env}, nil
+	case st == 0 && len(r) == 3:
 		pttl, _ := r[1].(int64)
+		leader, _ := r[2].(string)
 		wait := time.Duration(pttl) * time.Millisecond
 		if pttl < 0 {
 			wait = f.cfg.ttl
 		}
-		return joinWait, envelope{}, wait, nil
+		return joined{state: joinWait, wait: wait, leader: leader}, nil
 	}
-	return 0, envelope{}, 0, unavailable(errBadReply)
+	return joined{}, unavailable(errBadReply)
 }
 
-// releaseFan ends a leader's lease without a result (it stepped down), and
-// wakes the waiters so one takes over.
-func (c *Client) releaseFan(tag, gen string) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.OpTimeout)
-	defer cancel()
-	c.run(ctx, scriptLockRelease, []string{fanKey(tag), fanChannel(tag)}, []any{gen}, nil)
+// releaseFan ends generation gen's lease without an outcome (it stepped
+// down), and wakes the waiters so one takes over.
+func (c *Client) releaseFan(ctx context.Context, tag, gen string) {
+	c.run(ctx, scriptLockRelease, []string{fanKey(tag)}, []any{gen, ms(c.opts.FenceTTL), fanChannel(tag)}, nil)
 }
 
-// wait waits for the leader in another process: subscribe, join again,
-// then take the first envelope published, or join again when the leader's
-// lease should have ended or the subscription was re-established. It leads
-// when a join finds neither a leader nor a result and a local caller
-// brought the job.
-func (f *flight) wait() {
+// begin is the flight's first join, on a goroutine of its own: it leads,
+// takes the stored result, or waits for the leader.
+func (f *flight) begin() {
+	gen := newOwnerID()
+	sent := time.Now()
+	j, err := f.join(gen, true, "")
+	switch {
+	case err != nil:
+		if f.claim.give(nil, err) {
+			f.forget(f.claim.cl) // Push returns the error: its onDone is not called
+		}
+		if f.ctx.Err() != nil && f.c.closed.Load() {
+			err = ErrClosed
+		}
+		f.finish(nil, err)
+	case j.state == joinResult:
+		f.claim.give(nil, ErrNotAcquired)
+		f.finish(&j.env, nil)
+	case j.state == joinLead:
+		job, err := f.lead(gen, sent)
+		if err != nil {
+			if f.claim.give(nil, err) {
+				f.forget(f.claim.cl)
+			}
+			f.finish(nil, err)
+			return
+		}
+		if f.claim.give(job, nil) {
+			return // the Push caller runs it
+		}
+		f.c.fmu.Lock()
+		runner := f.runner
+		f.c.fmu.Unlock()
+		if runner == nil { // the Push caller left and nobody else brought the job
+			job.abandon(fmt.Errorf("%w: its caller left", ErrNotHeld))
+			return
+		}
+		go job.run(runner)
+	default:
+		f.claim.give(nil, ErrNotAcquired)
+		f.wait(j.leader)
+	}
+}
+
+// wait waits for the outcome of generation leader (in another process):
+// subscribe, join again, then take the first envelope of that generation
+// published, or join again when the leader's lease should have ended,
+// another generation's outcome was published, or the subscription was
+// re-established. It leads when a join finds neither a leader nor a result
+// and a local caller brought the job.
+func (f *flight) wait(leader string) {
 	sub, err := f.c.mux.subscribe(f.ctx, fanChannel(f.tag))
 	if err != nil {
 		if f.ctx.Err() == nil {
@@ -288,27 +430,43 @@ func (f *flight) wait() {
 	t := time.NewTimer(0) // join again at once: the first join preceded the subscription
 	defer t.Stop()
 	for {
+		var n notice
+		got, fired := false, false
 		select {
-		case n := <-sub.C:
-			if !n.resync {
-				if env, err := decodeEnvelope([]byte(n.payload)); err == nil {
-					f.finish(&env, nil)
-					return
-				} else if n.payload != "released" {
-					f.c.opts.Logger.Warn("dlock: dropped malformed fanout message", "key", f.key, "err", err)
-					continue
-				}
-			}
+		case n = <-sub.C:
+			got = true
 		case <-t.C:
+			fired = true
+			select { // a message that came meanwhile is looked at first
+			case n = <-sub.C:
+				got = true
+			default:
+			}
 		case <-f.ctx.Done():
 			return // every caller left, or the client closed
+		}
+		if got && !n.resync && n.payload != "released" {
+			env, err := decodeEnvelope(n.payload, f.c.opts.MaxResultSize)
+			switch {
+			case err != nil:
+				f.dropped("message", err)
+				if !fired {
+					continue
+				}
+			case env.gen == leader && leader != "":
+				f.finish(&env, nil)
+				return
+			}
+			// Another generation's outcome: the key says which is the
+			// latest, and whether it is ours to take.
 		}
 		f.c.fmu.Lock()
 		mayLead := f.runner != nil
 		f.c.fmu.Unlock()
 		gen := newOwnerID()
 		sent := time.Now()
-		st, env, next, err := f.join(f.ctx, gen, mayLead)
+		j, err := f.join(gen, mayLead, leader)
+		next := j.wait
 		switch {
 		case err != nil:
 			if f.ctx.Err() != nil {
@@ -316,67 +474,112 @@ func (f *flight) wait() {
 			}
 			f.c.opts.Logger.Warn("dlock: fanout join failed; retrying", "key", f.key, "err", err)
 			next = min(f.cfg.ttl/10, 100*time.Millisecond) + rand.N(10*time.Millisecond)
-		case st == joinResult:
-			f.finish(&env, nil)
+		case j.state == joinResult:
+			f.finish(&j.env, nil)
 			return
-		case st == joinLead:
+		case j.state == joinLead:
 			f.c.fmu.Lock()
 			runner := f.runner
 			f.c.fmu.Unlock()
-			go f.lead(f.ctx, gen, sent).run(runner)
+			job, err := f.lead(gen, sent)
+			if err != nil {
+				f.finish(nil, err)
+				return
+			}
+			go job.run(runner)
 			return
+		default:
+			leader = j.leader
 		}
 		t.Reset(next + time.Millisecond)
 	}
 }
 
 // lead starts generation gen's lease (with the watchdog) and returns its
-// Job; its context ends at the timeout or when the lease is lost.
-func (f *flight) lead(ctx context.Context, gen string, sent time.Time) *Job {
+// Job; its context ends at the timeout or when the lease is lost, and then
+// the flight steps down. When the client is closing it releases the lease
+// and returns ErrClosed.
+func (f *flight) lead(gen string, sent time.Time) (*Job, error) {
 	c := f.c
+	set := &lockset{c: c, owner: gen, keys: []string{f.key}, groups: []lockGroup{{
+		keys:     []string{f.key},
+		locks:    []string{fanKey(f.tag)},
+		channels: []string{fanChannel(f.tag)},
+	}}}
+	l := &lease{c: c, kind: "fanout", key: f.key, ttl: f.cfg.ttl, watchdog: true, extend: set.extend, release: set.release}
+	if !l.start(f.obsCtx, sent) {
+		ctx, cancel := c.detached(f.obsCtx)
+		defer cancel()
+		c.releaseFan(ctx, f.tag, gen)
+		return nil, ErrClosed
+	}
 	c.fmu.Lock()
 	f.leading = true
 	c.fmu.Unlock()
-	set := &lockset{c: c, owner: gen, keys: []string{f.key}, groups: []lockGroup{{
-		keys:    []string{f.key},
-		extend:  []string{fanKey(f.tag)},
-		release: []string{fanKey(f.tag), fanChannel(f.tag)},
-	}}}
-	l := &lease{c: c, kind: "fanout", key: f.key, ttl: f.cfg.ttl, watchdog: true, extend: set.extend, release: set.release}
-	l.start(ctx, sent)
 	j := &Job{f: f, gen: gen, lease: l}
 	tctx, cancel := context.WithTimeout(c.bg, f.cfg.timeout)
 	j.ctx, j.cancel = context.WithCancelCause(tctx)
 	j.stopTimeout = cancel
 	context.AfterFunc(tctx, func() {
 		// The timeout passed (or the client closed) without Complete:
-		// step down, so that a waiter elsewhere may take over.
-		if j.markDone() {
-			j.cancel(ErrTimeout)
-			l.doRelease(context.Background(), fmt.Errorf("%w: job timed out", ErrNotHeld))
-			f.stepDown()
+		// step down, so that a waiter here or elsewhere may take over.
+		why := error(ErrTimeout)
+		if c.bg.Err() != nil {
+			why = ErrClosed
 		}
+		j.abandon(why)
 	})
 	go func() {
 		select {
 		case <-l.done:
 			if err := l.errNow(); errors.Is(err, ErrLost) {
-				j.cancel(err)
+				// Whatever the job returns now may be caused by the loss:
+				// it is never published, and the callers join again.
+				j.abandon(err)
 			}
 		case <-j.ctx.Done():
 		}
 	}()
-	return j
+	return j, nil
 }
 
-// stepDown marks a flight that stopped leading without an outcome; it ends
-// if nobody waits on it any more.
+// abandon ends a job without an outcome (its timeout, Close, its lease
+// lost, its caller gone): cancels its context with why, releases its lease
+// if it still holds it, and steps the flight down.
+func (j *Job) abandon(why error) {
+	j.mu.Lock()
+	if j.done {
+		j.mu.Unlock()
+		return
+	}
+	j.done, j.why = true, why
+	j.mu.Unlock()
+	j.cancel(why)
+	ctx, cancel := j.f.c.detached(j.f.obsCtx)
+	defer cancel()
+	j.lease.doRelease(ctx, fmt.Errorf("%w: %w", ErrNotHeld, why))
+	j.f.stepDown()
+}
+
+// stepDown marks a flight that stopped leading without an outcome. If
+// callers remain, they join again at once (one of them may take over);
+// else it ends.
 func (f *flight) stepDown() {
-	f.c.fmu.Lock()
-	defer f.c.fmu.Unlock()
+	c := f.c
+	c.fmu.Lock()
 	f.leading = false
-	if len(f.callers) == 0 && !f.ended {
+	if f.ended {
+		c.fmu.Unlock()
+		return
+	}
+	if len(f.callers) == 0 {
 		f.endLocked()
+		c.fmu.Unlock()
+		return
+	}
+	c.fmu.Unlock()
+	if !c.goTracked(func() { f.wait("") }) {
+		f.finish(nil, ErrClosed)
 	}
 }
 
@@ -395,14 +598,19 @@ func (j *Job) run(job func(context.Context) ([]byte, error)) {
 	j.Complete(context.Background(), res, err)
 }
 
-func (j *Job) markDone() bool {
+// markDone claims the job's end for Complete; when the job ended before,
+// it returns why.
+func (j *Job) markDone() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.done {
-		return false
+		if j.why != nil {
+			return fmt.Errorf("%w: %w", ErrNotHeld, j.why)
+		}
+		return ErrNotHeld
 	}
 	j.done = true
-	return true
+	return nil
 }
 
 // Context is cancelled when the job should stop: its timeout passed, or its
@@ -435,36 +643,58 @@ func (j *Job) Extend(ctx context.Context, ttl time.Duration) error {
 // Complete publishes the job's outcome, result or jobErr, to every caller in
 // the fleet, and ends the lease, in one step. A result larger than
 // Options.MaxResultSize is replaced by ErrResultTooLarge for everybody, and
-// Complete returns that error too. Complete runs even when ctx has ended.
-// A second Complete, or one after the timeout, returns ErrNotHeld.
+// Complete returns that error too. A result stays readable for
+// Options.ResultTTL; an error reaches only the callers of this run.
+// Complete runs even when ctx has ended.
+//
+// An outcome is published only while the job still leads. After the job's
+// timeout, the loss of its lease (then the callers join again, and one of
+// them runs the job anew), or a second Complete, it publishes nothing and
+// returns an error matching ErrNotHeld. When another generation took over
+// meanwhile, it returns an error matching ErrLost. When Redis could not be
+// reached, the callers in this process still get the outcome, and Complete
+// returns an ErrUnavailable error.
 func (j *Job) Complete(ctx context.Context, result []byte, jobErr error) error {
-	if j == nil || !j.markDone() {
+	if j == nil {
 		return ErrNotHeld
+	}
+	if err := j.markDone(); err != nil {
+		return err
 	}
 	f := j.f
 	c := f.c
-	env := envelope{status: statusOK, payload: result}
+	env := envelope{gen: j.gen, status: statusOK, payload: result}
 	var tooLarge error
 	switch {
 	case jobErr != nil:
-		env = failure(jobErr)
+		env = failure(j.gen, jobErr)
 	case len(result) > c.opts.MaxResultSize:
 		tooLarge = fmt.Errorf("%w: %d bytes, limit %d", ErrResultTooLarge, len(result), c.opts.MaxResultSize)
-		env = failure(tooLarge)
+		env = failure(j.gen, tooLarge)
 	}
 	j.lease.finish(fmt.Errorf("%w: completed", ErrNotHeld), true)
 	c.untrack(j.lease)
 	rctx, cancel := c.detached(ctx)
 	defer cancel()
-	keys := []string{fanKey(f.tag), resultKey(f.tag), fanChannel(f.tag)}
 	wire := env.encode()
-	_, err := c.run(rctx, scriptFanoutComplete, keys, []any{j.gen, wire, ms(c.opts.ResultTTL)}, nil)
+	store := "0"
+	if env.status == statusOK {
+		store = "1"
+	}
+	v, err := c.run(rctx, scriptFanoutComplete, []string{fanKey(f.tag)},
+		[]any{j.gen, wire, ms(c.opts.ResultTTL), store, fanChannel(f.tag)}, nil)
 	j.cancel(context.Canceled)
 	j.stopTimeout()
+	if n, _ := v.(int64); err == nil && n != 1 {
+		// The lease lapsed or another generation took over: this run's
+		// outcome is not the key's; the callers join again.
+		f.stepDown()
+		return fmt.Errorf("%w: another generation leads; the outcome was not published", ErrLost)
+	}
 	// Local callers get the envelope as remote ones decode it.
-	out, derr := decodeEnvelope(wire)
+	out, derr := decodeEnvelope(string(wire), c.opts.MaxResultSize)
 	if derr != nil {
-		out = failure(derr)
+		out = failure(j.gen, derr)
 	}
 	f.finish(&out, nil)
 	if tooLarge != nil {

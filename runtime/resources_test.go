@@ -238,13 +238,12 @@ func TestClient_Close_duringTraffic(t *testing.T) {
 			t.Errorf("a waiter blocked at Close got %v; want ErrClosed", err)
 		}
 	}
-	if n, err := rdb.ZCard(t.Context(), other.Semaphore("held", 1).keys[1]).Result(); err != nil || n != 0 {
+	if n, err := semQueued(t.Context(), rdb, other.Semaphore("held", 1)); err != nil || n != 0 {
 		t.Errorf("semaphore queue after Close: %d waiters, %v; want none (the closed client's waiter left)", n, err)
 	}
 	other.Close()
 	redistest.WaitFor(t, 5*time.Second, "nothing left held", func(ctx context.Context) bool {
-		keys, err := rdb.Keys(ctx, "close-"+runID+":*:lock").Result()
-		return err == nil && len(keys) == 0
+		return len(scanAll(t, rdb, "close-"+runID+":*:lock")) == 0
 	})
 	goleak.VerifyNone(t, goleak.IgnoreCurrent())
 }

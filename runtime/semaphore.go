@@ -21,8 +21,9 @@ type Semaphore struct {
 	key   string
 	tag   string
 	limit int
-	keys  []string // holders, queue, qlease, seq, channel
-	err   error    // bad key or limit, reported by every call
+	rkey  string // the sorted set that holds its holders and queue
+	ch    string // its channel
+	err   error  // bad key or limit, reported by every call
 }
 
 // Permit is one held place in a Semaphore. Methods on a nil *Permit return
@@ -50,7 +51,7 @@ func (c *Client) Semaphore(key string, limit int) *Semaphore {
 		s.err = err
 	}
 	s.tag = tag
-	s.keys = []string{tag + ":sem:holders", tag + ":sem:queue", tag + ":sem:qlease", tag + ":sem:seq", tag + ":sem:ch"}
+	s.rkey, s.ch = tag+":sem", tag+":sem:ch"
 	return s
 }
 
@@ -93,8 +94,8 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 	if queue {
 		q = "1"
 	}
-	args := []any{waiter, permit, s.limit, ms(cfg.ttl), ms(waiterLease), q}
-	keys := s.keys
+	args := []any{waiter, permit, s.limit, ms(cfg.ttl), ms(waiterLease), q, s.ch}
+	keys := []string{s.rkey}
 	var sub *subscription
 	defer func() {
 		if sub != nil {
@@ -103,11 +104,10 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 	}()
 	for {
 		sent := time.Now()
-		v, err := s.c.run(ctx, scriptSemAcquire, keys, args, func(v any) {
-			// The caller left while this call granted it a permit.
-			if r, ok := int64s(v); ok && len(r) > 0 && r[0] == 1 {
-				s.release(context.Background(), permit, "")
-			}
+		v, err := s.c.run(ctx, scriptSemAcquire, keys, args, func(ctx context.Context, _ any) {
+			// The caller left, or lost the reply: whatever this call got
+			// (a permit, a place in the queue) is given back.
+			s.release(ctx, permit, waiter)
 		})
 		if err != nil {
 			if queue {
@@ -123,7 +123,10 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 			p := &Permit{s: s, id: permit}
 			p.lease = &lease{c: s.c, kind: "semaphore", key: s.key, called: called,
 				ttl: cfg.ttl, watchdog: cfg.watchdog, extend: p.extend, release: p.releaseAll}
-			p.lease.start(ctx, sent)
+			if !p.lease.start(ctx, sent) { // Close began meanwhile
+				s.release(ctx, permit, "")
+				return nil, ErrClosed
+			}
 			return p, nil
 		}
 		if !queue {
@@ -137,7 +140,7 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 			}
 			// Subscribe, then try again before waiting, so a release in
 			// between is not missed.
-			if sub, err = s.c.mux.subscribe(ctx, keys[4]); err != nil {
+			if sub, err = s.c.mux.subscribe(ctx, s.ch); err != nil {
 				s.leave(ctx, waiter)
 				return nil, notAcquiredBy(ctx, err)
 			}
@@ -208,8 +211,7 @@ func (s *Semaphore) leave(ctx context.Context, waiter string) {
 func (s *Semaphore) release(ctx context.Context, permit, waiter string) (bool, error) {
 	ctx, cancel := s.c.detached(ctx)
 	defer cancel()
-	k := s.keys
-	v, err := s.c.run(ctx, scriptSemRelease, []string{k[0], k[1], k[2], k[4]}, []any{permit, waiter, s.limit}, nil)
+	v, err := s.c.run(ctx, scriptSemRelease, []string{s.rkey}, []any{permit, waiter, s.limit, s.ch}, nil)
 	n, _ := v.(int64)
 	return n == 1, err
 }
@@ -228,7 +230,7 @@ func (s *Semaphore) Do(ctx context.Context, f func(ctx context.Context) error, o
 }
 
 func (p *Permit) extend(ctx context.Context, ttl time.Duration) (bool, error) {
-	v, err := p.s.c.run(ctx, scriptSemExtend, p.s.keys[:1], []any{p.id, ms(ttl)}, nil)
+	v, err := p.s.c.run(ctx, scriptSemExtend, []string{p.s.rkey}, []any{p.id, ms(ttl)}, nil)
 	if err != nil {
 		return false, err
 	}
@@ -259,7 +261,7 @@ func (p *Permit) Release(ctx context.Context) error {
 	if p == nil {
 		return ErrNotHeld
 	}
-	return p.lease.doRelease(ctx, errReleased)
+	return p.lease.doRelease(context.WithoutCancel(ctx), errReleased)
 }
 
 // Extend renews the permit's lease for ttl from now; ErrNotHeld when it is

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -11,11 +12,13 @@ import (
 
 // The envelope carries a fanout outcome between processes, as msgpack:
 //
-//	[version uint, status uint, payload bin, code str, message str]
+//	[version uint, generation str, status uint, payload bin, code str, message str]
 //
-// status 0 is a result (payload), 1 an error (code and message). A message
-// that does not decode as a version-1 envelope is dropped.
-const wireVersion = 1
+// status 0 is a result (payload), 1 an error (code and message). The
+// generation is the run that produced it: a waiter accepts only the outcome
+// of the generation it waited on (see PROTOCOL.md). A message that does not
+// decode as a version-2 envelope is dropped.
+const wireVersion = 2
 
 const (
 	statusOK  = 0
@@ -40,6 +43,7 @@ var (
 
 // envelope is a decoded outcome.
 type envelope struct {
+	gen     string
 	status  int
 	payload []byte
 	code    string
@@ -48,9 +52,11 @@ type envelope struct {
 
 func (e envelope) encode() []byte {
 	var buf bytes.Buffer
+	buf.Grow(len(e.payload) + len(e.message) + len(e.gen) + len(e.code) + 24)
 	enc := msgpack.NewEncoder(&buf)
-	enc.EncodeArrayLen(5)
+	enc.EncodeArrayLen(6)
 	enc.EncodeUint(wireVersion)
+	enc.EncodeString(e.gen)
 	enc.EncodeUint(uint64(e.status))
 	enc.EncodeBytes(e.payload)
 	enc.EncodeString(e.code)
@@ -60,39 +66,152 @@ func (e envelope) encode() []byte {
 
 var errBadEnvelope = errors.New("dlock: malformed envelope")
 
-func decodeEnvelope(b []byte) (envelope, error) {
+// envelopeOverhead bounds what an envelope adds to its payload: the
+// header, the generation, the error's code and message (a longer message is
+// cut to maxMessage when it is sent).
+const (
+	maxMessage       = 16 << 10
+	envelopeOverhead = maxMessage + 1<<10
+)
+
+// decodeEnvelope decodes an envelope read from Redis. It never allocates
+// more than the input's length: every declared length is checked against
+// the bytes that remain (msgpack's own decoder would allocate a declared
+// length before reading it), a payload or message longer than max is
+// refused, and so is an input longer than max + envelopeOverhead, before
+// anything is copied.
+func decodeEnvelope(b string, max int) (envelope, error) {
 	var e envelope
-	r := bytes.NewReader(b)
-	dec := msgpack.NewDecoder(r)
-	n, err := dec.DecodeArrayLen()
-	if err != nil || n != 5 {
+	if len(b) > max+envelopeOverhead {
+		return e, fmt.Errorf("%w: %d bytes", errBadEnvelope, len(b))
+	}
+	r := wireReader{b: b}
+	if n := r.arrayLen(); n != 6 {
 		return e, errBadEnvelope
 	}
-	v, err := dec.DecodeUint()
-	if err != nil || v != wireVersion {
-		return e, fmt.Errorf("%w: version %d", errBadEnvelope, v)
+	if v := r.uint(); v != wireVersion {
+		if r.err == nil {
+			r.err = fmt.Errorf("%w: version %d", errBadEnvelope, v)
+		}
+		return e, r.err
 	}
-	st, err := dec.DecodeUint()
-	if err != nil || (st != statusOK && st != statusErr) {
-		return e, errBadEnvelope
+	e.gen = r.str(256)
+	st := r.uint()
+	e.payload = []byte(r.bin(max))
+	e.code = r.str(256)
+	e.message = r.str(maxMessage)
+	switch {
+	case r.err != nil:
+		return envelope{}, r.err
+	case st != statusOK && st != statusErr:
+		return envelope{}, fmt.Errorf("%w: status %d", errBadEnvelope, st)
+	case r.i != len(b):
+		return envelope{}, fmt.Errorf("%w: %d trailing bytes", errBadEnvelope, len(b)-r.i)
 	}
 	e.status = int(st)
-	if e.payload, err = dec.DecodeBytes(); err != nil {
-		return e, errBadEnvelope
-	}
-	if e.code, err = dec.DecodeString(); err != nil {
-		return e, errBadEnvelope
-	}
-	if e.message, err = dec.DecodeString(); err != nil {
-		return e, errBadEnvelope
-	}
-	if r.Len() != 0 {
-		return e, errBadEnvelope
-	}
-	if e.payload == nil {
-		e.payload = []byte{}
-	}
 	return e, nil
+}
+
+// wireReader reads the few msgpack forms of an envelope from a string,
+// checking each length against what remains. The first error sticks.
+type wireReader struct {
+	b   string
+	i   int
+	err error
+}
+
+func (r *wireReader) fail() {
+	if r.err == nil {
+		r.err = errBadEnvelope
+	}
+}
+
+func (r *wireReader) byte() byte {
+	if r.err != nil || r.i >= len(r.b) {
+		r.fail()
+		return 0
+	}
+	c := r.b[r.i]
+	r.i++
+	return c
+}
+
+// be reads an n-byte big-endian unsigned integer.
+func (r *wireReader) be(n int) uint64 {
+	var v uint64
+	for range n {
+		v = v<<8 | uint64(r.byte())
+	}
+	return v
+}
+
+func (r *wireReader) arrayLen() int {
+	switch c := r.byte(); {
+	case c >= 0x90 && c <= 0x9f:
+		return int(c & 0x0f)
+	case c == 0xdc:
+		return int(r.be(2))
+	}
+	r.fail()
+	return -1
+}
+
+func (r *wireReader) uint() uint64 {
+	switch c := r.byte(); {
+	case c <= 0x7f:
+		return uint64(c)
+	case c == 0xcc:
+		return r.be(1)
+	case c == 0xcd:
+		return r.be(2)
+	case c == 0xce:
+		return r.be(4)
+	case c == 0xcf:
+		return r.be(8)
+	}
+	r.fail()
+	return 0
+}
+
+// raw reads n bytes, refusing n beyond max or beyond the input.
+func (r *wireReader) raw(n uint64, max int) string {
+	if r.err != nil || n > uint64(max) || n > uint64(len(r.b)-r.i) {
+		r.fail()
+		return ""
+	}
+	s := r.b[r.i : r.i+int(n)]
+	r.i += int(n)
+	return s
+}
+
+func (r *wireReader) str(max int) string {
+	switch c := r.byte(); {
+	case c >= 0xa0 && c <= 0xbf:
+		return r.raw(uint64(c&0x1f), max)
+	case c == 0xd9:
+		return r.raw(r.be(1), max)
+	case c == 0xda:
+		return r.raw(r.be(2), max)
+	case c == 0xdb:
+		return r.raw(r.be(4), max)
+	}
+	r.fail()
+	return ""
+}
+
+func (r *wireReader) bin(max int) string {
+	switch c := r.byte(); {
+	case c == 0xc4:
+		return r.raw(r.be(1), max)
+	case c == 0xc5:
+		return r.raw(r.be(2), max)
+	case c == 0xc6:
+		return r.raw(r.be(4), max)
+	case c == 0xc0: // nil: an empty payload
+		return ""
+	}
+	r.fail()
+	return ""
 }
 
 // outcome turns an envelope into what a caller receives.
@@ -104,8 +223,17 @@ func (e envelope) outcome() ([]byte, error) {
 }
 
 // failure builds the envelope of a job's error.
-func failure(err error) envelope {
-	return envelope{status: statusErr, code: errorCode(err), message: err.Error()}
+// Its message is cut to maxMessage bytes (at a rune boundary).
+func failure(gen string, err error) envelope {
+	msg := err.Error()
+	if len(msg) > maxMessage {
+		msg = strings.ToValidUTF8(msg[:maxMessage-3], "") + "..."
+	}
+	code := errorCode(err)
+	if len(code) > 256 {
+		code = ""
+	}
+	return envelope{gen: gen, status: statusErr, code: code, message: msg}
 }
 
 // RemoteError is a job's error as every caller of a fanout receives it,
@@ -143,8 +271,8 @@ var registry = struct {
 // different errors, an empty code or a nil error panics: these are
 // programming mistakes.
 func RegisterError(code string, err error) {
-	if code == "" || err == nil {
-		panic("dlock: RegisterError needs a code and an error")
+	if code == "" || err == nil || len(code) > 256 {
+		panic("dlock: RegisterError needs a code (of at most 256 bytes) and an error")
 	}
 	registry.Lock()
 	defer registry.Unlock()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -117,6 +118,7 @@ func TestFanout_resultTooLargeFailsEverywhere(t *testing.T) {
 			<-started
 		}
 	}
+	waitFanSubscribers(t, k, 9) // the error reaches the callers of its run only
 	close(finish)
 	wg.Wait()
 }
@@ -155,7 +157,8 @@ func TestFanout_garbageIsIgnored(t *testing.T) {
 		n, err := rdb.PubSubShardNumSub(ctx, ch).Result()
 		return err == nil && n[ch] == 1
 	})
-	for _, g := range []string{"", "garbage", "\x95\x01\x00\xc4", "\x95\x02\x00\xc4\x00\xa0\xa0", "\x95\x01\x05\xc4\x00\xa0\xa0", "released"} {
+	garbage := append([]string{"", "garbage", "\x95\x01\x00\xc4", "\x95\x02\x00\xc4\x00\xa0\xa0", "\x95\x01\x05\xc4\x00\xa0\xa0", "released"}, lengthPrefixAttacks...)
+	for _, g := range garbage {
 		if err := rdb.SPublish(bg(), ch, g).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -168,22 +171,58 @@ func TestFanout_garbageIsIgnored(t *testing.T) {
 	}
 }
 
+// lengthPrefixAttacks are envelopes whose declared lengths (of the payload,
+// the generation, the message, the array) far exceed their bytes.
+var lengthPrefixAttacks = []string{
+	"\x95\x01\x00\xc6\x7f\xff\xff\xff",               // the v1 envelope of the report: 2 GiB payload
+	"\x96\x02\xa1g\x00\xc6\x7f\xff\xff\xff",         // v2, 2 GiB payload
+	"\x96\x02\xdb\xff\xff\xff\xff",                   // a 4 GiB generation
+	"\x96\x02\xa1g\x01\xc4\x00\xa0\xdb\x7f\xff\xff\xff", // a 2 GiB message
+	"\xdc\xff\xff",                                       // 65535 elements
+	"\xdd\xff\xff\xff\xff",                              // array32
+}
+
 func FuzzDecodeEnvelope(f *testing.F) {
-	f.Add(envelope{status: statusOK, payload: []byte("x")}.encode())
-	f.Add(failure(errors.New("boom")).encode())
+	const max = 1 << 10
+	f.Add([]byte(envelope{gen: "g", status: statusOK, payload: []byte("x")}.encode()))
+	f.Add(failure("g", errors.New("boom")).encode())
 	f.Add([]byte("released"))
 	f.Add([]byte{0x95, 0x01, 0x00, 0xc4})
+	for _, a := range lengthPrefixAttacks {
+		f.Add([]byte(a))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := decodeEnvelope(b)
+		e, err := decodeEnvelope(string(b), max)
 		if err != nil {
 			return
 		}
+		// P21: what it decodes is no larger than its input, and the
+		// payload no larger than the limit.
+		if n := len(e.payload) + len(e.gen) + len(e.code) + len(e.message); n > len(b) || len(e.payload) > max {
+			t.Fatalf("decode of %d bytes gave %d bytes (payload %d, limit %d)", len(b), n, len(e.payload), max)
+		}
 		// What decodes re-encodes to the same outcome.
-		e2, err := decodeEnvelope(e.encode())
+		e2, err := decodeEnvelope(string(e.encode()), max)
 		if err != nil || !reflect.DeepEqual(e, e2) {
 			t.Fatalf("re-decode of %x = %+v, %v; want %+v", b, e2, err, e)
 		}
 	})
+}
+
+// P21: length-prefix attacks allocate nothing near what they declare.
+func TestDecodeEnvelope_lengthPrefixAllocatesNothing(t *testing.T) {
+	for _, a := range lengthPrefixAttacks {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := decodeEnvelope(a, 1<<20)
+		runtime.ReadMemStats(&after)
+		if err == nil {
+			t.Errorf("decode of %x succeeded; want an error", a)
+		}
+		if d := after.TotalAlloc - before.TotalAlloc; d > 64<<10 {
+			t.Errorf("decode of %x allocated %d bytes; want < 64 KiB", a, d)
+		}
+	}
 }
 
 // P15 for fanout: after many keys, subscriptions are back to zero and no

@@ -5,9 +5,12 @@
 -- ARGV[2]: new lease in ms, counted from now
 --
 -- Returns 1 when the owner held every lock and each lease was renewed, or 0
--- when any lock is no longer the owner's; then nothing changed.
+-- when any lock is no longer the owner's; then nothing changed. (A repeat
+-- renews again: harmless.)
+local suffix = ' ' .. ARGV[1]
 for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) ~= ARGV[1] then
+  local v = redis.call('GET', KEYS[i])
+  if not v or string.sub(v, -#suffix) ~= suffix then
     return 0
   end
 end

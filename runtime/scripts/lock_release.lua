@@ -1,17 +1,30 @@
 -- lock_release: release the owner's locks of one slot and wake their waiters.
 --
--- KEYS: lock1, channel1, lock2, channel2, ...
+-- KEYS: lock1, lock2, ...
 -- ARGV[1]: owner id
+-- ARGV[2]: how long a released key keeps its last token, in ms
+-- ARGV[3], ARGV[4], ...: the shard channel of each lock, in KEYS' order
+--       (channels are not keys: listed in KEYS they would make a Cluster
+--       node answer TRYAGAIN while the slot migrates)
 --
--- Deletes each lock the owner still holds and announces it on the lock's
--- shard channel. Locks held by others are left alone. Returns how many locks
--- were released.
+-- Each lock the owner still holds becomes "<token> -<owner>" (free, keeping
+-- its last token) and is announced on its channel. Locks held by others are
+-- left alone. Idempotent: a repeat (a client retry after a lost reply) finds
+-- "-<owner>" and counts the lock as released again. Returns how many locks
+-- the owner released.
+local mine, gone = ' ' .. ARGV[1], ' -' .. ARGV[1]
 local n = 0
-for i = 1, #KEYS, 2 do
-  if redis.call('GET', KEYS[i]) == ARGV[1] then
-    redis.call('DEL', KEYS[i])
-    redis.call('SPUBLISH', KEYS[i + 1], 'released')
-    n = n + 1
+for i = 1, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if v then
+    if string.sub(v, -#mine) == mine then
+      local token = string.sub(v, 1, #v - #mine)
+      redis.call('SET', KEYS[i], token .. gone, 'PX', ARGV[2])
+      redis.call('SPUBLISH', ARGV[i + 2], 'released')
+      n = n + 1
+    elseif string.sub(v, -#gone) == gone then
+      n = n + 1
+    end
   end
 end
 return n

@@ -1,77 +1,104 @@
 -- sem_acquire: try to take one of `limit` permits, first come first served.
 --
--- KEYS[1]: T:sem:holders  ZSET permit id -> lease deadline (server ms)
--- KEYS[2]: T:sem:queue    ZSET waiter id -> ticket (arrival order)
--- KEYS[3]: T:sem:qlease   ZSET waiter id -> waiter lease deadline (server ms)
--- KEYS[4]: T:sem:seq      ticket counter
--- KEYS[5]: T:sem:ch       shard channel: "free" when a permit may be had
+-- KEYS[1]: T:sem  one sorted set for the whole semaphore (one key, so that
+--          it works in every state of a Cluster slot migration), its
+--          members in disjoint score ranges (B = 10^13; times are the
+--          server's clock in ms):
+--            "h<permit>"  a holder:          score = its lease deadline (0, B)
+--            "h<permit>"  released lately:   score = release time - B (-B, 0)
+--            "q<waiter>"  a queued waiter:   score = B + its ticket
+--            "l<waiter>"  a waiter's lease:  score = 2B + its deadline
+--            "s"          the ticket counter: score = 3B + last ticket
 -- ARGV[1]: waiter id      ARGV[2]: permit id        ARGV[3]: limit
 -- ARGV[4]: lease in ms    ARGV[5]: waiter lease ms  ARGV[6]: "1" to queue
 --          ("0": TryAcquire, which never queues and never overtakes)
+-- ARGV[7]: T:sem:ch, the shard channel
 --
 -- Purges holders and waiters whose leases ended. A queued waiter is granted
 -- when a permit is free for it: its rank in the queue is below the number
--- of free permits. Returns {1, lease ms} when granted, else {0, ms until the
--- earliest holder's lease ends (-1: no holder), the waiter's ticket (0 when
--- not queued), the number of waiters queued}. When permits stay free and others wait, publishes
+-- of free permits. Idempotent per permit id: a repeat of a granted attempt
+-- (a client retry after a lost reply) returns the same grant. Returns
+-- {1, lease ms} when granted, else {0, ms until the earliest holder's lease
+-- ends (-1: no holder), the waiter's ticket (0 when not queued), the number
+-- of waiters queued}. When permits stay free and others wait, publishes
 -- "free <ticket>": waiters with tickets up to that one should look again.
+local function n(x) return string.format('%.0f', x) end
+local B = 1e13
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local holders, queue, qlease = KEYS[1], KEYS[2], KEYS[3]
-local waiter, permit = ARGV[1], ARGV[2]
+local k, ch = KEYS[1], ARGV[7]
 local limit, ttl, qttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local h, q, l = 'h' .. ARGV[2], 'q' .. ARGV[1], 'l' .. ARGV[1]
 
-redis.call('ZREMRANGEBYSCORE', holders, '-inf', now)
-local dead = redis.call('ZRANGEBYSCORE', qlease, '-inf', now, 'LIMIT', 0, 1000)
-for _, w in ipairs(dead) do
-  redis.call('ZREM', queue, w)
-  redis.call('ZREM', qlease, w)
+redis.call('ZREMRANGEBYSCORE', k, 0, n(now))
+redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. n(now - 60000 - B))
+local dead = redis.call('ZRANGEBYSCORE', k, n(2 * B), n(2 * B + now), 'LIMIT', 0, 1000)
+for _, m in ipairs(dead) do
+  redis.call('ZREM', k, m, 'q' .. string.sub(m, 2))
 end
 
-local free = limit - redis.call('ZCARD', holders)
+local function keep()
+  local d = math.max(ttl, qttl) * 2
+  local p = redis.call('PTTL', k)
+  if p ~= -2 and p < d then
+    redis.call('PEXPIRE', k, d)
+  end
+end
+
+local function announce(free)
+  local qs = redis.call('ZRANGEBYSCORE', k, n(B), '(' .. n(2 * B), 'WITHSCORES', 'LIMIT', free - 1, 1)
+  if not qs[2] then
+    qs = redis.call('ZREVRANGEBYSCORE', k, '(' .. n(2 * B), n(B), 'WITHSCORES', 'LIMIT', 0, 1)
+  end
+  if qs[2] then
+    redis.call('SPUBLISH', ch, 'free ' .. n(tonumber(qs[2]) - B))
+  end
+end
+
+local mine = tonumber(redis.call('ZSCORE', k, h))
+if mine and mine > 0 then -- a repeat of a granted attempt
+  redis.call('ZADD', k, n(now + ttl), h)
+  redis.call('ZREM', k, q, l)
+  keep()
+  return {1, ttl}
+end
+
+local free = limit - redis.call('ZCOUNT', k, '(0', '(' .. n(B))
 local granted = false
 local ticket = 0
 if ARGV[6] == '1' then
-  ticket = tonumber(redis.call('ZSCORE', queue, waiter))
-  if not ticket then
-    ticket = redis.call('INCR', KEYS[4])
-    redis.call('ZADD', queue, ticket, waiter)
+  local s = tonumber(redis.call('ZSCORE', k, q))
+  if s then
+    ticket = s - B
+  else
+    local seq = (tonumber(redis.call('ZSCORE', k, 's')) or 3 * B) + 1
+    redis.call('ZADD', k, n(seq), 's')
+    ticket = seq - 3 * B
+    redis.call('ZADD', k, n(B + ticket), q)
   end
-  redis.call('ZADD', qlease, now + qttl, waiter)
-  if free > 0 and redis.call('ZRANK', queue, waiter) < free then
-    redis.call('ZREM', queue, waiter)
-    redis.call('ZREM', qlease, waiter)
+  redis.call('ZADD', k, n(2 * B + now + qttl), l)
+  if free > 0 and redis.call('ZCOUNT', k, n(B), '(' .. n(B + ticket)) < free then
+    redis.call('ZREM', k, q, l)
     granted = true
   end
-elseif free > redis.call('ZCARD', queue) then
+elseif free > redis.call('ZCOUNT', k, n(B), '(' .. n(2 * B)) then
   granted = true
 end
 
 if granted then
-  redis.call('ZADD', holders, now + ttl, permit)
+  redis.call('ZADD', k, n(now + ttl), h)
 end
-
--- Keep the keys as long as something in them may still matter.
-local keep = math.max(ttl, qttl) * 2
-for i = 1, 4 do
-  local p = redis.call('PTTL', KEYS[i])
-  if p ~= -2 and p < keep then
-    redis.call('PEXPIRE', KEYS[i], keep)
-  end
-end
+keep()
 
 if granted then
-  free = free - 1
-  if free > 0 then
-    local q = redis.call('ZRANGE', queue, free - 1, free - 1, 'WITHSCORES')
-    if not q[2] then q = redis.call('ZRANGE', queue, -1, -1, 'WITHSCORES') end
-    if q[2] then redis.call('SPUBLISH', KEYS[5], 'free ' .. q[2]) end
+  if free > 1 then
+    announce(free - 1)
   end
   return {1, ttl}
 end
-local first = redis.call('ZRANGE', holders, 0, 0, 'WITHSCORES')
+local first = redis.call('ZRANGEBYSCORE', k, '(0', '(' .. n(B), 'WITHSCORES', 'LIMIT', 0, 1)
 local wait = -1
 if first[2] then
   wait = tonumber(first[2]) - now
 end
-return {0, wait, ticket, redis.call('ZCARD', queue)}
+return {0, wait, ticket, redis.call('ZCOUNT', k, n(B), '(' .. n(2 * B))}

@@ -19,21 +19,21 @@ import (
 //
 // State is protected by Client.fmu.
 type flight struct {
-	c       *Client
-	key     string
-	tag     string
-	cfg     callConfig
-	callers map[*caller]struct{}
-	runner  func(context.Context) ([]byte, error) // a Fanout caller's job: lets the flight take over; nil for Push only
-	claim   *claim                                // the Push caller that started the flight, waiting to learn whether it leads
-	leading bool
-	ended   bool
-	warned   bool           // a dropped message was logged
-	answered bool           // a join had its reply: Redis answered this flight
-	ctx     context.Context // cancelled when the flight ends or all callers left
-	cancel  context.CancelFunc
-	start   time.Time       // when its first caller called, for the Observer
-	obsCtx  context.Context // its first caller's context, for the Observer (values only)
+	c        *Client
+	key      string
+	tag      string
+	cfg      callConfig
+	callers  map[*caller]struct{}
+	runner   func(context.Context) ([]byte, error) // a Fanout caller's job: lets the flight take over; nil for Push only
+	claim    *claim                                // the Push caller that started the flight, waiting to learn whether it leads
+	leading  bool
+	ended    bool
+	warned   bool            // a dropped message was logged
+	answered bool            // a join had its reply: Redis answered this flight
+	ctx      context.Context // cancelled when the flight ends or all callers left
+	cancel   context.CancelFunc
+	start    time.Time       // when its first caller called, for the Observer
+	obsCtx   context.Context // its first caller's context, for the Observer (values only)
 }
 
 type caller struct {

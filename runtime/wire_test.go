@@ -174,12 +174,12 @@ func TestFanout_garbageIsIgnored(t *testing.T) {
 // lengthPrefixAttacks are envelopes whose declared lengths (of the payload,
 // the generation, the message, the array) far exceed their bytes.
 var lengthPrefixAttacks = []string{
-	"\x95\x01\x00\xc6\x7f\xff\xff\xff",               // the v1 envelope of the report: 2 GiB payload
-	"\x96\x02\xa1g\x00\xc6\x7f\xff\xff\xff",         // v2, 2 GiB payload
-	"\x96\x02\xdb\xff\xff\xff\xff",                   // a 4 GiB generation
+	"\x95\x01\x00\xc6\x7f\xff\xff\xff",                  // the v1 envelope of the report: 2 GiB payload
+	"\x96\x02\xa1g\x00\xc6\x7f\xff\xff\xff",             // v2, 2 GiB payload
+	"\x96\x02\xdb\xff\xff\xff\xff",                      // a 4 GiB generation
 	"\x96\x02\xa1g\x01\xc4\x00\xa0\xdb\x7f\xff\xff\xff", // a 2 GiB message
-	"\xdc\xff\xff",                                       // 65535 elements
-	"\xdd\xff\xff\xff\xff",                              // array32
+	"\xdc\xff\xff",         // 65535 elements
+	"\xdd\xff\xff\xff\xff", // array32
 }
 
 func FuzzDecodeEnvelope(f *testing.F) {

@@ -1,0 +1,80 @@
+package redistest
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// ReplyDropper loses the reply to one chosen request after the server ran
+// it, the way a connection reset between the server's write and the
+// client's read does: install Dial as a go-redis client's Dialer, then Arm
+// it with a substring of the request (a script's SHA, say). The next
+// request that contains it reaches the server; its reply is read and
+// thrown away, and the client sees its connection end (io.EOF, which
+// go-redis retries unless MaxRetries is -1).
+type ReplyDropper struct {
+	mu      sync.Mutex // protects armed
+	armed   []byte
+	dropped chan struct{}
+}
+
+// NewReplyDropper returns a disarmed dropper.
+func NewReplyDropper() *ReplyDropper {
+	return &ReplyDropper{dropped: make(chan struct{}, 16)}
+}
+
+// Arm makes the dropper lose the reply to the next request containing
+// match.
+func (d *ReplyDropper) Arm(match string) {
+	d.mu.Lock()
+	d.armed = []byte(match)
+	d.mu.Unlock()
+}
+
+// Dropped receives once per reply thrown away.
+func (d *ReplyDropper) Dropped() <-chan struct{} { return d.dropped }
+
+// Dial dials like net.Dialer and wraps the connection.
+func (d *ReplyDropper) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var nd net.Dialer
+	c, err := nd.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &dropConn{Conn: c, d: d}, nil
+}
+
+type dropConn struct {
+	net.Conn
+	d    *ReplyDropper
+	drop bool // the reply to the last request is to be lost
+}
+
+func (c *dropConn) Write(b []byte) (int, error) {
+	c.d.mu.Lock()
+	if len(c.d.armed) > 0 && bytes.Contains(b, c.d.armed) {
+		c.d.armed = nil
+		c.drop = true
+	}
+	c.d.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
+func (c *dropConn) Read(b []byte) (int, error) {
+	if !c.drop {
+		return c.Conn.Read(b)
+	}
+	// Wait for the reply (the server ran the request), lose it, and end
+	// the connection.
+	c.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64<<10)
+	c.Conn.Read(buf)
+	c.Conn.Close()
+	c.drop = false
+	c.d.dropped <- struct{}{}
+	return 0, io.EOF
+}

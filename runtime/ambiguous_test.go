@@ -1,0 +1,131 @@
+package dlockrt
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/dlock-go/dlock/internal/redistest"
+)
+
+// lossyClient returns a dlock client whose connections lose one chosen
+// reply (see redistest.ReplyDropper), with go-redis's retries on or off,
+// and its scripts already loaded (so that they run by SHA).
+func lossyClient(t *testing.T, retries bool) (*Client, *redistest.ReplyDropper) {
+	t.Helper()
+	d := redistest.NewReplyDropper()
+	o := &redis.Options{Addr: standalone.Addr(), Dialer: d.Dial, MaxRetries: -1}
+	if retries {
+		o.MaxRetries = 3
+	}
+	rdb := redis.NewClient(o)
+	t.Cleanup(func() { rdb.Close() })
+	c := newClient(t, rdb, &Options{OpTimeout: time.Second})
+	for _, s := range []*redis.Script{scriptLockAcquire, scriptLockRelease, scriptSemAcquire, scriptSemRelease} {
+		if err := s.Load(t.Context(), rdb).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c, d
+}
+
+// dropped waits for the dropper to have lost a reply.
+func dropped(t *testing.T, d *redistest.ReplyDropper) {
+	t.Helper()
+	select {
+	case <-d.Dropped():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reply was dropped")
+	}
+}
+
+// P19: the reply to lock_acquire is lost after the server ran it. With
+// go-redis's retries the retry returns the same grant (the caller holds the
+// lock); without them the caller gets ErrUnavailable and the key is free
+// again within OpTimeout. Either way nobody is left holding it for a lease.
+func TestLock_lostAcquireReplyLeavesNothingHeldByNobody(t *testing.T) {
+	for _, retries := range []bool{true, false} {
+		t.Run("retries="+strconv.FormatBool(retries), func(t *testing.T) {
+			c, d := lossyClient(t, retries)
+			other := newClient(t, newRedis(t), nil)
+			for _, keys := range [][]string{{key(t, "one")}, {key(t, "a"), key(t, "b")}} {
+				d.Arm(scriptLockAcquire.Hash())
+				m, err := c.MultiWith(t.Context(), keys, WithTTL(time.Minute))
+				dropped(t, d)
+				if retries {
+					if err != nil {
+						t.Fatalf("Multi%v with its reply lost and retried = %v; want the grant", keys, err)
+					}
+					if err := m.Release(t.Context()); err != nil {
+						t.Fatalf("Release after a retried grant = %v", err)
+					}
+				} else if !errors.Is(err, ErrUnavailable) {
+					t.Fatalf("Multi%v with its reply lost = %v; want ErrUnavailable", keys, err)
+				}
+				// The keys are free well within OpTimeout, not after the
+				// minute-long lease.
+				redistest.WaitFor(t, 2*time.Second, "the keys to be free", func(ctx context.Context) bool {
+					m, err := other.MultiWith(ctx, keys, WithRetries(0, 0))
+					if err != nil {
+						return false
+					}
+					m.Release(ctx)
+					return true
+				})
+			}
+		})
+	}
+}
+
+// P19: a retried lock_release (its first reply lost) reports success.
+func TestLock_retriedReleaseReportsSuccess(t *testing.T) {
+	c, d := lossyClient(t, true)
+	l, err := c.Once(t.Context(), key(t, "k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Arm(scriptLockRelease.Hash())
+	if err := l.Release(t.Context()); err != nil {
+		t.Fatalf("Release with its first reply lost = %v; want nil", err)
+	}
+	dropped(t, d)
+}
+
+// P19 for semaphores: a lost reply to sem_acquire leaves no permit held by
+// nobody, and a retried sem_release reports success.
+func TestSemaphore_lostRepliesLeaveNothingHeldByNobody(t *testing.T) {
+	for _, retries := range []bool{true, false} {
+		t.Run("retries="+strconv.FormatBool(retries), func(t *testing.T) {
+			c, d := lossyClient(t, retries)
+			other := newClient(t, newRedis(t), nil)
+			k := key(t, "s")
+			d.Arm(scriptSemAcquire.Hash())
+			p, err := c.Semaphore(k, 1).Acquire(t.Context(), WithTTL(time.Minute))
+			dropped(t, d)
+			if retries {
+				if err != nil {
+					t.Fatalf("Acquire with its reply lost and retried = %v; want the permit", err)
+				}
+				d.Arm(scriptSemRelease.Hash())
+				if err := p.Release(t.Context()); err != nil {
+					t.Fatalf("Release with its first reply lost = %v; want nil", err)
+				}
+				dropped(t, d)
+			} else if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("Acquire with its reply lost = %v; want ErrUnavailable", err)
+			}
+			redistest.WaitFor(t, 2*time.Second, "the permit to be free", func(ctx context.Context) bool {
+				p, err := other.Semaphore(k, 1).TryAcquire(ctx)
+				if err != nil {
+					return false
+				}
+				p.Release(ctx)
+				return true
+			})
+		})
+	}
+}

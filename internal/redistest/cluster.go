@@ -187,10 +187,20 @@ func (c *Cluster) Owner(s int) *Server {
 // to, the way redis-cli --cluster reshard does.
 func (c *Cluster) MoveSlot(s int, to *Server) {
 	c.t.Helper()
+	c.HalfMigrate(s, to)()
+}
+
+// HalfMigrate starts moving slot s to the primary to, as MoveSlot does,
+// and leaves it half-migrated: MIGRATING on its primary, IMPORTING on to,
+// no key moved yet (a command on keys the source lacks is redirected to
+// the target with ASK). The returned finish moves the keys and hands the
+// slot over.
+func (c *Cluster) HalfMigrate(s int, to *Server) (finish func()) {
+	c.t.Helper()
 	ctx := context.Background()
 	from := c.Owner(s)
 	if from == to {
-		return
+		return func() {}
 	}
 	src, dst := c.admin[from], c.admin[to]
 	srcID, dstID := c.nodeID(from), c.nodeID(to)
@@ -201,6 +211,23 @@ func (c *Cluster) MoveSlot(s int, to *Server) {
 	}
 	must(dst.Do(ctx, "CLUSTER", "SETSLOT", s, "IMPORTING", srcID).Err(), "importing")
 	must(src.Do(ctx, "CLUSTER", "SETSLOT", s, "MIGRATING", dstID).Err(), "migrating")
+	return func() {
+		c.t.Helper()
+		c.finishMove(s, from, to)
+	}
+}
+
+// finishMove moves slot s's keys from from to to and hands the slot over.
+func (c *Cluster) finishMove(s int, from, to *Server) {
+	c.t.Helper()
+	ctx := context.Background()
+	src, dst := c.admin[from], c.admin[to]
+	dstID := c.nodeID(to)
+	must := func(err error, what string) {
+		if err != nil {
+			c.t.Fatalf("redistest: move slot %d: %s: %v", s, what, err)
+		}
+	}
 	for {
 		keys, err := src.ClusterGetKeysInSlot(ctx, s, 100).Result()
 		must(err, "getkeysinslot")

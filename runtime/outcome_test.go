@@ -1,0 +1,176 @@
+package dlockrt
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/dlock-go/dlock/internal/redistest"
+)
+
+// P18: leader A's lease is lost mid-job (its key deleted, as a failover
+// that lost the write would). A's job ignores its context and finishes
+// late with "old"; B took over and runs generation 2, which C joined.
+// Nobody receives A's late outcome or an error caused by A's loss: A's
+// caller, B's and C's all get generation 2's "new".
+func TestFanout_outcomeBelongsToItsRun(t *testing.T) {
+	rdb := newRedis(t)
+	o := &Options{TTL: 300 * time.Millisecond}
+	a, b, c := newClient(t, newRedis(t), o), newClient(t, newRedis(t), o), newClient(t, newRedis(t), o)
+	k := key(t, "k")
+	aStarted, aFinish, bStarted, bFinish := make(chan struct{}), make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var runs atomic.Int32
+	job := func(ctx context.Context) ([]byte, error) {
+		switch runs.Add(1) {
+		case 1: // A's run: lost, then finishes late
+			close(aStarted)
+			<-aFinish
+			return []byte("old"), nil
+		case 2: // generation 2, wherever it runs
+			close(bStarted)
+			<-bFinish
+			return []byte("new"), nil
+		}
+		return []byte("third run"), nil
+	}
+	type result struct {
+		who string
+		b   []byte
+		err error
+	}
+	out := make(chan result, 3)
+	call := func(who string, cl *Client) {
+		v, err := cl.Fanout(t.Context(), k, job, WithTimeout(10*time.Second))
+		out <- result{who, v, err}
+	}
+	go call("A", a)
+	<-aStarted
+	go call("B", b)
+	waitFanSubscribers(t, k, 1)
+	rdb.Del(bg(), fanKey(mustTag(t, a, k))) // A's lease is lost
+	<-bStarted                              // generation 2 runs (in A's process or B's)
+	go call("C", c)
+	waitFanSubscribers(t, k, 2)
+	close(aFinish) // A's job returns its late outcome now
+	time.Sleep(50 * time.Millisecond)
+	close(bFinish)
+	for range 3 {
+		r := <-out
+		if r.err != nil || string(r.b) != "new" {
+			t.Errorf("caller %s got %q, %v; want generation 2's \"new\"", r.who, r.b, r.err)
+		}
+	}
+	if n := runs.Load(); n != 2 {
+		t.Errorf("runs = %d; want 2 (A's lost one, and generation 2)", n)
+	}
+}
+
+// P18: the loser's cancellation is never the key's outcome: a leader whose
+// lease is lost returns context.Cause from its job; its waiters take over
+// and get a real result.
+func TestFanout_lostLeaderCancellationIsNotPublished(t *testing.T) {
+	rdb := newRedis(t)
+	o := &Options{TTL: 300 * time.Millisecond}
+	a, b := newClient(t, newRedis(t), o), newClient(t, newRedis(t), o)
+	k := key(t, "k")
+	started := make(chan struct{})
+	var runs atomic.Int32
+	job := func(ctx context.Context) ([]byte, error) {
+		if runs.Add(1) == 1 {
+			close(started)
+			<-ctx.Done()
+			return nil, context.Cause(ctx)
+		}
+		return []byte("real"), nil
+	}
+	errs := make(chan error, 2)
+	for _, cl := range []*Client{a, b} {
+		go func() {
+			v, err := cl.Fanout(t.Context(), k, job)
+			if err == nil && string(v) != "real" {
+				err = errors.New("got " + string(v))
+			}
+			errs <- err
+		}()
+		if cl == a {
+			<-started
+		}
+	}
+	waitFanSubscribers(t, k, 1)
+	rdb.Del(bg(), fanKey(mustTag(t, a, k)))
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("Fanout after the leader's loss = %v; want the real result", err)
+		}
+	}
+}
+
+// P9: the first local caller's context ending mid-join does not fail the
+// callers that attached meanwhile.
+func TestFanout_firstCallersContextDoesNotEndTheJoin(t *testing.T) {
+	p := redistest.StartProxy(t, standalone.Addr())
+	c := newClient(t, redisAt(t, p.Addr()), nil)
+	k := key(t, "k")
+	// Load the scripts, then make every round trip slow.
+	if _, err := c.Fanout(t.Context(), key(t, "warm"), func(context.Context) ([]byte, error) { return nil, nil }); err != nil {
+		t.Fatal(err)
+	}
+	p.Delay(150 * time.Millisecond)
+	job := func(context.Context) ([]byte, error) { return []byte("v"), nil }
+	short, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	first := make(chan error, 1)
+	go func() { _, err := c.Fanout(short, k, job); first <- err }()
+	time.Sleep(10 * time.Millisecond) // the second caller attaches to the first's flight
+	v, err := c.Fanout(t.Context(), k, job)
+	if err != nil || string(v) != "v" {
+		t.Fatalf("second caller = %q, %v; want \"v\" (the first caller's context must not end the join)", v, err)
+	}
+	if err := <-first; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("first caller = %v; want its own deadline", err)
+	}
+}
+
+// P9: when the first caller's WithTimeout ends the job, the leader steps
+// down and the flight's other callers join again at once: they are not
+// stranded until their own (longer) timeouts.
+func TestFanout_stepDownRejoinsTheOtherCallers(t *testing.T) {
+	c := newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	var runs atomic.Int32
+	started := make(chan struct{})
+	job := func(ctx context.Context) ([]byte, error) {
+		if runs.Add(1) == 1 {
+			close(started)
+			<-ctx.Done()
+			return nil, context.Cause(ctx)
+		}
+		return []byte("v"), nil
+	}
+	first := make(chan error, 1)
+	go func() { _, err := c.Fanout(t.Context(), k, job, WithTimeout(300*time.Millisecond)); first <- err }()
+	<-started
+	var v []byte
+	var err error
+	d := elapsed(func() { v, err = c.Fanout(t.Context(), k, job, WithTimeout(10*time.Second)) })
+	if err != nil || string(v) != "v" {
+		t.Fatalf("second caller = %q, %v; want \"v\" from a run after the step-down", v, err)
+	}
+	if d > 2*time.Second {
+		t.Fatalf("second caller waited %v; want it to rejoin at the step-down (~300ms)", d)
+	}
+	if err := <-first; !errors.Is(err, ErrTimeout) {
+		t.Fatalf("first caller = %v; want ErrTimeout", err)
+	}
+}
+
+// redisAt returns a go-redis client of addr, closed with the test.
+func redisAt(t *testing.T, addr string) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { c.Close() })
+	return c
+}

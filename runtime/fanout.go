@@ -59,6 +59,9 @@ func FanoutOf[T any](ctx context.Context, c *Client, key string, job func(contex
 	if err != nil {
 		return v, err
 	}
+	if err := checkLengths(b); err != nil {
+		return v, fmt.Errorf("%w: fanout result of %s: %w", ErrDecode, key, err)
+	}
 	if err := msgpack.Unmarshal(b, &v); err != nil {
 		return v, fmt.Errorf("dlock: decode fanout result of %s: %w", key, err)
 	}

@@ -1,0 +1,117 @@
+package dlockrt
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// P26: keys no longer used leave nothing lasting in Redis: after 10^4
+// cycles on distinct keys, every key left expires within FenceTTL (locks)
+// or ResultTTL (fanouts), and none is held.
+func TestKeys_distinctKeyCyclesLeaveNothingLasting(t *testing.T) {
+	rdb := newRedis(t)
+	prefix := "pile-" + runID + strconv.Itoa(int(keySeq.Add(1)))
+	c := newClient(t, newRedis(t), &Options{Prefix: prefix})
+	n := 10000
+	if testing.Short() {
+		n = 1000
+	}
+	for i := range n {
+		k := strconv.Itoa(i)
+		l, err := c.Once(t.Context(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Release(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 0 {
+			if _, err := c.Fanout(t.Context(), k, func(context.Context) ([]byte, error) { return nil, nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	it := rdb.Scan(t.Context(), 0, prefix+":*", 1000).Iterator()
+	keys := 0
+	for it.Next(t.Context()) {
+		keys++
+		ttl, err := rdb.PTTL(t.Context(), it.Val()).Result()
+		if err != nil || ttl <= 0 || ttl > c.opts.FenceTTL {
+			t.Fatalf("key %s: PTTL %v, %v; want a lifetime within FenceTTL (%v)", it.Val(), ttl, err, c.opts.FenceTTL)
+		}
+	}
+	if held := scanAll(t, rdb, prefix+":*"); len(held) != 0 {
+		t.Fatalf("%d keys still held", len(held))
+	}
+	t.Logf("%d keys left, each expiring within %v", keys, c.opts.FenceTTL)
+}
+
+// Push's onDone runs later and on another goroutine, never inside Push or
+// Complete: a caller holding a mutex that onDone takes does not deadlock.
+func TestPush_onDoneNeverRunsInsideTheCall(t *testing.T) {
+	c := newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	var mu sync.Mutex
+	done := make(chan error, 2)
+	onDone := func(_ []byte, err error) {
+		mu.Lock()
+		mu.Unlock()
+		done <- err
+	}
+	mu.Lock()
+	job, err := c.Push(t.Context(), k, onDone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := job.Complete(t.Context(), []byte("v"), nil); err != nil {
+		t.Fatal(err)
+	}
+	// A stored result found at the join also comes later.
+	if _, err := c.Push(t.Context(), k, onDone); !errors.Is(err, ErrNotAcquired) {
+		t.Fatalf("second Push = %v; want ErrNotAcquired", err)
+	}
+	mu.Unlock()
+	for range 2 {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("onDone never ran")
+		}
+	}
+}
+
+// New refuses a nil client in every form; a permission refusal is its own
+// error, not "redis unavailable".
+func TestNew_typedNilAndPermissionErrors(t *testing.T) {
+	for name, rdb := range map[string]redis.UniversalClient{
+		"nil":                    nil,
+		"(*redis.Client)(nil)":   (*redis.Client)(nil),
+		"(*redis.ClusterClient)": (*redis.ClusterClient)(nil),
+	} {
+		if _, err := New(rdb, nil); !errors.Is(err, ErrInvalid) {
+			t.Errorf("New(%s) = %v; want ErrInvalid", name, err)
+		}
+	}
+	admin := newRedis(t)
+	user := "noperm-" + runID
+	if err := admin.Do(t.Context(), "ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "-@all", "+hello", "+auth", "+ping").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Do(bg(), "ACL", "DELUSER", user) })
+	rdb := redis.NewClient(&redis.Options{Addr: standalone.Addr(), Username: user, Password: "pw"})
+	t.Cleanup(func() { rdb.Close() })
+	c := newClient(t, rdb, nil)
+	_, err := c.Once(t.Context(), key(t, "k"))
+	if !errors.Is(err, ErrNoPermission) || errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Once without permission = %v; want ErrNoPermission, not ErrUnavailable", err)
+	}
+}

@@ -128,3 +128,51 @@ func lockWakesWaiter(t *testing.T, cs []*Client, admin *redis.Client) *Lock {
 	}
 	return l
 }
+
+// P22: with a Redis user per prefix, a process of another prefix can
+// neither read, write, publish to nor subscribe to this prefix's keys and
+// channels.
+func TestACL_anotherPrefixCannotTouchThisOne(t *testing.T) {
+	srv := redistest.StartServer(t)
+	admin := srv.Client()
+	other := strings.ReplaceAll(ACLRule, "dlock:*", "other:*")
+	if err := admin.Do(t.Context(), append([]any{"ACL", "SETUSER", "otherapp"}, toAny(strings.Fields(other))...)...).Err(); err != nil {
+		t.Fatalf("ACL SETUSER: %v", err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "otherapp", Password: "secret"})
+	t.Cleanup(func() { rdb.Close() })
+	mine := newClient(t, admin, nil)
+	l, err := mine.Once(t.Context(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := mustTag(t, mine, "k")
+	ctx := t.Context()
+	for what, err := range map[string]error{
+		"read":    rdb.Get(ctx, lockKey(tag)).Err(),
+		"write":   rdb.Set(ctx, lockKey(tag), "stolen", 0).Err(),
+		"delete":  rdb.Del(ctx, lockKey(tag)).Err(),
+		"script":  scriptLockRelease.Run(ctx, rdb, []string{lockKey(tag)}, strings.Fields(l.set.owner+" 1000 "+lockChannel(tag))).Err(),
+		"publish": rdb.SPublish(ctx, fanChannel(tag), "forged").Err(),
+	} {
+		if err == nil || !strings.Contains(err.Error(), "NOPERM") {
+			t.Errorf("%s of this prefix's key by another prefix's user = %v; want NOPERM", what, err)
+		}
+	}
+	ps := rdb.SSubscribe(ctx, lockChannel(tag))
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Errorf("subscribe to this prefix's channel by another prefix's user = %v; want NOPERM", err)
+	}
+	// And the lock is untouched: still ours.
+	if err := l.Release(ctx); err != nil {
+		t.Fatalf("Release after the other user's attempts = %v", err)
+	}
+	// The other user's own client works on its own prefix.
+	oc := newClient(t, rdb, &Options{Prefix: "other"})
+	ol, err := oc.Once(ctx, "k")
+	if err != nil {
+		t.Fatalf("Once under the other prefix = %v", err)
+	}
+	ol.Release(ctx)
+}

@@ -56,7 +56,8 @@ func New(rdb redis.UniversalClient, opts *Options) (*Client, error) {
 	}
 	c := &Client{rdb: rdb, opts: o, leases: map[*lease]struct{}{}, flights: map[string]*flight{}, turnstiles: map[string]*turnstile{},
 		clock: newLeaseClock()}
-	c.bg, c.stop = context.WithCancel(context.Background())
+	bg, stop := context.WithCancelCause(context.Background())
+	c.bg, c.stop = bg, func() { stop(ErrClosed) } // work on c.bg ends with cause ErrClosed
 	ps := o.PubSub
 	if isNil(ps) {
 		ps = rdb

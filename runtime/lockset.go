@@ -13,10 +13,13 @@ import (
 	"github.com/dlock-go/dlock/internal/slot"
 )
 
-// A lockset is the Redis side of one acquisition: one or more user keys,
-// grouped by cluster slot (one group outside a Cluster), each group taken by
-// one script run, groups in ascending slot order. A single lock is a
-// lockset of one key.
+// A lockset is the Redis side of one acquisition: one or more user keys in
+// groups, each group taken by one script run, groups in canonical order
+// (by slot, then key). Outside a Cluster all keys are one group (one round
+// trip). On a Cluster every key is a group of its own: a script of one key
+// works in every state of a slot migration, where one of several keys in a
+// migrating slot would get TRYAGAIN until the migration ends. A single lock
+// is a lockset of one key.
 type lockset struct {
 	c      *Client
 	called time.Time // when the caller asked, for the Observer
@@ -79,7 +82,7 @@ func (c *Client) newLockset(keys []string) (*lockset, error) {
 	es = slices.CompactFunc(es, func(a, b entry) bool { return a.key == b.key })
 	s := &lockset{c: c, called: time.Now(), owner: newOwnerID()}
 	for i, e := range es {
-		if i == 0 || e.slot != es[i-1].slot {
+		if i == 0 || cluster {
 			s.groups = append(s.groups, lockGroup{channel: lockChannel(e.tag)})
 		}
 		g := &s.groups[len(s.groups)-1]

@@ -95,6 +95,12 @@ func TestClient_Logger_warnsWithoutResultsOrPayloads(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
 	}
+	// Every warning names its key.
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if strings.Contains(line, "level=WARN") && !strings.Contains(line, " key=") {
+			t.Errorf("warning without its key: %s", line)
+		}
+	}
 	for _, secret := range []string{"RESULT-SECRET", "GARBAGE-SECRET", "ERROR-SECRET"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("log contains %s:\n%s", secret, out)

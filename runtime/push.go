@@ -517,7 +517,7 @@ func (f *flight) lead(gen string, sent time.Time) (*Job, error) {
 	f.leading = true
 	c.fmu.Unlock()
 	j := &Job{f: f, gen: gen, lease: l}
-	tctx, cancel := context.WithTimeout(c.bg, f.cfg.timeout)
+	tctx, cancel := context.WithTimeoutCause(c.bg, f.cfg.timeout, ErrTimeout)
 	j.ctx, j.cancel = context.WithCancelCause(tctx)
 	j.stopTimeout = cancel
 	context.AfterFunc(tctx, func() {

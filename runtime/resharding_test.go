@@ -44,7 +44,7 @@ func TestCluster_operationsSucceedWhileSlotIsHalfMigrated(t *testing.T) {
 	step("Once", err)
 	step("Extend", l.Extend(ctx, time.Second))
 	step("Release", l.Release(ctx))
-	m, err := c.Multi(ctx, k)
+	m, err := c.Multi(ctx, k, key(t, "other"))
 	step("Multi", err)
 	step("Multi Release", m.Release(ctx))
 	v, err := c.Fanout(ctx, k, func(context.Context) ([]byte, error) { return []byte("v"), nil }) // a new key: on the target

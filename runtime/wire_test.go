@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -303,4 +304,39 @@ func TestFanout_subscriptionsReturnToZero(t *testing.T) {
 	a.Close()
 	b.Close()
 	goleak.VerifyNone(t, goleak.IgnoreCurrent())
+}
+
+// dropCounter counts Observer.Dropped events.
+type dropCounter struct {
+	nopObserver
+	n atomic.Int32
+}
+
+func (d *dropCounter) Dropped(context.Context, string, string, error) { d.n.Add(1) }
+
+// P21 for the stored result: a forged value in the fanout's key claiming a
+// 2 GiB payload is dropped (counted by the Observer), allocates nothing
+// near that, and the caller still gets the real outcome once it is gone.
+func TestFanout_forgedStoredResultIsDropped(t *testing.T) {
+	rdb := newRedis(t)
+	obs := &dropCounter{}
+	c := newClient(t, newRedis(t), &Options{Observer: obs, TTL: 200 * time.Millisecond})
+	k := key(t, "k")
+	forged := "=" + lengthPrefixAttacks[1]
+	if err := rdb.Set(bg(), fanKey(mustTag(t, c, k)), forged, 300*time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	b, err := c.Fanout(t.Context(), k, func(context.Context) ([]byte, error) { return []byte("real"), nil }, WithTimeout(5*time.Second))
+	runtime.ReadMemStats(&after)
+	if err != nil || string(b) != "real" {
+		t.Fatalf("Fanout past a forged result = %q, %v; want \"real\"", b, err)
+	}
+	if obs.n.Load() == 0 {
+		t.Fatal("the forged result was not reported to Observer.Dropped")
+	}
+	if d := after.TotalAlloc - before.TotalAlloc; d > 16<<20 {
+		t.Fatalf("the join allocated %d bytes; want far less than the 2 GiB claimed", d)
+	}
 }

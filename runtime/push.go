@@ -658,6 +658,14 @@ func (j *Job) Complete(ctx context.Context, result []byte, jobErr error) error {
 	if j == nil {
 		return ErrNotHeld
 	}
+	if j.ctx.Err() != nil {
+		// The job's context ended (its timeout, Close, the lease lost)
+		// before it completed: what it returned may be caused by that, so
+		// it is not published; the flight steps down instead.
+		why := context.Cause(j.ctx)
+		j.abandon(why)
+		return fmt.Errorf("%w: %w", ErrNotHeld, why)
+	}
 	if err := j.markDone(); err != nil {
 		return err
 	}

@@ -1,6 +1,9 @@
 package generator
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"go/ast"
 	"go/token"
@@ -29,6 +32,9 @@ type wrapper struct {
 	results  []types.Type
 	variadic bool
 	key      []keyPart // nil: digest of the arguments
+	space    string    // what every key of this wrapper starts with: the function's identity, or space=
+	recvName string    // the receiver's name in the method's declaration ("" if unnamed)
+	recvPtr  bool      // the receiver is a pointer
 }
 
 type param struct {
@@ -165,6 +171,11 @@ func (c *checker) wrapperOf(fd *ast.FuncDecl, cm *ast.Comment) *wrapper {
 			return nil
 		}
 		w.recv, w.name = named, fd.Name.Name
+		_, w.recvPtr = t.(*types.Pointer)
+		w.recvPtr = w.recvPtr || r.Type() != t
+		if n := r.Name(); n != "_" {
+			w.recvName = n
+		}
 		if a, ok := d.Args["name"]; ok {
 			c.errorf(cm.Pos()+token.Pos(a.NameOff), "name= applies to functions; the method %s keeps its name in %sWithDlock", fd.Name.Name, named.Obj().Name())
 			return nil
@@ -210,6 +221,22 @@ func (c *checker) wrapperOf(fd *ast.FuncDecl, cm *ast.Comment) *wrapper {
 			}
 		}
 	}
+	w.space = w.fn.Pkg().Path() + "." + w.fn.Name()
+	if w.recv != nil {
+		w.space = w.fn.Pkg().Path() + "." + w.recv.Obj().Name() + "." + w.fn.Name()
+	}
+	if a, has := d.Args["space"]; has {
+		if !validSpace(a.Value) {
+			c.errorf(cm.Pos()+token.Pos(a.ValueOff), "space=%q: want letters, digits and _ . / - only", a.Value)
+			ok = false
+		}
+		w.space = a.Value
+	}
+	if d.Verb == "fanout" {
+		// Builds whose result types differ in their wire shape never share
+		// a flight (a rolling deploy runs both side by side).
+		w.space += "#" + shapeHash(w.results)
+	}
 	if a, has := d.Args["key"]; has {
 		w.key = c.checkKey(cm, a, w)
 		ok = ok && w.key != nil
@@ -251,8 +278,23 @@ func (c *checker) typeString(t types.Type) string {
 	return types.TypeString(t, types.RelativeTo(c.pkg.Types))
 }
 
-// checkKey resolves the template's holes to parameters (or their fields) of
-// string, bool or integer kinds.
+// validSpace reports whether s can name a key space.
+func validSpace(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r < utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("_./-", r))) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkKey resolves the template's holes to parameters, their fields, or
+// the receiver's exported fields and methods, of string, bool or integer
+// kinds; and checks that the template is injective: holes are separated by
+// literal text with punctuation (the values are escaped for it).
 func (c *checker) checkKey(cm *ast.Comment, a Arg, w *wrapper) []keyPart {
 	parts, errs := parseKeyTemplate(a.Value)
 	at := func(off int) token.Pos { return cm.Pos() + token.Pos(a.ValueOff+1+off) }
@@ -260,14 +302,30 @@ func (c *checker) checkKey(cm *ast.Comment, a Arg, w *wrapper) []keyPart {
 		c.errorf(at(e.off), "%s", e.msg)
 	}
 	ok := len(errs) == 0
-	for _, p := range parts {
+	for i, p := range parts {
 		if p.param == "" {
+			continue
+		}
+		if i > 0 && parts[i-1].param != "" || i > 1 && !hasPunct(parts[i-1].lit) {
+			c.errorf(at(p.off), "key template: {%s} must be separated from the hole before it by punctuation (such as ':'), so that different values never make the same key", holeText(p))
+			ok = false
 			continue
 		}
 		var typ types.Type
 		for _, q := range w.params {
 			if q.name == p.param {
 				typ = q.typ
+			}
+		}
+		if typ == nil && w.recv != nil && p.param == w.recvName {
+			typ = w.recv
+			if w.recvPtr {
+				typ = types.NewPointer(w.recv)
+			}
+			if p.field == "" || !token.IsExported(p.field) {
+				c.errorf(at(p.off), "key template: {%s} must name an exported field or method of the receiver, as {%s.Field}", holeText(p), p.param)
+				ok = false
+				continue
 			}
 		}
 		if typ == nil {
@@ -277,13 +335,29 @@ func (c *checker) checkKey(cm *ast.Comment, a Arg, w *wrapper) []keyPart {
 		}
 		if p.field != "" {
 			obj, _, _ := types.LookupFieldOrMethod(typ, true, c.pkg.Types, p.field)
-			v, isVar := obj.(*types.Var)
-			if !isVar || !v.IsField() {
+			switch v := obj.(type) {
+			case *types.Var:
+				if !v.IsField() {
+					obj = nil
+					break
+				}
+				typ = v.Type()
+			case *types.Func:
+				sig := v.Type().(*types.Signature)
+				if sig.Params().Len() != 0 || sig.Results().Len() != 1 {
+					c.errorf(at(p.off), "key template: %s.%s must take no arguments and return one value", p.param, p.field)
+					ok = false
+					continue
+				}
+				typ = sig.Results().At(0).Type()
+			default:
+				obj = nil
+			}
+			if obj == nil {
 				c.errorf(at(p.off), "key template: %s (%s) has no field %s", p.param, c.typeString(typ), p.field)
 				ok = false
 				continue
 			}
-			typ = v.Type()
 		}
 		if b, isBasic := typ.Underlying().(*types.Basic); !isBasic || b.Info()&(types.IsString|types.IsBoolean|types.IsInteger) == 0 {
 			c.errorf(at(p.off), "key template: {%s} is %s; want a string, bool or integer kind", holeText(p), c.typeString(typ))
@@ -297,6 +371,30 @@ func (c *checker) checkKey(cm *ast.Comment, a Arg, w *wrapper) []keyPart {
 		parts = []keyPart{{lit: a.Value}}
 	}
 	return parts
+}
+
+// hasPunct reports whether s has an ASCII character that is neither a
+// letter nor a digit.
+func hasPunct(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool {
+		return r < utf8.RuneSelf && !unicode.IsLetter(r) && !unicode.IsDigit(r)
+	}) >= 0
+}
+
+// keySeparators returns the ASCII punctuation of the template's literal
+// text: a hole's value is escaped for each of these (and '%'), so the
+// rendered key splits back into its values in exactly one way.
+func keySeparators(parts []keyPart) string {
+	var seps []byte
+	for _, p := range parts {
+		for i := 0; i < len(p.lit); i++ {
+			b := p.lit[i]
+			if b < utf8.RuneSelf && !unicode.IsLetter(rune(b)) && !unicode.IsDigit(rune(b)) && b != '%' && !bytes.ContainsRune(seps, rune(b)) {
+				seps = append(seps, b)
+			}
+		}
+	}
+	return string(seps)
 }
 
 func holeText(p keyPart) string {
@@ -442,4 +540,76 @@ func (c *checker) shortPos(p token.Pos) string { return shortPosition(c.pkg.Fset
 
 func shortPosition(p token.Position) string {
 	return fmt.Sprintf("%s:%d:%d", filepath.Base(p.Filename), p.Line, p.Column)
+}
+
+// shapeVersion changes whenever the generated codecs change their wire
+// format: builds of different codec versions never share a flight.
+const shapeVersion = "1"
+
+// shapeHash is a short digest of the results' wire shape: named types by
+// package path and name, with their structure (fields, their names, types
+// and tags, in order), so that adding a field changes it.
+func shapeHash(results []types.Type) string {
+	var b strings.Builder
+	b.WriteString(shapeVersion)
+	seen := map[*types.Named]bool{}
+	for _, t := range results {
+		b.WriteByte(';')
+		writeShape(&b, t, seen)
+	}
+	sum := sha256.Sum256([]byte(b.String()))
+	return hex.EncodeToString(sum[:4])
+}
+
+func writeShape(b *strings.Builder, t types.Type, seen map[*types.Named]bool) {
+	switch t := types.Unalias(t).(type) {
+	case *types.Named:
+		if t.Obj().Pkg() != nil {
+			b.WriteString(t.Obj().Pkg().Path() + ".")
+		}
+		b.WriteString(t.Obj().Name())
+		if args := t.TypeArgs(); args != nil {
+			for i := 0; i < args.Len(); i++ {
+				b.WriteString("[")
+				writeShape(b, args.At(i), seen)
+				b.WriteString("]")
+			}
+		}
+		if seen[t] || t.Obj().Pkg() == nil || isTime(t) {
+			return
+		}
+		seen[t] = true
+		if customCodec(t) {
+			b.WriteString("{custom}")
+			return
+		}
+		b.WriteString("{")
+		writeShape(b, t.Underlying(), seen)
+		b.WriteString("}")
+	case *types.Struct:
+		b.WriteString("struct{")
+		for i := 0; i < t.NumFields(); i++ {
+			f := t.Field(i)
+			fmt.Fprintf(b, "%s %v %q;", f.Name(), f.Embedded(), t.Tag(i))
+			writeShape(b, f.Type(), seen)
+			b.WriteString(";")
+		}
+		b.WriteString("}")
+	case *types.Pointer:
+		b.WriteString("*")
+		writeShape(b, t.Elem(), seen)
+	case *types.Slice:
+		b.WriteString("[]")
+		writeShape(b, t.Elem(), seen)
+	case *types.Array:
+		fmt.Fprintf(b, "[%d]", t.Len())
+		writeShape(b, t.Elem(), seen)
+	case *types.Map:
+		b.WriteString("map[")
+		writeShape(b, t.Key(), seen)
+		b.WriteString("]")
+		writeShape(b, t.Elem(), seen)
+	default:
+		b.WriteString(types.TypeString(t, nil))
+	}
 }

@@ -34,9 +34,9 @@ const prefix = "//dlock:"
 
 // verbArgs are the arguments each verb accepts.
 var verbArgs = map[string][]string{
-	"fanout":    {"key", "ttl", "timeout", "name"},
-	"once":      {"key", "ttl", "wait", "name"},
-	"semaphore": {"limit", "key", "ttl", "wait", "name"},
+	"fanout":    {"key", "ttl", "timeout", "name", "space"},
+	"once":      {"key", "ttl", "wait", "name", "space"},
+	"semaphore": {"limit", "key", "ttl", "wait", "name", "space"},
 }
 
 // isDirectiveLike reports whether a comment looks like a dlock directive,

@@ -284,29 +284,40 @@ func (e *emitter) fanoutBody(w *wrapper, opts []jen.Code) []jen.Code {
 	}
 }
 
-// key emits dlockKey: from the template, or a digest of the arguments.
+// key emits dlockKey: the wrapper's space, then the template with every
+// value escaped for the template's punctuation (so the key is injective),
+// or a digest of the arguments.
 func (e *emitter) key(w *wrapper) []jen.Code {
 	if w.key != nil {
+		var b []jen.Code
+		seps := keySeparators(w.key)
+		lit := w.space + ":"
 		var expr *jen.Statement
-		for _, p := range w.key {
-			var part jen.Code
-			if p.param == "" {
-				part = jen.Lit(p.lit)
-			} else {
-				part = e.keyHole(w, p)
-			}
+		add := func(part jen.Code) {
 			if expr == nil {
 				expr = jen.Add(part)
 			} else {
 				expr = expr.Op("+").Add(part)
 			}
 		}
-		return []jen.Code{jen.Id("dlockKey").Op(":=").Add(expr)}
+		for _, p := range w.key {
+			if p.param == "" {
+				lit += p.lit
+				continue
+			}
+			if lit != "" {
+				add(jen.Lit(lit))
+				lit = ""
+			}
+			b = append(b, e.nilGuard(w, p)...)
+			add(jen.Qual(runtimePath, "KeyValue").Call(e.keyHole(w, p), jen.Lit(seps)))
+		}
+		if lit != "" {
+			add(jen.Lit(lit))
+		}
+		return append(b, jen.Id("dlockKey").Op(":=").Add(expr))
 	}
-	name := w.fn.Pkg().Path() + "." + w.fn.Name()
-	if w.recv != nil {
-		name = w.fn.Pkg().Path() + "." + w.recv.Obj().Name() + "." + w.fn.Name()
-	}
+	name := w.space
 	var enc []jen.Code
 	for _, p := range w.params {
 		enc = append(enc, jen.If(jen.Err().Op(":=").Id(e.encName(p.typ)).Call(jen.Id("dlockEnc"), jen.Id(p.name)), jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())))
@@ -320,19 +331,43 @@ func (e *emitter) key(w *wrapper) []jen.Code {
 	}
 }
 
-// keyHole renders one {param} or {param.Field} as a string expression.
-func (e *emitter) keyHole(w *wrapper, p keyPart) jen.Code {
-	expr := jen.Id(p.param)
-	var typ types.Type
+// holeBase is the expression and type a hole starts from: a parameter, or
+// the receiver (the decorator's embedded pointer).
+func (e *emitter) holeBase(w *wrapper, p keyPart) (*jen.Statement, types.Type, bool) {
 	for _, q := range w.params {
 		if q.name == p.param {
-			typ = q.typ
+			return jen.Id(p.param), q.typ, false
 		}
 	}
+	return jen.Id("dlockD").Dot(w.recv.Obj().Name()), types.NewPointer(w.recv), true
+}
+
+// nilGuard returns an error, instead of panicking, when a hole reads a
+// field or method through a nil pointer.
+func (e *emitter) nilGuard(w *wrapper, p keyPart) []jen.Code {
+	if p.field == "" {
+		return nil
+	}
+	expr, typ, _ := e.holeBase(w, p)
+	if _, ok := typ.Underlying().(*types.Pointer); !ok {
+		return nil
+	}
+	return []jen.Code{jen.If(expr.Clone().Op("==").Nil()).Block(
+		e.returnErr(w, jen.Qual(runtimePath, "NilKeyValue").Call(jen.Lit(holeText(p)))))}
+}
+
+// keyHole renders one {param}, {param.Field} or {recv.Method} as a string
+// expression.
+func (e *emitter) keyHole(w *wrapper, p keyPart) jen.Code {
+	expr, typ, _ := e.holeBase(w, p)
 	if p.field != "" {
 		expr = expr.Dot(p.field)
 		obj, _, _ := types.LookupFieldOrMethod(typ, true, e.pkg.Types, p.field)
 		typ = obj.Type()
+		if fn, ok := obj.(*types.Func); ok {
+			expr = expr.Call()
+			typ = fn.Type().(*types.Signature).Results().At(0).Type()
+		}
 	}
 	b := typ.Underlying().(*types.Basic)
 	switch {

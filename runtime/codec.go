@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
@@ -72,6 +73,36 @@ func DigestKey(name string, n int, f func(enc *msgpack.Encoder) error) (string, 
 	}
 	sum := sha256.Sum256(b)
 	return name + ":" + hex.EncodeToString(sum[:16]), nil
+}
+
+// KeyValue escapes a value of a key template for the template's
+// punctuation seps: '%' and each byte of seps become %XX, so that a
+// rendered key splits back into its values in exactly one way (the
+// template "doc:{tenant}:{id}" gives different keys for ("acme:1", "2")
+// and ("acme", "1:2")).
+func KeyValue(v, seps string) string {
+	if !strings.ContainsAny(v, seps) && !strings.Contains(v, "%") {
+		return v
+	}
+	var b strings.Builder
+	b.Grow(len(v) + 8)
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '%' || strings.IndexByte(seps, c) >= 0 {
+			b.WriteByte('%')
+			b.WriteByte("0123456789ABCDEF"[c>>4])
+			b.WriteByte("0123456789ABCDEF"[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// NilKeyValue is the error of a key template that reads a field or method
+// through a nil pointer (hole is the template's {param.Field}).
+func NilKeyValue(hole string) error {
+	return invalid("key template: {%s} reads through a nil pointer", hole)
 }
 
 // SliceCap bounds the capacity a decoder allocates up front for n

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"regexp"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -90,11 +91,14 @@ func TestDlockgen_generateCheckAndStale(t *testing.T) {
 	if code, stdout, _ := dlockgen(t, dir, "-check", "./..."); code != 0 || stdout != "" {
 		t.Fatalf("-check on fresh output: exit %d, stdout %q", code, stdout)
 	}
-	stale := bytes.Replace(fresh, []byte(`"u:"`), []byte(`"user:"`), 1)
+	stale := bytes.Replace(fresh, []byte(`:u:"`), []byte(`:user:"`), 1)
+	if bytes.Equal(stale, fresh) {
+		t.Fatalf("no key literal ending in :u: in\n%s", fresh)
+	}
 	os.WriteFile(gen, stale, 0o644)
 	code, stdout, _ := dlockgen(t, dir, "-check", "./...")
 	if code != 1 || !strings.Contains(stdout, "p/dlock_gen.go is stale") ||
-		!strings.Contains(stdout, `-	dlockKey := "user:"`) || !strings.Contains(stdout, `+	dlockKey := "u:"`) {
+		!regexp.MustCompile(`(?m)^-\s+dlockKey := ".*:user:"`).MatchString(stdout) || !regexp.MustCompile(`(?m)^\+\s+dlockKey := ".*:u:"`).MatchString(stdout) {
 		t.Fatalf("-check on stale output: exit %d, stdout:\n%s", code, stdout)
 	}
 	if now, _ := os.ReadFile(gen); !bytes.Equal(now, stale) {

@@ -19,7 +19,7 @@ func BuildReport(ctx context.Context, day string) (Report, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockKey := "report:" + day
+	dlockKey := "github.com/dlock-go/dlock/examples/quickstart.buildReport#4b23831d:report:" + dlockrt.KeyValue(day, ":")
 	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
 		dlockV0, dlockErr := buildReport(ctx, day)
 		if dlockErr != nil {
@@ -56,7 +56,7 @@ func Cleanup(ctx context.Context) error {
 	if dlockErr != nil {
 		return dlockErr
 	}
-	dlockKey := "nightly-cleanup"
+	dlockKey := "github.com/dlock-go/dlock/examples/quickstart.cleanup:nightly-cleanup"
 	dlockL, dlockErr := dlockC.Once(ctx, dlockKey, dlockrt.WithTTL(5*time.Second))
 	if dlockErr != nil {
 		return dlockErr

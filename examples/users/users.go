@@ -7,6 +7,7 @@ package users
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	dlockrt "github.com/dlock-go/dlock/runtime"
@@ -82,3 +83,38 @@ func (s *Store) Get(ctx context.Context, id int64) (*User, error) {
 }
 
 var _ Getter = (*StoreWithDlock)(nil)
+
+// Profile is another view of a user, under the same key template as
+// loadUser: each annotated function has its own key space, so the two
+// never share flights or results.
+type Profile struct {
+	Bio       string
+	Followers int
+}
+
+// loadProfile loads a user's profile.
+//
+//dlock:fanout key="user:{id}" ttl=2s
+func loadProfile(ctx context.Context, id int64) (Profile, error) {
+	return Profile{Bio: "bio of " + strconv.FormatInt(id, 10), Followers: int(id)}, nil
+}
+
+// loadDoc loads one tenant's document. Values are escaped for the
+// template's punctuation, so ("acme:1", "2") and ("acme", "1:2") are
+// different keys.
+//
+//dlock:fanout key="doc:{tenant}:{id}" ttl=2s
+func loadDoc(ctx context.Context, tenant, id string) (string, error) {
+	return "tenant=" + tenant + " id=" + id, nil
+}
+
+// TenantStore is one tenant's store: its key names the receiver's Tenant,
+// so decorators over two tenants' stores never share results.
+type TenantStore struct{ Tenant string }
+
+// Get loads a user of the store's tenant.
+//
+//dlock:fanout key="tenant-user:{s.Tenant}:{id}"
+func (s *TenantStore) Get(ctx context.Context, id int64) (string, error) {
+	return s.Tenant + "/" + strconv.FormatInt(id, 10), nil
+}

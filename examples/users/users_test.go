@@ -229,3 +229,36 @@ func TestCountActive_digestKeyAndTwoResults(t *testing.T) {
 		t.Fatalf("CountActive = %d, %q, %v", n, label, err)
 	}
 }
+
+// P23: two functions with the same key template never share results
+// (LoadProfile right after LoadUser gets a Profile, not the User's bytes);
+// separators inside values never merge two keys; two receivers whose key
+// names the receiver never share results.
+func TestKeys_areInjective(t *testing.T) {
+	_, c := setup(srv.Addr(), "e2e-keys")
+	defer c.Close()
+	ctx := t.Context()
+	// Keep each result readable (ResultTTL) while the next call joins.
+	if _, err := LoadUser(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+	p, err := LoadProfile(ctx, 7)
+	if want := (Profile{Bio: "bio of 7", Followers: 7}); err != nil || p != want {
+		t.Fatalf("LoadProfile(7) after LoadUser(7) = %+v, %v; want %+v", p, err, want)
+	}
+	for _, args := range [][2]string{{"acme:1", "2"}, {"acme", "1:2"}, {"acme%3A1", "2"}} {
+		d, err := LoadDoc(ctx, args[0], args[1])
+		if want := "tenant=" + args[0] + " id=" + args[1]; err != nil || d != want {
+			t.Fatalf("LoadDoc%q = %q, %v; want %q", args, d, err, want)
+		}
+	}
+	for _, tenant := range []string{"a", "b"} {
+		got, err := NewTenantStoreWithDlock(&TenantStore{Tenant: tenant}, c).Get(ctx, 7)
+		if want := tenant + "/7"; err != nil || got != want {
+			t.Fatalf("tenant %s: Get(7) = %q, %v; want %q", tenant, got, err, want)
+		}
+	}
+	if _, err := NewTenantStoreWithDlock(nil, c).Get(ctx, 7); !errors.Is(err, dlockrt.ErrInvalid) {
+		t.Fatalf("Get on a nil store = %v; want ErrInvalid (not a panic)", err)
+	}
+}

@@ -17,7 +17,7 @@ func CallPartner(ctx context.Context, job int) (string, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockKey := "partner-api"
+	dlockKey := "github.com/dlock-go/dlock/examples/workerpool.callPartner:partner-api"
 	dlockWait, dlockCancel := context.WithTimeout(ctx, 30*time.Second)
 	dlockP, dlockErr := dlockC.Semaphore(dlockKey, 3).Acquire(dlockWait, dlockrt.WithTTL(10*time.Second))
 	dlockCancel()

@@ -52,8 +52,16 @@ func (c *checker) errorf(pos token.Pos, format string, args ...any) {
 	c.diags = append(c.diags, Diagnostic{Pos: c.pkg.Fset.Position(pos), Msg: fmt.Sprintf(format, args...)})
 }
 
-// generatePackage checks the directives of one package and emits its file.
-func generatePackage(pkg *packages.Package, hidden map[string]bool) (*File, []Diagnostic) {
+// checkedPackage is a package whose directives were checked.
+type checkedPackage struct {
+	pkg *packages.Package
+	c   *checker
+	ws  []*wrapper
+	dir string
+}
+
+// checkPackage checks the directives of one package.
+func checkPackage(pkg *packages.Package) *checkedPackage {
 	c := &checker{pkg: pkg}
 	var ws []*wrapper
 	files := make([]*ast.File, len(pkg.Syntax))
@@ -73,9 +81,16 @@ func generatePackage(pkg *packages.Package, hidden map[string]bool) (*File, []Di
 	if dir == "" && len(pkg.GoFiles) > 0 {
 		dir = filepath.Dir(pkg.GoFiles[0])
 	}
-	out := filepath.Join(dir, FileName)
+	return &checkedPackage{pkg: pkg, c: c, ws: ws, dir: dir}
+}
+
+// generate emits the package's file, unless its load errors (other than
+// references to names generated in this run) or its directives are wrong.
+func (cp *checkedPackage) generate(hidden map[string]bool, names generatedByPath) (*File, []Diagnostic) {
+	pkg, c, ws := cp.pkg, cp.c, cp.ws
+	out := filepath.Join(cp.dir, FileName)
 	hadOurs := hidden[out]
-	if errs := loadErrors(pkg, generatedNames(ws)); len(errs) > 0 {
+	if errs := loadErrors(pkg, names); len(errs) > 0 {
 		return nil, append(c.diags, errs...)
 	}
 	if len(ws) == 0 {

@@ -12,6 +12,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"go/types"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -81,22 +82,22 @@ func Generate(cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Packages are checked and emitted in parallel; results keep their order.
+	// Packages are checked, then emitted, in parallel; results keep their
+	// order. A package may use the names another package's file will
+	// generate (api calling store.LoadUser), so every package is checked
+	// before any load error is judged.
 	type out struct {
 		f     *File
 		diags []Diagnostic
 	}
 	outs := make([]out, len(pkgs))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	for i, pkg := range pkgs {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			outs[i].f, outs[i].diags = generatePackage(pkg, hidden.paths)
-		})
+	checked := make([]*checkedPackage, len(pkgs))
+	parallel(len(pkgs), func(i int) { checked[i] = checkPackage(pkgs[i]) })
+	names := generatedByPath{}
+	for _, cp := range checked {
+		names[cp.pkg.PkgPath] = generatedNames(cp.ws)
 	}
-	wg.Wait()
+	parallel(len(pkgs), func(i int) { outs[i].f, outs[i].diags = checked[i].generate(hidden.paths, names) })
 	res := &Result{}
 	for _, o := range outs {
 		res.Diagnostics = append(res.Diagnostics, o.diags...)
@@ -121,23 +122,74 @@ func Generate(cfg Config) (*Result, error) {
 	return res, nil
 }
 
+// parallel runs f(0..n-1) on up to GOMAXPROCS goroutines.
+func parallel(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			f(i)
+		})
+	}
+	wg.Wait()
+}
+
+// generatedByPath maps a package path to the names its generated file
+// declares.
+type generatedByPath map[string]map[string]bool
+
 // loadErrors returns the package's load and type errors as diagnostics,
-// except those that the generated file will fix: references to names it
-// generates (code that uses LoadUser or StoreWithDlock before the first
-// go generate). A compile failure reported by go list repeats the type
+// except those that generated files will fix: references to names they
+// generate, in this package (LoadUser, StoreWithDlock before the first go
+// generate) or in another package of the run (store.LoadUser, under any
+// import name). A compile failure reported by go list repeats the type
 // checker's errors and is left out.
-func loadErrors(pkg *packages.Package, generated map[string]bool) []Diagnostic {
+func loadErrors(pkg *packages.Package, names generatedByPath) []Diagnostic {
 	var ds []Diagnostic
 	for _, e := range pkg.Errors {
 		if e.Kind == packages.ListError && strings.HasPrefix(e.Msg, "# ") {
 			continue
 		}
-		if name, ok := strings.CutPrefix(e.Msg, "undefined: "); ok && e.Kind == packages.TypeError && generated[name] {
-			continue
+		if name, ok := strings.CutPrefix(e.Msg, "undefined: "); ok && e.Kind == packages.TypeError {
+			if names[pkg.PkgPath][name] {
+				continue
+			}
+			if qual, sel, ok := strings.Cut(name, "."); ok && names[importedAs(pkg, e.Pos, qual)][sel] {
+				continue
+			}
 		}
 		ds = append(ds, loadDiagnostic(e))
 	}
 	return ds
+}
+
+// importedAs returns the path of the package that the file at pos imports
+// under the name qual, or "".
+func importedAs(pkg *packages.Package, pos, qual string) string {
+	file := loadDiagnostic(packages.Error{Pos: pos}).Pos.Filename
+	for _, f := range pkg.Syntax {
+		if pkg.Fset.Position(f.Pos()).Filename != file {
+			continue
+		}
+		for _, spec := range f.Imports {
+			path, err := strconv.Unquote(spec.Path.Value)
+			if err != nil {
+				continue
+			}
+			name := ""
+			if spec.Name != nil {
+				name = spec.Name.Name
+			} else if pn, ok := pkg.TypesInfo.Implicits[spec].(*types.PkgName); ok {
+				name = pn.Name()
+			}
+			if name == qual {
+				return path
+			}
+		}
+	}
+	return ""
 }
 
 func loadDiagnostic(e packages.Error) Diagnostic {

@@ -154,3 +154,34 @@ func TestClose_jobContextCauseIsErrClosed(t *testing.T) {
 		t.Fatalf("caller at Close = %v; want ErrClosed", err)
 	}
 }
+
+// P20 with a waiter subscribed: Close stays bounded when Redis hangs while
+// the subscription's health check pings it (go-redis does not bound that
+// ping by its context).
+func TestClose_boundedWithASubscriberAndRedisHung(t *testing.T) {
+	srv := redistest.StartServer(t)
+	leader := newClient(t, srv.Client(), nil)
+	c := newClient(t, srv.Client(), &Options{OpTimeout: 300 * time.Millisecond})
+	started := make(chan struct{})
+	go leader.Fanout(context.Background(), "k", func(ctx context.Context) ([]byte, error) {
+		close(started)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	<-started
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := c.Fanout(context.Background(), "k", func(context.Context) ([]byte, error) { return nil, nil }, WithTimeout(time.Minute))
+		waiting <- err
+	}()
+	redistest.WaitFor(t, 5*time.Second, "the waiter's subscription", func(context.Context) bool { return c.mux.numChannels() == 1 && waiterConfirmed(c) })
+	srv.Pause()
+	defer srv.Resume()
+	time.Sleep(healthInterval + 500*time.Millisecond) // the health check's pings are in flight
+	if d := elapsed(func() { c.Close() }); d > 300*time.Millisecond+300*time.Millisecond {
+		t.Fatalf("Close with a subscriber and Redis paused took %v; want <= OpTimeout (300ms) + 300ms", d)
+	}
+	if err := <-waiting; !errors.Is(err, ErrClosed) {
+		t.Fatalf("waiter at Close = %v; want ErrClosed", err)
+	}
+}

@@ -27,6 +27,11 @@ type lease struct {
 	extend   func(ctx context.Context, ttl time.Duration) (bool, error) // one attempt, all or nothing
 	release  func(ctx context.Context) (released, total int, err error)
 
+	// emu serializes renewals (the watchdog's and Extend's) with the
+	// deadline each sets, so a stale renewal never moves the local
+	// deadline past the server's expiry.
+	emu sync.Mutex
+
 	mu       sync.Mutex // protects the fields below
 	deadline time.Time  // end of the current lease on the local clock
 	ended    bool       // lost, released or closed: done is closed
@@ -98,9 +103,14 @@ func (l *lease) due() {
 func (l *lease) renew(lossAt time.Time) {
 	var lastErr error
 	for {
-		sent := time.Now()
 		ctx, cancel := context.WithDeadline(l.c.bg, lossAt)
+		l.emu.Lock()
+		sent := time.Now()
 		ok, err := l.extend(ctx, l.ttl)
+		if err == nil && ok {
+			l.renewed(sent, l.ttl)
+		}
+		l.emu.Unlock()
 		cancel()
 		select {
 		case <-l.stop:
@@ -108,7 +118,6 @@ func (l *lease) renew(lossAt time.Time) {
 		default:
 		}
 		if err == nil && ok {
-			l.renewed(sent)
 			l.c.opts.Observer.Extended(context.WithoutCancel(l.obsCtx), l.kind, l.key)
 			return
 		}
@@ -136,12 +145,11 @@ func (l *lease) renew(lossAt time.Time) {
 	}
 }
 
-// renewed records a renewal sent at sent and schedules the next step.
-func (l *lease) renewed(sent time.Time) {
+// renewed records a renewal for ttl sent at sent (the last one to reach
+// Redis: callers hold emu) and schedules the next step.
+func (l *lease) renewed(sent time.Time, ttl time.Duration) {
 	l.mu.Lock()
-	if d := sent.Add(l.ttl); d.After(l.deadline) {
-		l.deadline = d
-	}
+	l.deadline = sent.Add(ttl)
 	ended, deadline := l.ended, l.deadline
 	l.mu.Unlock()
 	if !ended {
@@ -189,21 +197,19 @@ func (l *lease) doExtend(ctx context.Context, ttl time.Duration) error {
 	if ended {
 		return fmt.Errorf("%w: %w", ErrNotHeld, why)
 	}
+	l.emu.Lock()
 	sent := time.Now()
 	ok, err := l.extend(ctx, ttl)
+	if err == nil && ok {
+		l.renewed(sent, ttl)
+	}
+	l.emu.Unlock()
 	if err != nil {
 		return err
 	}
 	if !ok {
 		l.doRelease(context.WithoutCancel(ctx), fmt.Errorf("%w: extend found it taken", ErrNotHeld))
 		return ErrNotHeld
-	}
-	l.mu.Lock()
-	l.deadline = sent.Add(ttl)
-	ended, deadline := l.ended, l.deadline
-	l.mu.Unlock()
-	if !ended {
-		l.c.clock.schedule(l, l.wakeAt(deadline))
 	}
 	l.c.opts.Observer.Extended(ctx, l.kind, l.key)
 	return nil

@@ -150,7 +150,13 @@ func (s *lockset) try(ctx context.Context, ttl time.Duration) (attempt, error) {
 			cancel()
 		}
 		if err != nil {
-			return attempt{}, err // the undo releases what was taken
+			// The undo releases this group when the reply was ambiguous;
+			// the groups taken before are released here, whatever the
+			// error (the caller left, an error reply, a bad reply).
+			if gi > 0 {
+				s.c.undo(ctx, nil, func(ctx context.Context, _ any) { s.releaseGroups(ctx, gi) })
+			}
+			return attempt{}, err
 		}
 		a.tokens = nil
 		return a, nil

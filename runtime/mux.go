@@ -248,9 +248,14 @@ func (m *mux) read(sh *shard) {
 				if m.cluster == nil {
 					// Through the data path too: after a failover it dials the
 					// new primary, which dialWatch notices.
-					pctx, cancel := context.WithTimeout(context.Background(), time.Second)
-					m.client.Ping(pctx)
-					cancel()
+					// Off the reader: go-redis may block past the context
+					// (up to its ReadTimeout) when the server hangs, and
+					// Close waits for the reader.
+					go func() {
+						pctx, cancel := context.WithTimeout(context.Background(), time.Second)
+						defer cancel()
+						m.client.Ping(pctx)
+					}()
 				}
 				continue
 			case errors.As(err, &nerr) && nerr.Timeout():

@@ -174,3 +174,43 @@ func redisAt(t *testing.T, addr string) *redis.Client {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// A Push leader whose Extend finds its lease taken (another process took
+// over) steps down at once: the flight's other local callers get the new
+// generation's outcome, not a timeout.
+func TestPush_extendFindingTheLeaseTakenStepsDown(t *testing.T) {
+	rdb := newRedis(t)
+	a, b := newClient(t, newRedis(t), nil), newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	job, err := a.Push(t.Context(), k, func([]byte, error) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := make(chan string, 1)
+	go func() {
+		v, err := a.Fanout(t.Context(), k, func(context.Context) ([]byte, error) { return []byte("local rerun"), nil }, WithTimeout(10*time.Second))
+		if err != nil {
+			local <- err.Error()
+			return
+		}
+		local <- string(v)
+	}()
+	rdb.Del(bg(), fanKey(mustTag(t, a, k))) // the leader's lease is lost
+	if v, err := b.Fanout(t.Context(), k, func(context.Context) ([]byte, error) { return []byte("remote"), nil }); err != nil || string(v) != "remote" {
+		t.Fatalf("the other process = %q, %v", v, err)
+	}
+	if err := job.Extend(t.Context(), time.Second); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("Extend after the takeover = %v; want ErrNotHeld", err)
+	}
+	if job.Context().Err() == nil {
+		t.Fatal("the job's context is still live after its lease was found taken")
+	}
+	select {
+	case v := <-local:
+		if v != "remote" && v != "local rerun" {
+			t.Fatalf("local caller = %q; want the takeover's result or a rerun", v)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the local caller is stranded after its leader stepped down")
+	}
+}

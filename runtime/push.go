@@ -63,9 +63,6 @@ type claimed struct {
 // give hands the outcome of the first join to the Push caller; false when
 // it left.
 func (k *claim) give(job *Job, err error) bool {
-	if k == nil {
-		return false
-	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.state != 0 {
@@ -169,13 +166,42 @@ func (c *Client) push(ctx context.Context, key string, onDone func([]byte, error
 	case r := <-f.claim.ch:
 		return r.job, at, r.err
 	case <-ctx.Done():
-		if f.claim.abandon() {
-			f.forget(first)
+		c.fmu.Lock()
+		abandoned := f.claim.abandon()
+		if abandoned { // detached in the same step: onDone is never called
+			f.detachLocked(first)
+		}
+		c.fmu.Unlock()
+		if abandoned {
 			return nil, attachment{}, unavailable(ctx.Err())
 		}
 		r := <-f.claim.ch
 		return r.job, at, r.err
 	}
+}
+
+// giveClaim hands the first join's outcome to the Push caller that started
+// the flight, if it still waits for it; false when it left (or there is
+// none). An error detaches it in the same step, so its onDone is never
+// called; if it already had its outcome (its timeout), Push reports
+// ErrNotAcquired instead of the error.
+func (f *flight) giveClaim(job *Job, err error) bool {
+	if f.claim == nil {
+		return false
+	}
+	f.c.fmu.Lock()
+	defer f.c.fmu.Unlock()
+	if err != nil && !errors.Is(err, ErrNotAcquired) {
+		if _, attached := f.callers[f.claim.cl]; attached {
+			if !f.claim.give(nil, err) {
+				return false
+			}
+			f.detachLocked(f.claim.cl)
+			return true
+		}
+		err = ErrNotAcquired
+	}
+	return f.claim.give(job, err)
 }
 
 // attachment is one caller's place in a flight.
@@ -239,12 +265,16 @@ func (cl *caller) deliver(b []byte, err error) {
 // forget detaches a caller without calling its onDone.
 func (f *flight) forget(cl *caller) {
 	f.c.fmu.Lock()
+	f.detachLocked(cl)
+	f.c.fmu.Unlock()
+}
+
+func (f *flight) detachLocked(cl *caller) {
 	delete(f.callers, cl)
 	cl.timer.Stop()
 	if len(f.callers) == 0 && !f.leading && !f.ended {
 		f.endLocked()
 	}
-	f.c.fmu.Unlock()
 }
 
 func (f *flight) endLocked() {
@@ -283,6 +313,15 @@ func (f *flight) finish(env *envelope, err error) {
 		} else {
 			cl.deliver(nil, err)
 		}
+	}
+}
+
+// closed ends the flight with ErrClosed for the callers still attached when
+// the client closed (one that started after Close took its snapshot of
+// the flights); after every caller left, it does nothing.
+func (f *flight) closed() {
+	if f.c.bg.Err() != nil {
+		f.finish(nil, ErrClosed)
 	}
 }
 
@@ -376,26 +415,22 @@ func (f *flight) begin() {
 	j, err := f.join(gen, true, "")
 	switch {
 	case err != nil:
-		if f.claim.give(nil, err) {
-			f.forget(f.claim.cl) // Push returns the error: its onDone is not called
-		}
+		f.giveClaim(nil, err) // Push returns the error: its onDone is not called
 		if f.ctx.Err() != nil && f.c.closed.Load() {
 			err = ErrClosed
 		}
 		f.finish(nil, err)
 	case j.state == joinResult:
-		f.claim.give(nil, ErrNotAcquired)
+		f.giveClaim(nil, ErrNotAcquired)
 		f.finish(&j.env, nil)
 	case j.state == joinLead:
 		job, err := f.lead(gen, sent)
 		if err != nil {
-			if f.claim.give(nil, err) {
-				f.forget(f.claim.cl)
-			}
+			f.giveClaim(nil, err)
 			f.finish(nil, err)
 			return
 		}
-		if f.claim.give(job, nil) {
+		if f.giveClaim(job, nil) {
 			return // the Push caller runs it
 		}
 		f.c.fmu.Lock()
@@ -407,7 +442,7 @@ func (f *flight) begin() {
 		}
 		go job.run(runner)
 	default:
-		f.claim.give(nil, ErrNotAcquired)
+		f.giveClaim(nil, ErrNotAcquired)
 		f.wait(j.leader)
 	}
 }
@@ -424,6 +459,7 @@ func (f *flight) wait(leader string) {
 		if f.ctx.Err() == nil {
 			f.finish(nil, err)
 		}
+		f.closed()
 		return
 	}
 	defer sub.close()
@@ -443,6 +479,7 @@ func (f *flight) wait(leader string) {
 			default:
 			}
 		case <-f.ctx.Done():
+			f.closed()
 			return // every caller left, or the client closed
 		}
 		if got && !n.resync && n.payload != "released" {
@@ -470,6 +507,7 @@ func (f *flight) wait(leader string) {
 		switch {
 		case err != nil:
 			if f.ctx.Err() != nil {
+				f.closed()
 				return
 			}
 			f.c.opts.Logger.Warn("dlock: fanout join failed; retrying", "key", f.key, "err", err)
@@ -532,11 +570,11 @@ func (f *flight) lead(gen string, sent time.Time) (*Job, error) {
 	go func() {
 		select {
 		case <-l.done:
-			if err := l.errNow(); errors.Is(err, ErrLost) {
-				// Whatever the job returns now may be caused by the loss:
-				// it is never published, and the callers join again.
-				j.abandon(err)
-			}
+			// The lease ended before Complete (lost, taken over as an
+			// Extend found, released by Close): whatever the job returns
+			// now may be caused by that, so it is never published, and the
+			// callers join again. (After Complete, abandon does nothing.)
+			j.abandon(l.errNow())
 		case <-j.ctx.Done():
 		}
 	}()
@@ -578,7 +616,7 @@ func (f *flight) stepDown() {
 		return
 	}
 	c.fmu.Unlock()
-	if !c.goTracked(func() { f.wait("") }) {
+	if c.closed.Load() || !c.goTracked(func() { f.wait("") }) {
 		f.finish(nil, ErrClosed)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlock-go/dlock/internal/redistest"
 	"github.com/dlock-go/dlock/internal/slot"
 )
 
@@ -60,4 +61,29 @@ func TestCluster_operationsSucceedWhileSlotIsHalfMigrated(t *testing.T) {
 	step("Permit Extend", p.Extend(ctx, time.Second))
 	step("Permit Release", p.Release(ctx))
 	step("Permit Release", q.Release(ctx))
+}
+
+// P11 and P19 on a Cluster: a multi-lock whose caller leaves between two
+// slots' groups (its context ends) leaves none of them held.
+func TestCluster_Multi_callerLeavingBetweenGroupsLeavesNothingHeld(t *testing.T) {
+	cl := sharedCluster(t)
+	cc := cl.Client()
+	c := newClient(t, cc, &Options{TTL: 10 * time.Second})
+	keys := []string{key(t, "a"), key(t, "b"), key(t, "c"), key(t, "d")}
+	ctx, cancel := context.WithCancel(t.Context())
+	testHookGroupTaken = func(int) { cancel() }
+	defer func() { testHookGroupTaken = nil }()
+	if _, err := c.Multi(ctx, keys...); err == nil {
+		t.Fatal("Multi succeeded although its caller left")
+	}
+	testHookGroupTaken = nil
+	other := newClient(t, cc, nil)
+	redistest.WaitFor(t, 2*time.Second, "every key to be free", func(ctx context.Context) bool {
+		m, err := other.MultiWith(ctx, keys, WithRetries(0, 0))
+		if err != nil {
+			return false
+		}
+		m.Release(ctx)
+		return true
+	})
 }

@@ -7,10 +7,10 @@
 -- Returns 1 when the owner held every lock and each lease was renewed, or 0
 -- when any lock is no longer the owner's; then nothing changed. (A repeat
 -- renews again: harmless.)
-local suffix = ' ' .. ARGV[1]
 for i = 1, #KEYS do
   local v = redis.call('GET', KEYS[i])
-  if not v or string.sub(v, -#suffix) ~= suffix then
+  local sp = v and string.find(v, ' ', 1, true)
+  if not sp or string.sub(v, sp + 1) ~= ARGV[1] then
     return 0
   end
 end

@@ -12,17 +12,17 @@
 -- left alone. Idempotent: a repeat (a client retry after a lost reply) finds
 -- "-<owner>" and counts the lock as released again. Returns how many locks
 -- the owner released.
-local mine, gone = ' ' .. ARGV[1], ' -' .. ARGV[1]
 local n = 0
 for i = 1, #KEYS do
   local v = redis.call('GET', KEYS[i])
-  if v then
-    if string.sub(v, -#mine) == mine then
-      local token = string.sub(v, 1, #v - #mine)
-      redis.call('SET', KEYS[i], token .. gone, 'PX', ARGV[2])
+  local sp = v and string.find(v, ' ', 1, true)
+  if sp then
+    local who = string.sub(v, sp + 1)
+    if who == ARGV[1] then
+      redis.call('SET', KEYS[i], string.sub(v, 1, sp) .. '-' .. ARGV[1], 'PX', ARGV[2])
       redis.call('SPUBLISH', ARGV[i + 2], 'released')
       n = n + 1
-    elseif string.sub(v, -#gone) == gone then
+    elseif who == '-' .. ARGV[1] then
       n = n + 1
     end
   end

@@ -434,7 +434,7 @@ func (c *checker) unencodableSeen(t types.Type, seen map[types.Type]bool) string
 		if obj.Pkg() != nil && obj.Pkg() != c.pkg.Types && !obj.Exported() {
 			return fmt.Sprintf("type %s is unexported in package %s", obj.Name(), obj.Pkg().Path())
 		}
-		if customCodec(n) || isTime(n) {
+		if customCodec(n) || isTime(n) || marshalers(n) != "" {
 			return ""
 		}
 	}
@@ -486,16 +486,34 @@ func reflectTag(tag string) string {
 	return name
 }
 
-// customCodec reports whether n (or *n) encodes itself for msgpack.
+// customCodec reports whether n (or *n) encodes itself for msgpack, with
+// methods declared on n itself (one promoted from an embedded field would
+// encode that field alone).
 func customCodec(n *types.Named) bool {
-	ms := types.NewMethodSet(types.NewPointer(n))
-	for i := 0; i < ms.Len(); i++ {
-		switch ms.At(i).Obj().Name() {
-		case "EncodeMsgpack", "MarshalMsgpack":
+	return declares(n, "EncodeMsgpack") || declares(n, "MarshalMsgpack")
+}
+
+// declares reports whether n declares a method named name (on n or *n).
+func declares(n *types.Named, name string) bool {
+	for i := 0; i < n.NumMethods(); i++ {
+		if n.Method(i).Name() == name {
 			return true
 		}
 	}
 	return false
+}
+
+// marshalers returns "Binary" when n declares MarshalBinary and
+// UnmarshalBinary, else "Text" for MarshalText and UnmarshalText, else "".
+// Methods promoted from an embedded field do not count: they would encode
+// that field alone.
+func marshalers(n *types.Named) string {
+	for _, kind := range []string{"Binary", "Text"} {
+		if declares(n, "Marshal"+kind) && declares(n, "Unmarshal"+kind) {
+			return kind
+		}
+	}
+	return ""
 }
 
 func isTime(n *types.Named) bool {
@@ -559,7 +577,7 @@ func shortPosition(p token.Position) string {
 
 // shapeVersion changes whenever the generated codecs change their wire
 // format: builds of different codec versions never share a flight.
-const shapeVersion = "1"
+const shapeVersion = "2"
 
 // shapeHash is a short digest of the results' wire shape: named types by
 // package path and name, with their structure (fields, their names, types

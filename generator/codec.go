@@ -45,6 +45,8 @@ const (
 	kindPointer
 	kindMap
 	kindStruct
+	kindBinary // encoding.BinaryMarshaler and BinaryUnmarshaler
+	kindText   // encoding.TextMarshaler and TextUnmarshaler
 )
 
 func classify(t types.Type) codecKind {
@@ -54,6 +56,12 @@ func classify(t types.Type) codecKind {
 		}
 		if customCodec(n) {
 			return kindReflect
+		}
+		switch marshalers(n) {
+		case "Binary":
+			return kindBinary
+		case "Text":
+			return kindText
 		}
 	}
 	switch u := t.Underlying().(type) {
@@ -87,7 +95,7 @@ func classify(t types.Type) codecKind {
 		}
 	case *types.Struct:
 		for i := 0; i < u.NumFields(); i++ {
-			if f := u.Field(i); f.Embedded() || (!f.Exported() && reflectTag(u.Tag(i)) != "-") {
+			if f := u.Field(i); !f.Exported() && reflectTag(u.Tag(i)) != "-" {
 				return kindReflect
 			}
 		}
@@ -131,8 +139,21 @@ func (e *emitter) codec(i int, t types.Type) {
 	var encBody, decBody []jen.Code
 	switch k := classify(t); k {
 	case kindTime:
-		encBody = []jen.Code{jen.Return(enc.Clone().Dot("EncodeTime").Call(jen.Id("v")))}
-		decBody = []jen.Code{jen.Return(dec.Clone().Dot("DecodeTime").Call())}
+		encBody = []jen.Code{jen.Return(jen.Qual(runtimePath, "EncodeTime").Call(enc, jen.Id("v")))}
+		decBody = []jen.Code{jen.Return(jen.Qual(runtimePath, "DecodeTime").Call(dec))}
+	case kindBinary, kindText:
+		m := map[codecKind]string{kindBinary: "Binary", kindText: "Text"}[k]
+		encBody = []jen.Code{
+			jen.List(jen.Id("b"), jen.Err()).Op(":=").Parens(jen.Op("&").Id("v")).Dot("Marshal" + m).Call(),
+			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())),
+			jen.Return(enc.Clone().Dot("EncodeBytes").Call(jen.Id("b"))),
+		}
+		decBody = []jen.Code{
+			jen.Var().Id("v").Add(tc),
+			jen.List(jen.Id("b"), jen.Err()).Op(":=").Add(dec.Clone().Dot("DecodeBytes").Call()),
+			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Id("v"), jen.Err())),
+			jen.Return(jen.Id("v"), jen.Parens(jen.Op("&").Id("v")).Dot("Unmarshal"+m).Call(jen.Id("b"))),
+		}
 	case kindBool, kindString, kindInt, kindUint, kindFloat32, kindFloat64, kindBytes:
 		c := basicCodec[k]
 		conv := jen.Id(c[1])
@@ -211,15 +232,19 @@ func (e *emitter) codec(i int, t types.Type) {
 		}
 	case kindMap:
 		m := t.Underlying().(*types.Map)
+		// Entries, not keys then lookups: a NaN key cannot be looked up.
+		entry := jen.Struct(jen.Id("k").Add(e.typ(m.Key())), jen.Id("x").Add(e.typ(m.Elem())))
 		encBody = []jen.Code{
 			jen.If(jen.Id("v").Op("==").Nil()).Block(jen.Return(enc.Clone().Dot("EncodeNil").Call())),
 			ifErr(enc.Clone().Dot("EncodeMapLen").Call(jen.Len(jen.Id("v")))),
-			jen.Id("keys").Op(":=").Make(jen.Index().Add(e.typ(m.Key())), jen.Lit(0), jen.Len(jen.Id("v"))),
-			jen.For(jen.Id("k").Op(":=").Range().Id("v")).Block(jen.Id("keys").Op("=").Append(jen.Id("keys"), jen.Id("k"))),
-			jen.Qual("slices", "Sort").Call(jen.Id("keys")),
-			jen.For(jen.List(jen.Id("_"), jen.Id("k")).Op(":=").Range().Id("keys")).Block(
-				ifErr(jen.Id(e.encName(m.Key())).Call(enc, jen.Id("k"))),
-				ifErr(jen.Id(e.encName(m.Elem())).Call(enc, jen.Id("v").Index(jen.Id("k"))))),
+			jen.Id("es").Op(":=").Make(jen.Index().Add(entry), jen.Lit(0), jen.Len(jen.Id("v"))),
+			jen.For(jen.List(jen.Id("k"), jen.Id("x")).Op(":=").Range().Id("v")).Block(
+				jen.Id("es").Op("=").Append(jen.Id("es"), jen.Add(entry).Values(jen.Id("k"), jen.Id("x")))),
+			jen.Qual("slices", "SortFunc").Call(jen.Id("es"), jen.Func().Params(jen.List(jen.Id("a"), jen.Id("b")).Add(entry)).Int().Block(
+				jen.Return(jen.Qual("cmp", "Compare").Call(jen.Id("a").Dot("k"), jen.Id("b").Dot("k"))))),
+			jen.For(jen.List(jen.Id("_"), jen.Id("e")).Op(":=").Range().Id("es")).Block(
+				ifErr(jen.Id(e.encName(m.Key())).Call(enc, jen.Id("e").Dot("k"))),
+				ifErr(jen.Id(e.encName(m.Elem())).Call(enc, jen.Id("e").Dot("x")))),
 			jen.Return(jen.Nil()),
 		}
 		decBody = []jen.Code{
@@ -235,7 +260,9 @@ func (e *emitter) codec(i int, t types.Type) {
 			jen.Return(jen.Id("v"), jen.Nil()),
 		}
 	default:
-		encBody = []jen.Code{jen.Return(enc.Clone().Dot("Encode").Call(jen.Id("v")))}
+		// By pointer: a type whose EncodeMsgpack has a pointer receiver
+		// (as msgpack's own docs write it) is encoded through it.
+		encBody = []jen.Code{jen.Return(enc.Clone().Dot("Encode").Call(jen.Op("&").Id("v")))}
 		decBody = []jen.Code{
 			jen.Var().Id("v").Add(tc),
 			jen.Err().Op(":=").Add(dec.Clone().Dot("Decode").Call(jen.Op("&").Id("v"))),

@@ -43,6 +43,7 @@ func emit(pkg *packages.Package, ws []*wrapper) ([]byte, error) {
 	f.ImportName("time", "time")
 	f.ImportName("strconv", "strconv")
 	f.ImportName("slices", "slices")
+	f.ImportName("cmp", "cmp")
 	e := &emitter{pkg: pkg, f: f, codecs: map[string]int{}}
 	decorated := map[*types.Named]bool{}
 	for _, w := range ws {

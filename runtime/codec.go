@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
@@ -103,6 +104,67 @@ func KeyValue(v, seps string) string {
 // through a nil pointer (hole is the template's {param.Field}).
 func NilKeyValue(hole string) error {
 	return invalid("key template: {%s} reads through a nil pointer", hole)
+}
+
+// EncodeTime writes t with its location: UTC stays UTC, Local stays Local
+// (the receiving process's), any other location becomes a fixed zone of
+// the same name and offset at that instant (a named zone's rules, such as
+// daylight saving time, do not cross). The monotonic clock reading is
+// dropped, as by t.Round(0).
+func EncodeTime(enc *msgpack.Encoder, t time.Time) error {
+	if err := enc.EncodeArrayLen(4); err != nil {
+		return err
+	}
+	if err := enc.EncodeTime(t); err != nil {
+		return err
+	}
+	kind, name, offset := 2, "", 0
+	switch t.Location() {
+	case time.UTC:
+		kind = 0
+	case time.Local:
+		kind = 1
+	default:
+		name, offset = t.Zone()
+	}
+	if err := enc.EncodeInt(int64(kind)); err != nil {
+		return err
+	}
+	if err := enc.EncodeString(name); err != nil {
+		return err
+	}
+	return enc.EncodeInt(int64(offset))
+}
+
+// DecodeTime reads what EncodeTime wrote.
+func DecodeTime(dec *msgpack.Decoder) (time.Time, error) {
+	var t time.Time
+	n, err := dec.DecodeArrayLen()
+	if err != nil || n != 4 {
+		return t, fmt.Errorf("%w: want a time of 4 fields, got %d (%v)", ErrDecode, n, err)
+	}
+	if t, err = dec.DecodeTime(); err != nil {
+		return t, err
+	}
+	kind, err := dec.DecodeInt()
+	if err != nil {
+		return t, err
+	}
+	name, err := dec.DecodeString()
+	if err != nil {
+		return t, err
+	}
+	offset, err := dec.DecodeInt()
+	if err != nil {
+		return t, err
+	}
+	switch kind {
+	case 0:
+		return t.UTC(), nil
+	case 1:
+		return t.Local(), nil
+	}
+	return t.In(time.FixedZone(name, offset)), nil
 }
 
 // SliceCap bounds the capacity a decoder allocates up front for n

@@ -202,7 +202,9 @@ func TestPush_extendFindingTheLeaseTakenStepsDown(t *testing.T) {
 	if err := job.Extend(t.Context(), time.Second); !errors.Is(err, ErrNotHeld) {
 		t.Fatalf("Extend after the takeover = %v; want ErrNotHeld", err)
 	}
-	if job.Context().Err() == nil {
+	select {
+	case <-job.Context().Done():
+	case <-time.After(2 * time.Second):
 		t.Fatal("the job's context is still live after its lease was found taken")
 	}
 	select {

@@ -20,7 +20,7 @@ func LoadProduct(ctx context.Context, id int) (Product, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/httpcache.loadProduct#a77a1a8e:product:" + dlockrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
+	dlockKey := "github.com/dlock-go/dlock/examples/httpcache.loadProduct#ab4c64ac:product:" + dlockrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
 	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
 		dlockV0, dlockErr := loadProduct(ctx, id)
 		if dlockErr != nil {

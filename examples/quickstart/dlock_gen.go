@@ -19,7 +19,7 @@ func BuildReport(ctx context.Context, day string) (Report, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/quickstart.buildReport#4b23831d:report:" + dlockrt.KeyValue(day, ":")
+	dlockKey := "github.com/dlock-go/dlock/examples/quickstart.buildReport#92d742cb:report:" + dlockrt.KeyValue(day, ":")
 	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
 		dlockV0, dlockErr := buildReport(ctx, day)
 		if dlockErr != nil {

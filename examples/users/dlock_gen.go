@@ -3,6 +3,7 @@
 package users
 
 import (
+	"cmp"
 	"context"
 	dlockrt "github.com/dlock-go/dlock/runtime"
 	"github.com/vmihailenco/msgpack/v5"
@@ -21,7 +22,7 @@ func LoadUser(ctx context.Context, id int64) (User, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/users.loadUser#45364b9f:user:" + dlockrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
+	dlockKey := "github.com/dlock-go/dlock/examples/users.loadUser#96b256f1:user:" + dlockrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
 	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
 		dlockV0, dlockErr := loadUser(ctx, id)
 		if dlockErr != nil {
@@ -60,7 +61,7 @@ func CountActive(ctx context.Context, since time.Duration, tags []string) (int, 
 	if dlockErr != nil {
 		return dlockR0, dlockR1, dlockErr
 	}
-	dlockKey, dlockErr := dlockrt.DigestKey("github.com/dlock-go/dlock/examples/users.countActive#8cb7b05d", 2, func(dlockEnc *msgpack.Encoder) error {
+	dlockKey, dlockErr := dlockrt.DigestKey("github.com/dlock-go/dlock/examples/users.countActive#157d47b7", 2, func(dlockEnc *msgpack.Encoder) error {
 		if err := dlockEnc1(dlockEnc, since); err != nil {
 			return err
 		}
@@ -180,7 +181,7 @@ func (dlockD *StoreWithDlock) Get(ctx context.Context, id int64) (*User, error) 
 			return dlockR0, dlockErr
 		}
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/users.Store.Get#eda20797:store-user:" + dlockrt.KeyValue(strconv.FormatInt(int64(id), 10), "-:")
+	dlockKey := "github.com/dlock-go/dlock/examples/users.Store.Get#804b2744:store-user:" + dlockrt.KeyValue(strconv.FormatInt(int64(id), 10), "-:")
 	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
 		dlockV0, dlockErr := dlockD.Store.Get(ctx, id)
 		if dlockErr != nil {
@@ -218,7 +219,7 @@ func LoadProfile(ctx context.Context, id int64) (Profile, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/users.loadProfile#c092c1a2:user:" + dlockrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
+	dlockKey := "github.com/dlock-go/dlock/examples/users.loadProfile#4b32dc93:user:" + dlockrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
 	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
 		dlockV0, dlockErr := loadProfile(ctx, id)
 		if dlockErr != nil {
@@ -256,7 +257,7 @@ func LoadDoc(ctx context.Context, tenant string, id string) (string, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/users.loadDoc#be7307c3:doc:" + dlockrt.KeyValue(tenant, ":") + ":" + dlockrt.KeyValue(id, ":")
+	dlockKey := "github.com/dlock-go/dlock/examples/users.loadDoc#9dfbd650:doc:" + dlockrt.KeyValue(tenant, ":") + ":" + dlockrt.KeyValue(id, ":")
 	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
 		dlockV0, dlockErr := loadDoc(ctx, tenant, id)
 		if dlockErr != nil {
@@ -317,7 +318,7 @@ func (dlockD *TenantStoreWithDlock) Get(ctx context.Context, id int64) (string, 
 	if dlockD.TenantStore == nil {
 		return dlockR0, dlockrt.NilKeyValue("s.Tenant")
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/users.TenantStore.Get#be7307c3:tenant-user:" + dlockrt.KeyValue(dlockD.TenantStore.Tenant, "-:") + ":" + dlockrt.KeyValue(strconv.FormatInt(int64(id), 10), "-:")
+	dlockKey := "github.com/dlock-go/dlock/examples/users.TenantStore.Get#9dfbd650:tenant-user:" + dlockrt.KeyValue(dlockD.TenantStore.Tenant, "-:") + ":" + dlockrt.KeyValue(strconv.FormatInt(int64(id), 10), "-:")
 	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
 		dlockV0, dlockErr := dlockD.TenantStore.Get(ctx, id)
 		if dlockErr != nil {
@@ -528,12 +529,12 @@ func dlockDec7(dec *msgpack.Decoder) (int64, error) {
 
 // dlockEnc8 encodes a time.Time.
 func dlockEnc8(enc *msgpack.Encoder, v time.Time) error {
-	return enc.EncodeTime(v)
+	return dlockrt.EncodeTime(enc, v)
 }
 
 // dlockDec8 decodes a time.Time.
 func dlockDec8(dec *msgpack.Decoder) (time.Time, error) {
-	return dec.DecodeTime()
+	return dlockrt.DecodeTime(dec)
 }
 
 // dlockEnc9 encodes a map[string]int64.
@@ -544,16 +545,27 @@ func dlockEnc9(enc *msgpack.Encoder, v map[string]int64) error {
 	if err := enc.EncodeMapLen(len(v)); err != nil {
 		return err
 	}
-	keys := make([]string, 0, len(v))
-	for k := range v {
-		keys = append(keys, k)
+	es := make([]struct {
+		k string
+		x int64
+	}, 0, len(v))
+	for k, x := range v {
+		es = append(es, struct {
+			k string
+			x int64
+		}{k, x})
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		if err := dlockEnc4(enc, k); err != nil {
+	slices.SortFunc(es, func(a, b struct {
+		k string
+		x int64
+	}) int {
+		return cmp.Compare(a.k, b.k)
+	})
+	for _, e := range es {
+		if err := dlockEnc4(enc, e.k); err != nil {
 			return err
 		}
-		if err := dlockEnc7(enc, v[k]); err != nil {
+		if err := dlockEnc7(enc, e.x); err != nil {
 			return err
 		}
 	}

@@ -53,6 +53,7 @@ func emit(pkg *packages.Package, ws []*wrapper) ([]byte, error) {
 		}
 		e.wrapper(w)
 	}
+	e.sentinels()
 	for i := 0; i < len(e.order); i++ { // codecs may add codecs of their elements
 		e.codec(i, e.order[i])
 	}
@@ -61,6 +62,28 @@ func emit(pkg *packages.Package, ws []*wrapper) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// sentinels registers the package's exported sentinel errors (package-level
+// variables named Err... of an error type) under stable codes, so that
+// errors.Is holds for them, wrapped or not, in every process.
+func (e *emitter) sentinels() {
+	errType := types.Universe.Lookup("error").Type().Underlying().(*types.Interface)
+	scope := e.pkg.Types.Scope()
+	var regs []jen.Code
+	for _, name := range scope.Names() { // sorted
+		v, ok := scope.Lookup(name).(*types.Var)
+		if !ok || !v.Exported() || !strings.HasPrefix(name, "Err") || !types.Implements(v.Type(), errType) {
+			continue
+		}
+		regs = append(regs, jen.If(jen.Id(name).Op("!=").Nil()).Block(
+			jen.Qual(runtimePath, "RegisterError").Call(jen.Lit(e.pkg.PkgPath+"."+name), jen.Id(name))))
+	}
+	if len(regs) == 0 {
+		return
+	}
+	e.comment("The package's sentinel errors cross the wire: errors.Is holds for them\nin every process, wrapped or not.")
+	e.f.Func().Id("init").Params().Block(regs...)
 }
 
 // comment emits a doc comment as // lines.

@@ -71,6 +71,7 @@ var errBadEnvelope = errors.New("dlock: malformed envelope")
 // cut to maxMessage when it is sent).
 const (
 	maxMessage       = 16 << 10
+	maxCodes         = 1 << 10 // the codes of an error, space-separated
 	envelopeOverhead = maxMessage + 1<<10
 )
 
@@ -98,7 +99,7 @@ func decodeEnvelope(b string, max int) (envelope, error) {
 	e.gen = r.str(256)
 	st := r.uint()
 	e.payload = []byte(r.bin(max))
-	e.code = r.str(256)
+	e.code = r.str(maxCodes)
 	e.message = r.str(maxMessage)
 	switch {
 	case r.err != nil:
@@ -219,7 +220,12 @@ func (e envelope) outcome() ([]byte, error) {
 	if e.status == statusOK {
 		return e.payload, nil
 	}
-	return nil, &RemoteError{Code: e.code, Message: e.message}
+	codes := strings.Fields(e.code)
+	re := &RemoteError{Message: e.message, codes: codes}
+	if len(codes) > 0 {
+		re.Code = codes[0]
+	}
+	return nil, re
 }
 
 // failure builds the envelope of a job's error.
@@ -229,33 +235,41 @@ func failure(gen string, err error) envelope {
 	if len(msg) > maxMessage {
 		msg = strings.ToValidUTF8(msg[:maxMessage-3], "") + "..."
 	}
-	code := errorCode(err)
-	if len(code) > 256 {
-		code = ""
+	code := strings.Join(errorCodes(err), " ")
+	for len(code) > maxCodes { // drop the last codes that do not fit
+		code = code[:strings.LastIndexByte(code, ' ')]
 	}
 	return envelope{gen: gen, status: statusErr, code: code, message: msg}
 }
 
 // RemoteError is a job's error as every caller of a fanout receives it,
-// the leader's own process included. errors.Is matches the error registered
-// under Code (see RegisterError), and dlock's own errors (ErrTimeout,
-// ErrResultTooLarge, ErrLost).
+// the leader's own process included. errors.Is matches every registered
+// error (see RegisterError) that the job's error matched, wrapped or not,
+// and dlock's own errors (ErrTimeout, ErrResultTooLarge, ErrLost). Types
+// for errors.As do not cross: only the message and the codes do.
 type RemoteError struct {
-	Code    string // the registered code, or "" for an unregistered error
+	Code    string // the first registered code the job's error matched, or ""
 	Message string // the job error's Error() text
+	codes   []string
 }
 
 func (e *RemoteError) Error() string { return e.Message }
 
-// Is reports whether target is the error registered under e.Code.
+// Is reports whether target is an error registered under one of the codes
+// the job's error matched.
 func (e *RemoteError) Is(target error) bool {
-	if e.Code == "" {
-		return false
+	codes := e.codes
+	if len(codes) == 0 && e.Code != "" {
+		codes = []string{e.Code}
 	}
 	registry.RLock()
-	reg := registry.byCode[e.Code]
-	registry.RUnlock()
-	return reg != nil && (reg == target || errors.Is(reg, target))
+	defer registry.RUnlock()
+	for _, code := range codes {
+		if reg := registry.byCode[code]; reg != nil && (reg == target || errors.Is(reg, target)) {
+			return true
+		}
+	}
+	return false
 }
 
 var registry = struct {
@@ -271,8 +285,8 @@ var registry = struct {
 // different errors, an empty code or a nil error panics: these are
 // programming mistakes.
 func RegisterError(code string, err error) {
-	if code == "" || err == nil || len(code) > 256 {
-		panic("dlock: RegisterError needs a code (of at most 256 bytes) and an error")
+	if code == "" || err == nil || len(code) > 256 || strings.ContainsAny(code, " \t\n") {
+		panic("dlock: RegisterError needs a code (at most 256 bytes, no spaces) and an error")
 	}
 	registry.Lock()
 	defer registry.Unlock()
@@ -286,16 +300,18 @@ func RegisterError(code string, err error) {
 	registry.codes = append(registry.codes, code)
 }
 
-// errorCode returns the code err is registered under, or "".
-func errorCode(err error) string {
+// errorCodes returns the codes of every registered error that err matches
+// (errors.Is: wrapped, joined or itself), in registration order.
+func errorCodes(err error) []string {
 	registry.RLock()
 	defer registry.RUnlock()
+	var codes []string
 	for _, code := range registry.codes {
 		if errors.Is(err, registry.byCode[code]) {
-			return code
+			codes = append(codes, code)
 		}
 	}
-	return ""
+	return codes
 }
 
 func init() {

@@ -49,3 +49,11 @@ func (dlockD *JobWithDlock) Run(ctx context.Context) error {
 }
 
 var _ func(*Job, context.Context) error = (*Job).Run
+
+// The package's sentinel errors cross the wire: errors.Is holds for them
+// in every process, wrapped or not.
+func init() {
+	if ErrStale != nil {
+		dlockrt.RegisterError("github.com/dlock-go/dlock/examples/scheduler.ErrStale", ErrStale)
+	}
+}

@@ -7,6 +7,7 @@ package users
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -117,4 +118,15 @@ type TenantStore struct{ Tenant string }
 //dlock:fanout key="tenant-user:{s.Tenant}:{id}"
 func (s *TenantStore) Get(ctx context.Context, id int64) (string, error) {
 	return s.Tenant + "/" + strconv.FormatInt(id, 10), nil
+}
+
+// ErrGone is one of the package's sentinel errors: the generated file
+// registers it, so errors.Is holds for it in every process, wrapped or not.
+var ErrGone = errors.New("users: gone")
+
+// loadGone fails with a wrapped sentinel.
+//
+//dlock:fanout key="gone:{id}"
+func loadGone(ctx context.Context, id int64) (string, error) {
+	return "", fmt.Errorf("find %d: %w", id, ErrGone)
 }

@@ -262,3 +262,15 @@ func TestKeys_areInjective(t *testing.T) {
 		t.Fatalf("Get on a nil store = %v; want ErrInvalid (not a panic)", err)
 	}
 }
+
+// P24: errors.Is holds for a wrapped sentinel of the package, registered
+// by the generated file, for the leader's caller and a follower's.
+func TestLoadGone_wrappedSentinelKeepsItsIdentity(t *testing.T) {
+	_, c := setup(srv.Addr(), "e2e-gone")
+	defer c.Close()
+	_, err := LoadGone(t.Context(), 1)
+	var re *dlockrt.RemoteError
+	if !errors.Is(err, ErrGone) || !errors.As(err, &re) || re.Message != "find 1: users: gone" {
+		t.Fatalf("LoadGone = %v; want a RemoteError matching ErrGone", err)
+	}
+}

@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"go/ast"
+	"go/parser"
 	"go/token"
 	"go/types"
+	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -38,8 +40,9 @@ type wrapper struct {
 }
 
 type param struct {
-	name string
+	name string // as declared ("" or "_" for none): what key templates name
 	typ  types.Type
+	id   string // the identifier generated code uses (see emitter.reserve)
 }
 
 // checker collects the diagnostics of one package.
@@ -54,10 +57,11 @@ func (c *checker) errorf(pos token.Pos, format string, args ...any) {
 
 // checkedPackage is a package whose directives were checked.
 type checkedPackage struct {
-	pkg *packages.Package
-	c   *checker
-	ws  []*wrapper
-	dir string
+	pkg       *packages.Package
+	c         *checker
+	ws        []*wrapper
+	dir       string
+	testNames map[string]token.Pos // names declared by the package's own _test.go files
 }
 
 // checkPackage checks the directives of one package.
@@ -81,7 +85,54 @@ func checkPackage(pkg *packages.Package) *checkedPackage {
 	if dir == "" && len(pkg.GoFiles) > 0 {
 		dir = filepath.Dir(pkg.GoFiles[0])
 	}
-	return &checkedPackage{pkg: pkg, c: c, ws: ws, dir: dir}
+	cp := &checkedPackage{pkg: pkg, c: c, ws: ws, dir: dir}
+	cp.testNames = c.testFiles(dir)
+	return cp
+}
+
+// testFiles reads the package's _test.go files: a directive there is
+// diagnosed (dlockgen does not generate for test files), and the names the
+// package's own test files declare are returned, since a generated name
+// that collides with one breaks go test.
+func (c *checker) testFiles(dir string) map[string]token.Pos {
+	names := map[string]token.Pos{}
+	paths, _ := filepath.Glob(filepath.Join(dir, "*_test.go"))
+	for _, path := range paths {
+		f, err := parser.ParseFile(c.pkg.Fset, path, nil, parser.ParseComments|parser.SkipObjectResolution)
+		if err != nil {
+			continue // go test reports it
+		}
+		for _, g := range f.Comments {
+			for _, cm := range g.List {
+				if isDirectiveLike(cm.Text) {
+					c.errorf(cm.Pos(), "%s in a _test.go file: dlockgen generates wrappers for non-test files only; move the function to a non-test file", firstWord(cm.Text))
+				}
+			}
+		}
+		if f.Name.Name != c.pkg.Name {
+			continue // an external test package declares its own names
+		}
+		for _, decl := range f.Decls {
+			switch d := decl.(type) {
+			case *ast.FuncDecl:
+				if d.Recv == nil {
+					names[d.Name.Name] = d.Name.Pos()
+				}
+			case *ast.GenDecl:
+				for _, spec := range d.Specs {
+					switch s := spec.(type) {
+					case *ast.TypeSpec:
+						names[s.Name.Name] = s.Name.Pos()
+					case *ast.ValueSpec:
+						for _, n := range s.Names {
+							names[n.Name] = n.Pos()
+						}
+					}
+				}
+			}
+		}
+	}
+	return names
 }
 
 // generate emits the package's file, unless its load errors (other than
@@ -99,7 +150,11 @@ func (cp *checkedPackage) generate(hidden map[string]bool, names generatedByPath
 		}
 		return nil, c.diags
 	}
-	c.checkCollisions(ws)
+	c.checkCollisions(ws, cp.testNames)
+	if _, err := os.Stat(out); err == nil && !hadOurs {
+		c.diags = append(c.diags, Diagnostic{Pos: token.Position{Filename: out, Line: 1, Column: 1},
+			Msg: FileName + " exists and was not written by dlockgen (it lacks the header \"" + Header + "\"): rename it; dlockgen never overwrites it"})
+	}
 	if len(c.diags) > 0 {
 		return nil, c.diags
 	}
@@ -195,13 +250,35 @@ func (c *checker) wrapperOf(fd *ast.FuncDecl, cm *ast.Comment) *wrapper {
 			c.errorf(cm.Pos()+token.Pos(a.NameOff), "name= applies to functions; the method %s keeps its name in %sWithDlock", fd.Name.Name, named.Obj().Name())
 			return nil
 		}
-	} else {
-		w.name = exported(fd.Name.Name)
-		if a, ok := d.Args["name"]; ok {
-			w.name = a.Value
+	} else if a, ok := d.Args["name"]; ok {
+		w.name = a.Value
+		apos := cm.Pos() + token.Pos(a.ValueOff)
+		switch {
+		case !token.IsIdentifier(a.Value):
+			c.errorf(apos, "name=%s is not a Go identifier", a.Value)
+			return nil
+		case a.Value == "init" || a.Value == "_":
+			c.errorf(apos, "name=%s cannot name a function", a.Value)
+			return nil
+		case types.Universe.Lookup(a.Value) != nil:
+			c.errorf(apos, "name=%s would shadow the predeclared identifier %s", a.Value, a.Value)
+			return nil
+		case a.Value == fd.Name.Name:
+			c.errorf(apos, "name=%s is the function's own name: the wrapper needs another", a.Value)
+			return nil
 		}
-		if w.name == fd.Name.Name {
-			c.errorf(at, "%s is already exported: the wrapper needs another name; annotate an unexported implementation or give name=", fd.Name.Name)
+	} else {
+		name := fd.Name.Name
+		w.name = exported(name)
+		switch {
+		case token.IsExported(name):
+			c.errorf(at, "%s is already exported: the wrapper needs another name; annotate an unexported implementation or give name=", name)
+			return nil
+		case strings.HasPrefix(name, "_"):
+			c.errorf(at, "%s starts with _, so it has no exported form: give name=", name)
+			return nil
+		case !token.IsExported(w.name):
+			c.errorf(at, "%s has no upper-case form of its first letter to export: give name=", name)
 			return nil
 		}
 	}
@@ -214,7 +291,7 @@ func (c *checker) wrapperOf(fd *ast.FuncDecl, cm *ast.Comment) *wrapper {
 		w.ctxName = paramName(ps.At(0).Name(), 0)
 	}
 	for i := 1; i < ps.Len(); i++ {
-		w.params = append(w.params, param{name: paramName(ps.At(i).Name(), i), typ: ps.At(i).Type()})
+		w.params = append(w.params, param{name: ps.At(i).Name(), typ: ps.At(i).Type(), id: paramName(ps.At(i).Name(), i)})
 	}
 	rs := sig.Results()
 	if rs.Len() == 0 || !isError(rs.At(rs.Len()-1).Type()) {
@@ -272,7 +349,7 @@ func (c *checker) wrapperOf(fd *ast.FuncDecl, cm *ast.Comment) *wrapper {
 // paramName names a parameter the wrapper must refer to.
 func paramName(name string, i int) string {
 	if name == "" || name == "_" {
-		return "p" + strconv.Itoa(i)
+		return "dlockP" + strconv.Itoa(i)
 	}
 	return name
 }
@@ -535,12 +612,16 @@ func generatedNames(ws []*wrapper) map[string]bool {
 }
 
 // checkCollisions refuses generated names that the package already uses.
-func (c *checker) checkCollisions(ws []*wrapper) {
+func (c *checker) checkCollisions(ws []*wrapper, testNames map[string]token.Pos) {
 	scope := c.pkg.Types.Scope()
 	taken := map[string]token.Position{}
 	claim := func(name string, w *wrapper) {
 		if obj := scope.Lookup(name); obj != nil {
 			c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("generated name %s collides with %s declared at %s", name, name, c.shortPos(obj.Pos()))})
+			return
+		}
+		if pos, ok := testNames[name]; ok {
+			c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("generated name %s collides with %s declared at %s (go test would fail)", name, name, c.shortPos(pos))})
 			return
 		}
 		if p, ok := taken[name]; ok {

@@ -74,6 +74,9 @@ func parseDirective(text string) (*Directive, []offError) {
 			i++
 			continue
 		}
+		if strings.HasPrefix(text[i:], "//") {
+			break // a comment after the directive
+		}
 		start := i
 		for i < len(text) && text[i] != '=' && text[i] != ' ' && text[i] != '\t' {
 			i++

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dave/jennifer/jen"
 	"golang.org/x/tools/go/packages"
+	"golang.org/x/tools/imports"
 )
 
 const (
@@ -21,10 +22,118 @@ const (
 
 // emitter writes one package's dlock_gen.go.
 type emitter struct {
-	pkg    *packages.Package
-	f      *jen.File
-	codecs map[string]int // type string -> codec index
-	order  []types.Type   // codec types, by index
+	pkg      *packages.Package
+	f        *jen.File
+	codecs   map[string]int  // type string -> codec index
+	order    []types.Type    // codec types, by index
+	imported map[string]bool // names the file's imports may take
+	paths    map[string]bool // user packages imported
+}
+
+// importedPath reports whether path has its import already.
+func (e *emitter) importedPath(path string) bool {
+	if e.paths == nil {
+		e.paths = map[string]bool{}
+	}
+	if e.paths[path] {
+		return true
+	}
+	e.paths[path] = true
+	return false
+}
+
+// importAs imports path under name, or under "dlock"+name when the package
+// declares name itself (a package-level msgpack or slices).
+func (e *emitter) importAs(path, name string) {
+	if e.pkg.Types.Scope().Lookup(name) != nil {
+		name = "dlock" + name
+	}
+	e.imported[name] = true
+	if path == runtimePath || name != pathBase(path) {
+		e.f.ImportAlias(path, name)
+	} else {
+		e.f.ImportName(path, name)
+	}
+}
+
+func pathBase(path string) string {
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		path = path[i+1:]
+	}
+	return path
+}
+
+// reserve renames the parameters (and contexts) whose names the generated
+// body cannot use: those of a package it refers to (time, strconv,
+// context, msgpack, dlockrt, the packages of the wrapper's types).
+func (e *emitter) reserve(ws []*wrapper) {
+	taken := map[string]bool{}
+	for name := range e.imported {
+		taken[name] = true
+	}
+	seen := map[types.Type]bool{}
+	for _, w := range ws {
+		for _, p := range w.params {
+			packageNames(p.typ, taken, seen)
+		}
+		for _, r := range w.results {
+			packageNames(r, taken, seen)
+		}
+	}
+	for _, w := range ws {
+		if taken[w.ctxName] {
+			w.ctxName = "dlockCtx"
+		}
+		for i := range w.params {
+			if taken[w.params[i].id] {
+				w.params[i].id = "dlockP" + strconv.Itoa(i+1)
+			}
+		}
+	}
+}
+
+// packageNames adds the names of the packages t refers to.
+func packageNames(t types.Type, out map[string]bool, seen map[types.Type]bool) {
+	if seen[t] {
+		return
+	}
+	seen[t] = true
+	switch t := t.(type) {
+	case *types.Named:
+		if p := t.Obj().Pkg(); p != nil {
+			out[p.Name()] = true
+		}
+		if args := t.TypeArgs(); args != nil {
+			for i := 0; i < args.Len(); i++ {
+				packageNames(args.At(i), out, seen)
+			}
+		}
+		packageNames(t.Underlying(), out, seen)
+	case *types.Alias:
+		packageNames(types.Unalias(t), out, seen)
+	case *types.Pointer:
+		packageNames(t.Elem(), out, seen)
+	case *types.Slice:
+		packageNames(t.Elem(), out, seen)
+	case *types.Array:
+		packageNames(t.Elem(), out, seen)
+	case *types.Map:
+		packageNames(t.Key(), out, seen)
+		packageNames(t.Elem(), out, seen)
+	case *types.Chan:
+		packageNames(t.Elem(), out, seen)
+	case *types.Struct:
+		for i := 0; i < t.NumFields(); i++ {
+			packageNames(t.Field(i).Type(), out, seen)
+		}
+	case *types.Signature:
+		for i := 0; i < t.Params().Len(); i++ {
+			packageNames(t.Params().At(i).Type(), out, seen)
+		}
+		for i := 0; i < t.Results().Len(); i++ {
+			packageNames(t.Results().At(i).Type(), out, seen)
+		}
+	}
 }
 
 func emit(pkg *packages.Package, ws []*wrapper) ([]byte, error) {
@@ -37,14 +146,13 @@ func emit(pkg *packages.Package, ws []*wrapper) ([]byte, error) {
 	})
 	f := jen.NewFilePathName(pkg.PkgPath, pkg.Name)
 	f.HeaderComment(Header)
-	f.ImportAlias(runtimePath, "dlockrt")
-	f.ImportName(msgpackPath, "msgpack")
-	f.ImportName("context", "context")
-	f.ImportName("time", "time")
-	f.ImportName("strconv", "strconv")
-	f.ImportName("slices", "slices")
-	f.ImportName("cmp", "cmp")
-	e := &emitter{pkg: pkg, f: f, codecs: map[string]int{}}
+	e := &emitter{pkg: pkg, f: f, codecs: map[string]int{}, imported: map[string]bool{}}
+	e.importAs(runtimePath, "dlockrt")
+	e.importAs(msgpackPath, "msgpack")
+	for _, std := range []string{"context", "time", "strconv", "slices", "cmp"} {
+		e.importAs(std, std)
+	}
+	e.reserve(ws)
 	decorated := map[*types.Named]bool{}
 	for _, w := range ws {
 		if w.recv != nil && !decorated[w.recv] {
@@ -61,7 +169,10 @@ func emit(pkg *packages.Package, ws []*wrapper) ([]byte, error) {
 	if err := f.Render(&buf); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	// Imports grouped as goimports groups them (the standard library
+	// first), so that running goimports never makes -check report a
+	// stale file.
+	return imports.Process(FileName, buf.Bytes(), &imports.Options{Comments: true, TabIndent: true, TabWidth: 8, FormatOnly: true})
 }
 
 // sentinels registers the package's exported sentinel errors (package-level
@@ -135,9 +246,9 @@ func (e *emitter) wrapper(w *wrapper) {
 	params := []jen.Code{jen.Id(w.ctxName).Qual("context", "Context")}
 	for i, p := range w.params {
 		if w.variadic && i == len(w.params)-1 {
-			params = append(params, jen.Id(p.name).Op("...").Add(e.typ(p.typ.(*types.Slice).Elem())))
+			params = append(params, jen.Id(p.id).Op("...").Add(e.typ(p.typ.(*types.Slice).Elem())))
 		} else {
-			params = append(params, jen.Id(p.name).Add(e.typ(p.typ)))
+			params = append(params, jen.Id(p.id).Add(e.typ(p.typ)))
 		}
 	}
 	var results []jen.Code
@@ -194,9 +305,9 @@ func (e *emitter) call(w *wrapper, ctx string) *jen.Statement {
 	args := []jen.Code{jen.Id(ctx)}
 	for i, p := range w.params {
 		if w.variadic && i == len(w.params)-1 {
-			args = append(args, jen.Id(p.name).Op("..."))
+			args = append(args, jen.Id(p.id).Op("..."))
 		} else {
-			args = append(args, jen.Id(p.name))
+			args = append(args, jen.Id(p.id))
 		}
 	}
 	if w.recv != nil {
@@ -344,7 +455,7 @@ func (e *emitter) key(w *wrapper) []jen.Code {
 	name := w.space
 	var enc []jen.Code
 	for _, p := range w.params {
-		enc = append(enc, jen.If(jen.Err().Op(":=").Id(e.encName(p.typ)).Call(jen.Id("dlockEnc"), jen.Id(p.name)), jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())))
+		enc = append(enc, jen.If(jen.Err().Op(":=").Id(e.encName(p.typ)).Call(jen.Id("dlockEnc"), jen.Id(p.id)), jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())))
 	}
 	enc = append(enc, jen.Return(jen.Nil()))
 	return []jen.Code{
@@ -360,7 +471,7 @@ func (e *emitter) key(w *wrapper) []jen.Code {
 func (e *emitter) holeBase(w *wrapper, p keyPart) (*jen.Statement, types.Type, bool) {
 	for _, q := range w.params {
 		if q.name == p.param {
-			return jen.Id(p.param), q.typ, false
+			return jen.Id(q.id), q.typ, false
 		}
 	}
 	return jen.Id("dlockD").Dot(w.recv.Obj().Name()), types.NewPointer(w.recv), true
@@ -512,7 +623,9 @@ func (e *emitter) qual(obj *types.TypeName, args *types.TypeList) jen.Code {
 	case obj.Pkg().Path() == e.pkg.PkgPath:
 		s = jen.Id(obj.Name())
 	default:
-		e.f.ImportName(obj.Pkg().Path(), obj.Pkg().Name())
+		if !e.importedPath(obj.Pkg().Path()) {
+			e.importAs(obj.Pkg().Path(), obj.Pkg().Name())
+		}
 		s = jen.Qual(obj.Pkg().Path(), obj.Name())
 	}
 	if args != nil && args.Len() > 0 {

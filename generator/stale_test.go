@@ -192,3 +192,65 @@ func main() {
 		t.Fatalf("go build ./...: %v\n%s", err, out)
 	}
 }
+
+// P25: generated code compiles whatever the user's identifiers are:
+// parameters named like the packages it imports, a blank parameter beside
+// one named p1, package-level names that shadow its imports.
+func TestGenerate_anyNamesCompile(t *testing.T) {
+	dir := gentest.Module(t, map[string]string{
+		"n/n.go": `package n
+
+import (
+	"context"
+	"time"
+
+	"example.com/m/other"
+)
+
+const msgpack = "not the package"
+
+var slices, cmp, strconv = 1, 2, 3
+
+type Store struct{}
+
+//dlock:fanout key="a:{time}:{strconv}"
+func a(context context.Context, time string, strconv int, msgpack []byte, dlockrt bool) (time.Duration, error) {
+	return 0, nil
+}
+
+//dlock:fanout
+func b(ctx context.Context, _ int, p1 string, other other.T) (other.T, error) { return other, nil }
+
+//dlock:once key="c:{slices}"
+func (s *Store) C(cmp context.Context, slices int) error { return nil }
+
+//dlock:semaphore limit=2
+func d(ctx context.Context, _ string, _ int) error { return nil }
+`,
+		"other/other.go": "package other\n\ntype T struct{ X int }\n",
+	})
+	generateInto(t, dir)
+	if out, err := gentest.Go(t, dir, "vet", "./..."); err != nil {
+		t.Fatalf("go vet ./... of the generated code: %v\n%s", err, out)
+	}
+}
+
+// P25: a dlock_gen.go without dlockgen's header is never overwritten: the
+// run fails with a diagnostic naming it, and the file is unchanged.
+func TestGenerate_neverOverwritesAHandWrittenFile(t *testing.T) {
+	hand := "package p\n\n// Hand-written, unluckily named.\nfunc helper() {}\n"
+	dir := gentest.Module(t, map[string]string{
+		"p/p.go":         "package p\n\nimport \"context\"\n\n//dlock:once\nfunc job(ctx context.Context) error { return nil }\n",
+		"p/dlock_gen.go": hand,
+	})
+	res, err := Generate(Config{Dir: dir, Patterns: []string{"./..."}, Env: gentest.Env()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Files) != 0 || len(res.Diagnostics) != 1 || !strings.Contains(res.Diagnostics[0].Msg, "was not written by dlockgen") {
+		t.Fatalf("files %d, diagnostics %v; want none and one naming the hand-written file", len(res.Files), res.Diagnostics)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "p", FileName)); string(b) != hand {
+		t.Fatal("the hand-written file changed")
+	}
+}

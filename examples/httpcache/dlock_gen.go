@@ -4,10 +4,11 @@ package main
 
 import (
 	"context"
-	dlockrt "github.com/dlock-go/dlock/runtime"
-	"github.com/vmihailenco/msgpack/v5"
 	"strconv"
 	"time"
+
+	dlockrt "github.com/dlock-go/dlock/runtime"
+	msgpack "github.com/vmihailenco/msgpack/v5"
 )
 
 // LoadProduct runs loadProduct once across the fleet for all concurrent callers with the same key;

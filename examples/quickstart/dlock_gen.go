@@ -4,9 +4,10 @@ package main
 
 import (
 	"context"
-	dlockrt "github.com/dlock-go/dlock/runtime"
-	"github.com/vmihailenco/msgpack/v5"
 	"time"
+
+	dlockrt "github.com/dlock-go/dlock/runtime"
+	msgpack "github.com/vmihailenco/msgpack/v5"
 )
 
 // BuildReport runs buildReport once across the fleet for all concurrent callers with the same key;

@@ -4,8 +4,9 @@ package main
 
 import (
 	"context"
-	dlockrt "github.com/dlock-go/dlock/runtime"
 	"time"
+
+	dlockrt "github.com/dlock-go/dlock/runtime"
 )
 
 // JobWithDlock is *Job with the methods annotated with //dlock: directives run

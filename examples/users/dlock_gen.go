@@ -5,11 +5,12 @@ package users
 import (
 	"cmp"
 	"context"
-	dlockrt "github.com/dlock-go/dlock/runtime"
-	"github.com/vmihailenco/msgpack/v5"
 	"slices"
 	"strconv"
 	"time"
+
+	dlockrt "github.com/dlock-go/dlock/runtime"
+	msgpack "github.com/vmihailenco/msgpack/v5"
 )
 
 // LoadUser runs loadUser once across the fleet for all concurrent callers with the same key;

@@ -4,8 +4,9 @@ package main
 
 import (
 	"context"
-	dlockrt "github.com/dlock-go/dlock/runtime"
 	"time"
+
+	dlockrt "github.com/dlock-go/dlock/runtime"
 )
 
 // CallPartner runs callPartner while holding one of 3 permits for its key.

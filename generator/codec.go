@@ -3,6 +3,7 @@ package generator
 import (
 	"go/types"
 	"strconv"
+	"strings"
 
 	"github.com/dave/jennifer/jen"
 )
@@ -14,18 +15,65 @@ import (
 // encode themselves (msgpack.CustomEncoder, Marshaler) and the rest go
 // through msgpack's reflective Encode/Decode (with sorted map keys).
 
+// index returns the codec of t (adding it), and the name its functions
+// share: the type spelled as an identifier (dlockEncUser,
+// dlockDecSliceString), so that adding a wrapper does not rename the
+// others' codecs.
 func (e *emitter) index(t types.Type) int {
 	k := types.TypeString(t, nil)
 	if i, ok := e.codecs[k]; ok {
 		return i
 	}
+	name := typeSlug(t, e.pkg.Types)
+	for n := 2; e.slugs[name]; n++ { // two types that spell alike
+		name = typeSlug(t, e.pkg.Types) + strconv.Itoa(n)
+	}
+	e.slugs[name] = true
 	e.codecs[k] = len(e.order)
 	e.order = append(e.order, t)
+	e.names = append(e.names, name)
 	return len(e.order) - 1
 }
 
-func (e *emitter) encName(t types.Type) string { return "dlockEnc" + strconv.Itoa(e.index(t)) }
-func (e *emitter) decName(t types.Type) string { return "dlockDec" + strconv.Itoa(e.index(t)) }
+func (e *emitter) encName(t types.Type) string { return "dlockEnc" + e.names[e.index(t)] }
+func (e *emitter) decName(t types.Type) string { return "dlockDec" + e.names[e.index(t)] }
+
+// typeSlug spells t as the tail of an identifier.
+func typeSlug(t types.Type, here *types.Package) string {
+	switch t := t.(type) {
+	case *types.Alias:
+		return typeSlug(types.Unalias(t), here)
+	case *types.Named:
+		s := t.Obj().Name()
+		if p := t.Obj().Pkg(); p != nil && p != here {
+			s = upperFirst(p.Name()) + upperFirst(s)
+		}
+		if args := t.TypeArgs(); args != nil {
+			for i := 0; i < args.Len(); i++ {
+				s += "Of" + typeSlug(args.At(i), here)
+			}
+		}
+		return upperFirst(s)
+	case *types.Basic:
+		return upperFirst(t.Name())
+	case *types.Pointer:
+		return "Ptr" + typeSlug(t.Elem(), here)
+	case *types.Slice:
+		return "Slice" + typeSlug(t.Elem(), here)
+	case *types.Array:
+		return "Array" + strconv.FormatInt(t.Len(), 10) + typeSlug(t.Elem(), here)
+	case *types.Map:
+		return "Map" + typeSlug(t.Key(), here) + "To" + typeSlug(t.Elem(), here)
+	}
+	return "Value"
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
 
 // codecKind classifies how a type is encoded.
 type codecKind int
@@ -129,7 +177,7 @@ var basicCodec = map[codecKind][3]string{
 }
 
 func (e *emitter) codec(i int, t types.Type) {
-	idx := strconv.Itoa(i)
+	idx := e.names[i]
 	tc := e.typ(t)
 	enc := jen.Id("enc")
 	dec := jen.Id("dec")

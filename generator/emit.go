@@ -26,20 +26,9 @@ type emitter struct {
 	f        *jen.File
 	codecs   map[string]int  // type string -> codec index
 	order    []types.Type    // codec types, by index
+	names    []string        // codec names, by index
+	slugs    map[string]bool // codec names taken
 	imported map[string]bool // names the file's imports may take
-	paths    map[string]bool // user packages imported
-}
-
-// importedPath reports whether path has its import already.
-func (e *emitter) importedPath(path string) bool {
-	if e.paths == nil {
-		e.paths = map[string]bool{}
-	}
-	if e.paths[path] {
-		return true
-	}
-	e.paths[path] = true
-	return false
 }
 
 // importAs imports path under name, or under "dlock"+name when the package
@@ -146,7 +135,7 @@ func emit(pkg *packages.Package, ws []*wrapper) ([]byte, error) {
 	})
 	f := jen.NewFilePathName(pkg.PkgPath, pkg.Name)
 	f.HeaderComment(Header)
-	e := &emitter{pkg: pkg, f: f, codecs: map[string]int{}, imported: map[string]bool{}}
+	e := &emitter{pkg: pkg, f: f, codecs: map[string]int{}, imported: map[string]bool{}, slugs: map[string]bool{}}
 	e.importAs(runtimePath, "dlockrt")
 	e.importAs(msgpackPath, "msgpack")
 	for _, std := range []string{"context", "time", "strconv", "slices", "cmp"} {
@@ -162,7 +151,20 @@ func emit(pkg *packages.Package, ws []*wrapper) ([]byte, error) {
 		e.wrapper(w)
 	}
 	e.sentinels()
-	for i := 0; i < len(e.order); i++ { // codecs may add codecs of their elements
+	// Codecs may add codecs of their elements; all are emitted once known,
+	// in the order of their names (stable as wrappers come and go).
+	codecs := jen.NewFile(pkg.Name) // scratch: rendering discovers element codecs
+	for i := 0; i < len(e.order); i++ {
+		e.f, codecs = codecs, e.f
+		e.codec(i, e.order[i])
+		e.f, codecs = codecs, e.f
+	}
+	byName := make([]int, len(e.order))
+	for i := range byName {
+		byName[i] = i
+	}
+	sort.Slice(byName, func(a, b int) bool { return e.names[byName[a]] < e.names[byName[b]] })
+	for _, i := range byName {
 		e.codec(i, e.order[i])
 	}
 	var buf bytes.Buffer
@@ -623,9 +625,7 @@ func (e *emitter) qual(obj *types.TypeName, args *types.TypeList) jen.Code {
 	case obj.Pkg().Path() == e.pkg.PkgPath:
 		s = jen.Id(obj.Name())
 	default:
-		if !e.importedPath(obj.Pkg().Path()) {
-			e.importAs(obj.Pkg().Path(), obj.Pkg().Name())
-		}
+		e.importAs(obj.Pkg().Path(), obj.Pkg().Name())
 		s = jen.Qual(obj.Pkg().Path(), obj.Name())
 	}
 	if args != nil && args.Len() > 0 {

@@ -43,7 +43,15 @@ type Diagnostic struct {
 	Msg string
 }
 
+// String is "file:line:col: message"; a mistake with no position in a
+// file (a pattern that matches no package) is "dlockgen: message".
 func (d Diagnostic) String() string {
+	switch {
+	case d.Pos.Filename == "":
+		return "dlockgen: " + d.Msg
+	case d.Pos.Line == 0:
+		return d.Pos.Filename + ": " + d.Msg
+	}
 	return fmt.Sprintf("%s:%d:%d: %s", d.Pos.Filename, d.Pos.Line, d.Pos.Column, d.Msg)
 }
 

@@ -56,9 +56,10 @@
 //
 // # Flags and exit status
 //
-//	-check   write nothing; exit 1 and print a diff if any file is stale
-//	-tags    comma-separated build tags used to load the packages
-//	-v       print each file written or removed
+//	-check    write nothing; exit 1 and print a unified diff if any file is stale
+//	-tags     comma-separated build tags used to load the packages
+//	-v        print each file written or removed
+//	-version  print dlockgen's version (its module's) and exit
 //
 // Mistakes are reported as file:line:col: message, relative to the working
 // directory, all of them in one run; then nothing is written and the exit
@@ -75,10 +76,23 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 
 	"github.com/dlock-go/dlock/generator"
 )
+
+// buildVersion is the version of the module dlockgen was built from:
+// its tag when installed with go install or run with go tool, "(devel)"
+// in a checkout.
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			return bi.Main.Version
+		}
+	}
+	return "(unknown)"
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -90,12 +104,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	check := fl.Bool("check", false, "report stale generated files (exit 1) instead of writing them")
 	tags := fl.String("tags", "", "comma-separated build tags")
 	verbose := fl.Bool("v", false, "print each file written or removed")
+	version := fl.Bool("version", false, "print dlockgen's version and exit")
 	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: dlockgen [-check] [-tags list] [-v] [packages]")
+		fmt.Fprintln(stderr, "usage: dlockgen [-check] [-tags list] [-v] [-version] [packages]")
 		fl.PrintDefaults()
 	}
 	if err := fl.Parse(args); err != nil {
 		return 2
+	}
+	if *version {
+		fmt.Fprintln(stdout, "dlockgen", buildVersion())
+		return 0
 	}
 	cfg := generator.Config{Patterns: fl.Args()}
 	if *tags != "" {

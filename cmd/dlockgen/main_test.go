@@ -105,3 +105,16 @@ func TestDlockgen_generateCheckAndStale(t *testing.T) {
 		t.Fatal("-check wrote the file")
 	}
 }
+
+// -version prints the version; a pattern that matches nothing is reported
+// without a made-up position.
+func TestDlockgen_versionAndPatternErrors(t *testing.T) {
+	dir := gentest.Module(t, map[string]string{"p/p.go": good})
+	if code, stdout, _ := dlockgen(t, dir, "-version"); code != 0 || !strings.HasPrefix(stdout, "dlockgen ") {
+		t.Fatalf("-version: exit %d, stdout %q", code, stdout)
+	}
+	code, _, stderr := dlockgen(t, dir, "./nope")
+	if code != 1 || strings.Contains(stderr, ":0:0:") || !strings.Contains(stderr, "nope") {
+		t.Fatalf("a missing package: exit %d, stderr %q; want 1 and a message without :0:0:", code, stderr)
+	}
+}

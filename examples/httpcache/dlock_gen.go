@@ -28,7 +28,7 @@ func LoadProduct(ctx context.Context, id int) (Product, error) {
 			return nil, dlockErr
 		}
 		return dlockrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
-			if err := dlockEnc0(dlockEnc, dlockV0); err != nil {
+			if err := dlockEncProduct(dlockEnc, dlockV0); err != nil {
 				return err
 			}
 			return nil
@@ -39,7 +39,7 @@ func LoadProduct(ctx context.Context, id int) (Product, error) {
 	}
 	dlockErr = dlockrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
 		var err error
-		if dlockR0, err = dlockDec0(dlockDec); err != nil {
+		if dlockR0, err = dlockDecProduct(dlockDec); err != nil {
 			return err
 		}
 		return nil
@@ -49,25 +49,47 @@ func LoadProduct(ctx context.Context, id int) (Product, error) {
 
 var _ func(context.Context, int) (Product, error) = loadProduct
 
-// dlockEnc0 encodes a Product.
-func dlockEnc0(enc *msgpack.Encoder, v Product) error {
+// dlockEncFloat64 encodes a float64.
+func dlockEncFloat64(enc *msgpack.Encoder, v float64) error {
+	return enc.EncodeFloat64(v)
+}
+
+// dlockDecFloat64 decodes a float64.
+func dlockDecFloat64(dec *msgpack.Decoder) (float64, error) {
+	x, err := dec.DecodeFloat64()
+	return x, err
+}
+
+// dlockEncInt encodes a int.
+func dlockEncInt(enc *msgpack.Encoder, v int) error {
+	return enc.EncodeInt(int64(v))
+}
+
+// dlockDecInt decodes a int.
+func dlockDecInt(dec *msgpack.Decoder) (int, error) {
+	x, err := dec.DecodeInt64()
+	return int(x), err
+}
+
+// dlockEncProduct encodes a Product.
+func dlockEncProduct(enc *msgpack.Encoder, v Product) error {
 	if err := enc.EncodeArrayLen(3); err != nil {
 		return err
 	}
-	if err := dlockEnc1(enc, v.ID); err != nil {
+	if err := dlockEncInt(enc, v.ID); err != nil {
 		return err
 	}
-	if err := dlockEnc2(enc, v.Name); err != nil {
+	if err := dlockEncString(enc, v.Name); err != nil {
 		return err
 	}
-	if err := dlockEnc3(enc, v.Price); err != nil {
+	if err := dlockEncFloat64(enc, v.Price); err != nil {
 		return err
 	}
 	return nil
 }
 
-// dlockDec0 decodes a Product.
-func dlockDec0(dec *msgpack.Decoder) (Product, error) {
+// dlockDecProduct decodes a Product.
+func dlockDecProduct(dec *msgpack.Decoder) (Product, error) {
 	var v Product
 	n, err := dec.DecodeArrayLen()
 	if err != nil {
@@ -76,47 +98,25 @@ func dlockDec0(dec *msgpack.Decoder) (Product, error) {
 	if n != 3 {
 		return v, dlockrt.ErrDecode
 	}
-	if v.ID, err = dlockDec1(dec); err != nil {
+	if v.ID, err = dlockDecInt(dec); err != nil {
 		return v, err
 	}
-	if v.Name, err = dlockDec2(dec); err != nil {
+	if v.Name, err = dlockDecString(dec); err != nil {
 		return v, err
 	}
-	if v.Price, err = dlockDec3(dec); err != nil {
+	if v.Price, err = dlockDecFloat64(dec); err != nil {
 		return v, err
 	}
 	return v, nil
 }
 
-// dlockEnc1 encodes a int.
-func dlockEnc1(enc *msgpack.Encoder, v int) error {
-	return enc.EncodeInt(int64(v))
-}
-
-// dlockDec1 decodes a int.
-func dlockDec1(dec *msgpack.Decoder) (int, error) {
-	x, err := dec.DecodeInt64()
-	return int(x), err
-}
-
-// dlockEnc2 encodes a string.
-func dlockEnc2(enc *msgpack.Encoder, v string) error {
+// dlockEncString encodes a string.
+func dlockEncString(enc *msgpack.Encoder, v string) error {
 	return enc.EncodeString(v)
 }
 
-// dlockDec2 decodes a string.
-func dlockDec2(dec *msgpack.Decoder) (string, error) {
+// dlockDecString decodes a string.
+func dlockDecString(dec *msgpack.Decoder) (string, error) {
 	x, err := dec.DecodeString()
-	return x, err
-}
-
-// dlockEnc3 encodes a float64.
-func dlockEnc3(enc *msgpack.Encoder, v float64) error {
-	return enc.EncodeFloat64(v)
-}
-
-// dlockDec3 decodes a float64.
-func dlockDec3(dec *msgpack.Decoder) (float64, error) {
-	x, err := dec.DecodeFloat64()
 	return x, err
 }

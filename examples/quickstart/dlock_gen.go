@@ -27,7 +27,7 @@ func BuildReport(ctx context.Context, day string) (Report, error) {
 			return nil, dlockErr
 		}
 		return dlockrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
-			if err := dlockEnc0(dlockEnc, dlockV0); err != nil {
+			if err := dlockEncReport(dlockEnc, dlockV0); err != nil {
 				return err
 			}
 			return nil
@@ -38,7 +38,7 @@ func BuildReport(ctx context.Context, day string) (Report, error) {
 	}
 	dlockErr = dlockrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
 		var err error
-		if dlockR0, err = dlockDec0(dlockDec); err != nil {
+		if dlockR0, err = dlockDecReport(dlockDec); err != nil {
 			return err
 		}
 		return nil
@@ -70,25 +70,36 @@ func Cleanup(ctx context.Context) error {
 
 var _ func(context.Context) error = cleanup
 
-// dlockEnc0 encodes a Report.
-func dlockEnc0(enc *msgpack.Encoder, v Report) error {
+// dlockEncInt64 encodes a int64.
+func dlockEncInt64(enc *msgpack.Encoder, v int64) error {
+	return enc.EncodeInt(v)
+}
+
+// dlockDecInt64 decodes a int64.
+func dlockDecInt64(dec *msgpack.Decoder) (int64, error) {
+	x, err := dec.DecodeInt64()
+	return x, err
+}
+
+// dlockEncReport encodes a Report.
+func dlockEncReport(enc *msgpack.Encoder, v Report) error {
 	if err := enc.EncodeArrayLen(3); err != nil {
 		return err
 	}
-	if err := dlockEnc1(enc, v.Day); err != nil {
+	if err := dlockEncString(enc, v.Day); err != nil {
 		return err
 	}
-	if err := dlockEnc2(enc, v.Visits); err != nil {
+	if err := dlockEncInt64(enc, v.Visits); err != nil {
 		return err
 	}
-	if err := dlockEnc1(enc, v.BuiltBy); err != nil {
+	if err := dlockEncString(enc, v.BuiltBy); err != nil {
 		return err
 	}
 	return nil
 }
 
-// dlockDec0 decodes a Report.
-func dlockDec0(dec *msgpack.Decoder) (Report, error) {
+// dlockDecReport decodes a Report.
+func dlockDecReport(dec *msgpack.Decoder) (Report, error) {
 	var v Report
 	n, err := dec.DecodeArrayLen()
 	if err != nil {
@@ -97,36 +108,25 @@ func dlockDec0(dec *msgpack.Decoder) (Report, error) {
 	if n != 3 {
 		return v, dlockrt.ErrDecode
 	}
-	if v.Day, err = dlockDec1(dec); err != nil {
+	if v.Day, err = dlockDecString(dec); err != nil {
 		return v, err
 	}
-	if v.Visits, err = dlockDec2(dec); err != nil {
+	if v.Visits, err = dlockDecInt64(dec); err != nil {
 		return v, err
 	}
-	if v.BuiltBy, err = dlockDec1(dec); err != nil {
+	if v.BuiltBy, err = dlockDecString(dec); err != nil {
 		return v, err
 	}
 	return v, nil
 }
 
-// dlockEnc1 encodes a string.
-func dlockEnc1(enc *msgpack.Encoder, v string) error {
+// dlockEncString encodes a string.
+func dlockEncString(enc *msgpack.Encoder, v string) error {
 	return enc.EncodeString(v)
 }
 
-// dlockDec1 decodes a string.
-func dlockDec1(dec *msgpack.Decoder) (string, error) {
+// dlockDecString decodes a string.
+func dlockDecString(dec *msgpack.Decoder) (string, error) {
 	x, err := dec.DecodeString()
-	return x, err
-}
-
-// dlockEnc2 encodes a int64.
-func dlockEnc2(enc *msgpack.Encoder, v int64) error {
-	return enc.EncodeInt(v)
-}
-
-// dlockDec2 decodes a int64.
-func dlockDec2(dec *msgpack.Decoder) (int64, error) {
-	x, err := dec.DecodeInt64()
 	return x, err
 }

@@ -30,7 +30,7 @@ func LoadUser(ctx context.Context, id int64) (User, error) {
 			return nil, dlockErr
 		}
 		return dlockrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
-			if err := dlockEnc0(dlockEnc, dlockV0); err != nil {
+			if err := dlockEncUser(dlockEnc, dlockV0); err != nil {
 				return err
 			}
 			return nil
@@ -41,7 +41,7 @@ func LoadUser(ctx context.Context, id int64) (User, error) {
 	}
 	dlockErr = dlockrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
 		var err error
-		if dlockR0, err = dlockDec0(dlockDec); err != nil {
+		if dlockR0, err = dlockDecUser(dlockDec); err != nil {
 			return err
 		}
 		return nil
@@ -63,10 +63,10 @@ func CountActive(ctx context.Context, since time.Duration, tags []string) (int, 
 		return dlockR0, dlockR1, dlockErr
 	}
 	dlockKey, dlockErr := dlockrt.DigestKey("github.com/dlock-go/dlock/examples/users.countActive#157d47b7", 2, func(dlockEnc *msgpack.Encoder) error {
-		if err := dlockEnc1(dlockEnc, since); err != nil {
+		if err := dlockEncTimeDuration(dlockEnc, since); err != nil {
 			return err
 		}
-		if err := dlockEnc2(dlockEnc, tags); err != nil {
+		if err := dlockEncSliceString(dlockEnc, tags); err != nil {
 			return err
 		}
 		return nil
@@ -80,10 +80,10 @@ func CountActive(ctx context.Context, since time.Duration, tags []string) (int, 
 			return nil, dlockErr
 		}
 		return dlockrt.EncodeTuple(2, func(dlockEnc *msgpack.Encoder) error {
-			if err := dlockEnc3(dlockEnc, dlockV0); err != nil {
+			if err := dlockEncInt(dlockEnc, dlockV0); err != nil {
 				return err
 			}
-			if err := dlockEnc4(dlockEnc, dlockV1); err != nil {
+			if err := dlockEncString(dlockEnc, dlockV1); err != nil {
 				return err
 			}
 			return nil
@@ -94,10 +94,10 @@ func CountActive(ctx context.Context, since time.Duration, tags []string) (int, 
 	}
 	dlockErr = dlockrt.DecodeTuple(dlockB, 2, func(dlockDec *msgpack.Decoder) error {
 		var err error
-		if dlockR0, err = dlockDec3(dlockDec); err != nil {
+		if dlockR0, err = dlockDecInt(dlockDec); err != nil {
 			return err
 		}
-		if dlockR1, err = dlockDec4(dlockDec); err != nil {
+		if dlockR1, err = dlockDecString(dlockDec); err != nil {
 			return err
 		}
 		return nil
@@ -189,7 +189,7 @@ func (dlockD *StoreWithDlock) Get(ctx context.Context, id int64) (*User, error) 
 			return nil, dlockErr
 		}
 		return dlockrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
-			if err := dlockEnc5(dlockEnc, dlockV0); err != nil {
+			if err := dlockEncPtrUser(dlockEnc, dlockV0); err != nil {
 				return err
 			}
 			return nil
@@ -200,7 +200,7 @@ func (dlockD *StoreWithDlock) Get(ctx context.Context, id int64) (*User, error) 
 	}
 	dlockErr = dlockrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
 		var err error
-		if dlockR0, err = dlockDec5(dlockDec); err != nil {
+		if dlockR0, err = dlockDecPtrUser(dlockDec); err != nil {
 			return err
 		}
 		return nil
@@ -227,7 +227,7 @@ func LoadProfile(ctx context.Context, id int64) (Profile, error) {
 			return nil, dlockErr
 		}
 		return dlockrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
-			if err := dlockEnc6(dlockEnc, dlockV0); err != nil {
+			if err := dlockEncProfile(dlockEnc, dlockV0); err != nil {
 				return err
 			}
 			return nil
@@ -238,7 +238,7 @@ func LoadProfile(ctx context.Context, id int64) (Profile, error) {
 	}
 	dlockErr = dlockrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
 		var err error
-		if dlockR0, err = dlockDec6(dlockDec); err != nil {
+		if dlockR0, err = dlockDecProfile(dlockDec); err != nil {
 			return err
 		}
 		return nil
@@ -265,7 +265,7 @@ func LoadDoc(ctx context.Context, tenant string, id string) (string, error) {
 			return nil, dlockErr
 		}
 		return dlockrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
-			if err := dlockEnc4(dlockEnc, dlockV0); err != nil {
+			if err := dlockEncString(dlockEnc, dlockV0); err != nil {
 				return err
 			}
 			return nil
@@ -276,7 +276,7 @@ func LoadDoc(ctx context.Context, tenant string, id string) (string, error) {
 	}
 	dlockErr = dlockrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
 		var err error
-		if dlockR0, err = dlockDec4(dlockDec); err != nil {
+		if dlockR0, err = dlockDecString(dlockDec); err != nil {
 			return err
 		}
 		return nil
@@ -326,7 +326,7 @@ func (dlockD *TenantStoreWithDlock) Get(ctx context.Context, id int64) (string, 
 			return nil, dlockErr
 		}
 		return dlockrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
-			if err := dlockEnc4(dlockEnc, dlockV0); err != nil {
+			if err := dlockEncString(dlockEnc, dlockV0); err != nil {
 				return err
 			}
 			return nil
@@ -337,7 +337,7 @@ func (dlockD *TenantStoreWithDlock) Get(ctx context.Context, id int64) (string, 
 	}
 	dlockErr = dlockrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
 		var err error
-		if dlockR0, err = dlockDec4(dlockDec); err != nil {
+		if dlockR0, err = dlockDecString(dlockDec); err != nil {
 			return err
 		}
 		return nil
@@ -364,7 +364,7 @@ func LoadGone(ctx context.Context, id int64) (string, error) {
 			return nil, dlockErr
 		}
 		return dlockrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
-			if err := dlockEnc4(dlockEnc, dlockV0); err != nil {
+			if err := dlockEncString(dlockEnc, dlockV0); err != nil {
 				return err
 			}
 			return nil
@@ -375,7 +375,7 @@ func LoadGone(ctx context.Context, id int64) (string, error) {
 	}
 	dlockErr = dlockrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
 		var err error
-		if dlockR0, err = dlockDec4(dlockDec); err != nil {
+		if dlockR0, err = dlockDecString(dlockDec); err != nil {
 			return err
 		}
 		return nil
@@ -396,199 +396,30 @@ func init() {
 	}
 }
 
-// dlockEnc0 encodes a User.
-func dlockEnc0(enc *msgpack.Encoder, v User) error {
-	if err := enc.EncodeArrayLen(5); err != nil {
-		return err
-	}
-	if err := dlockEnc7(enc, v.ID); err != nil {
-		return err
-	}
-	if err := dlockEnc4(enc, v.Name); err != nil {
-		return err
-	}
-	if err := dlockEnc2(enc, v.Tags); err != nil {
-		return err
-	}
-	if err := dlockEnc8(enc, v.Seen); err != nil {
-		return err
-	}
-	if err := dlockEnc9(enc, v.Friends); err != nil {
-		return err
-	}
-	return nil
-}
-
-// dlockDec0 decodes a User.
-func dlockDec0(dec *msgpack.Decoder) (User, error) {
-	var v User
-	n, err := dec.DecodeArrayLen()
-	if err != nil {
-		return v, err
-	}
-	if n != 5 {
-		return v, dlockrt.ErrDecode
-	}
-	if v.ID, err = dlockDec7(dec); err != nil {
-		return v, err
-	}
-	if v.Name, err = dlockDec4(dec); err != nil {
-		return v, err
-	}
-	if v.Tags, err = dlockDec2(dec); err != nil {
-		return v, err
-	}
-	if v.Seen, err = dlockDec8(dec); err != nil {
-		return v, err
-	}
-	if v.Friends, err = dlockDec9(dec); err != nil {
-		return v, err
-	}
-	return v, nil
-}
-
-// dlockEnc1 encodes a time.Duration.
-func dlockEnc1(enc *msgpack.Encoder, v time.Duration) error {
+// dlockEncInt encodes a int.
+func dlockEncInt(enc *msgpack.Encoder, v int) error {
 	return enc.EncodeInt(int64(v))
 }
 
-// dlockDec1 decodes a time.Duration.
-func dlockDec1(dec *msgpack.Decoder) (time.Duration, error) {
-	x, err := dec.DecodeInt64()
-	return time.Duration(x), err
-}
-
-// dlockEnc2 encodes a []string.
-func dlockEnc2(enc *msgpack.Encoder, v []string) error {
-	if v == nil {
-		return enc.EncodeNil()
-	}
-	if err := enc.EncodeArrayLen(len(v)); err != nil {
-		return err
-	}
-	for _, x := range v {
-		if err := dlockEnc4(enc, x); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// dlockDec2 decodes a []string.
-func dlockDec2(dec *msgpack.Decoder) ([]string, error) {
-	n, err := dec.DecodeArrayLen()
-	if err != nil || n < 0 {
-		return nil, err
-	}
-	v := make([]string, 0, dlockrt.SliceCap(n))
-	for range n {
-		x, err := dlockDec4(dec)
-		if err != nil {
-			return nil, err
-		}
-		v = append(v, x)
-	}
-	return v, nil
-}
-
-// dlockEnc3 encodes a int.
-func dlockEnc3(enc *msgpack.Encoder, v int) error {
-	return enc.EncodeInt(int64(v))
-}
-
-// dlockDec3 decodes a int.
-func dlockDec3(dec *msgpack.Decoder) (int, error) {
+// dlockDecInt decodes a int.
+func dlockDecInt(dec *msgpack.Decoder) (int, error) {
 	x, err := dec.DecodeInt64()
 	return int(x), err
 }
 
-// dlockEnc4 encodes a string.
-func dlockEnc4(enc *msgpack.Encoder, v string) error {
-	return enc.EncodeString(v)
-}
-
-// dlockDec4 decodes a string.
-func dlockDec4(dec *msgpack.Decoder) (string, error) {
-	x, err := dec.DecodeString()
-	return x, err
-}
-
-// dlockEnc5 encodes a *User.
-func dlockEnc5(enc *msgpack.Encoder, v *User) error {
-	if v == nil {
-		return enc.EncodeNil()
-	}
-	return dlockEnc0(enc, *v)
-}
-
-// dlockDec5 decodes a *User.
-func dlockDec5(dec *msgpack.Decoder) (*User, error) {
-	if dlockrt.PeekNil(dec) {
-		return nil, dec.DecodeNil()
-	}
-	x, err := dlockDec0(dec)
-	if err != nil {
-		return nil, err
-	}
-	return &x, nil
-}
-
-// dlockEnc6 encodes a Profile.
-func dlockEnc6(enc *msgpack.Encoder, v Profile) error {
-	if err := enc.EncodeArrayLen(2); err != nil {
-		return err
-	}
-	if err := dlockEnc4(enc, v.Bio); err != nil {
-		return err
-	}
-	if err := dlockEnc3(enc, v.Followers); err != nil {
-		return err
-	}
-	return nil
-}
-
-// dlockDec6 decodes a Profile.
-func dlockDec6(dec *msgpack.Decoder) (Profile, error) {
-	var v Profile
-	n, err := dec.DecodeArrayLen()
-	if err != nil {
-		return v, err
-	}
-	if n != 2 {
-		return v, dlockrt.ErrDecode
-	}
-	if v.Bio, err = dlockDec4(dec); err != nil {
-		return v, err
-	}
-	if v.Followers, err = dlockDec3(dec); err != nil {
-		return v, err
-	}
-	return v, nil
-}
-
-// dlockEnc7 encodes a int64.
-func dlockEnc7(enc *msgpack.Encoder, v int64) error {
+// dlockEncInt64 encodes a int64.
+func dlockEncInt64(enc *msgpack.Encoder, v int64) error {
 	return enc.EncodeInt(v)
 }
 
-// dlockDec7 decodes a int64.
-func dlockDec7(dec *msgpack.Decoder) (int64, error) {
+// dlockDecInt64 decodes a int64.
+func dlockDecInt64(dec *msgpack.Decoder) (int64, error) {
 	x, err := dec.DecodeInt64()
 	return x, err
 }
 
-// dlockEnc8 encodes a time.Time.
-func dlockEnc8(enc *msgpack.Encoder, v time.Time) error {
-	return dlockrt.EncodeTime(enc, v)
-}
-
-// dlockDec8 decodes a time.Time.
-func dlockDec8(dec *msgpack.Decoder) (time.Time, error) {
-	return dlockrt.DecodeTime(dec)
-}
-
-// dlockEnc9 encodes a map[string]int64.
-func dlockEnc9(enc *msgpack.Encoder, v map[string]int64) error {
+// dlockEncMapStringToInt64 encodes a map[string]int64.
+func dlockEncMapStringToInt64(enc *msgpack.Encoder, v map[string]int64) error {
 	if v == nil {
 		return enc.EncodeNil()
 	}
@@ -612,33 +443,202 @@ func dlockEnc9(enc *msgpack.Encoder, v map[string]int64) error {
 		return cmp.Compare(a.k, b.k)
 	})
 	for _, e := range es {
-		if err := dlockEnc4(enc, e.k); err != nil {
+		if err := dlockEncString(enc, e.k); err != nil {
 			return err
 		}
-		if err := dlockEnc7(enc, e.x); err != nil {
+		if err := dlockEncInt64(enc, e.x); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// dlockDec9 decodes a map[string]int64.
-func dlockDec9(dec *msgpack.Decoder) (map[string]int64, error) {
+// dlockDecMapStringToInt64 decodes a map[string]int64.
+func dlockDecMapStringToInt64(dec *msgpack.Decoder) (map[string]int64, error) {
 	n, err := dec.DecodeMapLen()
 	if err != nil || n < 0 {
 		return nil, err
 	}
 	v := make(map[string]int64, dlockrt.SliceCap(n))
 	for range n {
-		k, err := dlockDec4(dec)
+		k, err := dlockDecString(dec)
 		if err != nil {
 			return nil, err
 		}
-		x, err := dlockDec7(dec)
+		x, err := dlockDecInt64(dec)
 		if err != nil {
 			return nil, err
 		}
 		v[k] = x
+	}
+	return v, nil
+}
+
+// dlockEncProfile encodes a Profile.
+func dlockEncProfile(enc *msgpack.Encoder, v Profile) error {
+	if err := enc.EncodeArrayLen(2); err != nil {
+		return err
+	}
+	if err := dlockEncString(enc, v.Bio); err != nil {
+		return err
+	}
+	if err := dlockEncInt(enc, v.Followers); err != nil {
+		return err
+	}
+	return nil
+}
+
+// dlockDecProfile decodes a Profile.
+func dlockDecProfile(dec *msgpack.Decoder) (Profile, error) {
+	var v Profile
+	n, err := dec.DecodeArrayLen()
+	if err != nil {
+		return v, err
+	}
+	if n != 2 {
+		return v, dlockrt.ErrDecode
+	}
+	if v.Bio, err = dlockDecString(dec); err != nil {
+		return v, err
+	}
+	if v.Followers, err = dlockDecInt(dec); err != nil {
+		return v, err
+	}
+	return v, nil
+}
+
+// dlockEncPtrUser encodes a *User.
+func dlockEncPtrUser(enc *msgpack.Encoder, v *User) error {
+	if v == nil {
+		return enc.EncodeNil()
+	}
+	return dlockEncUser(enc, *v)
+}
+
+// dlockDecPtrUser decodes a *User.
+func dlockDecPtrUser(dec *msgpack.Decoder) (*User, error) {
+	if dlockrt.PeekNil(dec) {
+		return nil, dec.DecodeNil()
+	}
+	x, err := dlockDecUser(dec)
+	if err != nil {
+		return nil, err
+	}
+	return &x, nil
+}
+
+// dlockEncSliceString encodes a []string.
+func dlockEncSliceString(enc *msgpack.Encoder, v []string) error {
+	if v == nil {
+		return enc.EncodeNil()
+	}
+	if err := enc.EncodeArrayLen(len(v)); err != nil {
+		return err
+	}
+	for _, x := range v {
+		if err := dlockEncString(enc, x); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dlockDecSliceString decodes a []string.
+func dlockDecSliceString(dec *msgpack.Decoder) ([]string, error) {
+	n, err := dec.DecodeArrayLen()
+	if err != nil || n < 0 {
+		return nil, err
+	}
+	v := make([]string, 0, dlockrt.SliceCap(n))
+	for range n {
+		x, err := dlockDecString(dec)
+		if err != nil {
+			return nil, err
+		}
+		v = append(v, x)
+	}
+	return v, nil
+}
+
+// dlockEncString encodes a string.
+func dlockEncString(enc *msgpack.Encoder, v string) error {
+	return enc.EncodeString(v)
+}
+
+// dlockDecString decodes a string.
+func dlockDecString(dec *msgpack.Decoder) (string, error) {
+	x, err := dec.DecodeString()
+	return x, err
+}
+
+// dlockEncTimeDuration encodes a time.Duration.
+func dlockEncTimeDuration(enc *msgpack.Encoder, v time.Duration) error {
+	return enc.EncodeInt(int64(v))
+}
+
+// dlockDecTimeDuration decodes a time.Duration.
+func dlockDecTimeDuration(dec *msgpack.Decoder) (time.Duration, error) {
+	x, err := dec.DecodeInt64()
+	return time.Duration(x), err
+}
+
+// dlockEncTimeTime encodes a time.Time.
+func dlockEncTimeTime(enc *msgpack.Encoder, v time.Time) error {
+	return dlockrt.EncodeTime(enc, v)
+}
+
+// dlockDecTimeTime decodes a time.Time.
+func dlockDecTimeTime(dec *msgpack.Decoder) (time.Time, error) {
+	return dlockrt.DecodeTime(dec)
+}
+
+// dlockEncUser encodes a User.
+func dlockEncUser(enc *msgpack.Encoder, v User) error {
+	if err := enc.EncodeArrayLen(5); err != nil {
+		return err
+	}
+	if err := dlockEncInt64(enc, v.ID); err != nil {
+		return err
+	}
+	if err := dlockEncString(enc, v.Name); err != nil {
+		return err
+	}
+	if err := dlockEncSliceString(enc, v.Tags); err != nil {
+		return err
+	}
+	if err := dlockEncTimeTime(enc, v.Seen); err != nil {
+		return err
+	}
+	if err := dlockEncMapStringToInt64(enc, v.Friends); err != nil {
+		return err
+	}
+	return nil
+}
+
+// dlockDecUser decodes a User.
+func dlockDecUser(dec *msgpack.Decoder) (User, error) {
+	var v User
+	n, err := dec.DecodeArrayLen()
+	if err != nil {
+		return v, err
+	}
+	if n != 5 {
+		return v, dlockrt.ErrDecode
+	}
+	if v.ID, err = dlockDecInt64(dec); err != nil {
+		return v, err
+	}
+	if v.Name, err = dlockDecString(dec); err != nil {
+		return v, err
+	}
+	if v.Tags, err = dlockDecSliceString(dec); err != nil {
+		return v, err
+	}
+	if v.Seen, err = dlockDecTimeTime(dec); err != nil {
+		return v, err
+	}
+	if v.Friends, err = dlockDecMapStringToInt64(dec); err != nil {
+		return v, err
 	}
 	return v, nil
 }

@@ -3,9 +3,9 @@ package main
 import (
 	"bytes"
 	"os"
-	"regexp"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"go/ast"
 	"go/parser"
+	"io"
 	"go/token"
 	"go/types"
 	"os"
@@ -37,6 +38,8 @@ type wrapper struct {
 	space    string    // what every key of this wrapper starts with: the function's identity, or space=
 	recvName string    // the receiver's name in the method's declaration ("" if unnamed)
 	recvPtr  bool      // the receiver is a pointer
+	out      string    // the generated file's suffix ("": dlock_gen.go), from the source file's constraints
+	build    string    // the source file's //go:build line, copied into that file
 }
 
 type param struct {
@@ -62,6 +65,7 @@ type checkedPackage struct {
 	ws        []*wrapper
 	dir       string
 	testNames map[string]token.Pos // names declared by the package's own _test.go files
+	sources   map[string]string    // source files of this build -> their output suffix
 }
 
 // checkPackage checks the directives of one package.
@@ -73,19 +77,27 @@ func checkPackage(pkg *packages.Package) *checkedPackage {
 	sort.Slice(files, func(i, j int) bool {
 		return pkg.Fset.Position(files[i].Pos()).Filename < pkg.Fset.Position(files[j].Pos()).Filename
 	})
-	dir := ""
+	dir := pkg.Dir // the package's own directory (cgo files live in the build cache)
+	sources := map[string]string{}
 	for _, f := range files {
 		name := pkg.Fset.Position(f.Pos()).Filename
-		dir = filepath.Dir(name)
-		if filepath.Base(name) == FileName {
+		if dir == "" {
+			dir = filepath.Dir(name)
+		}
+		if _, generated := isOutputName(filepath.Base(name)); generated || filepath.Dir(name) != dir {
 			continue
 		}
-		ws = append(ws, c.fileWrappers(f)...)
+		suffix, build := outputFor(name, f)
+		sources[name] = suffix
+		for _, w := range c.fileWrappers(f) {
+			w.out, w.build = suffix, build
+			ws = append(ws, w)
+		}
 	}
 	if dir == "" && len(pkg.GoFiles) > 0 {
 		dir = filepath.Dir(pkg.GoFiles[0])
 	}
-	cp := &checkedPackage{pkg: pkg, c: c, ws: ws, dir: dir}
+	cp := &checkedPackage{pkg: pkg, c: c, ws: ws, dir: dir, sources: sources}
 	cp.testNames = c.testFiles(dir)
 	return cp
 }
@@ -135,35 +147,86 @@ func (c *checker) testFiles(dir string) map[string]token.Pos {
 	return names
 }
 
-// generate emits the package's file, unless its load errors (other than
-// references to names generated in this run) or its directives are wrong.
-func (cp *checkedPackage) generate(hidden map[string]bool, names generatedByPath) (*File, []Diagnostic) {
+// generate emits the package's files (dlock_gen.go and one per constrained
+// source file with directives), and removes those whose directives are
+// gone, unless its load errors (other than references to names generated
+// in this run) or its directives are wrong.
+func (cp *checkedPackage) generate(hidden map[string]bool, names generatedByPath) ([]File, []Diagnostic) {
 	pkg, c, ws := cp.pkg, cp.c, cp.ws
-	out := filepath.Join(cp.dir, FileName)
-	hadOurs := hidden[out]
 	if errs := loadErrors(pkg, names); len(errs) > 0 {
 		return nil, append(c.diags, errs...)
 	}
-	if len(ws) == 0 {
-		if hadOurs && len(c.diags) == 0 {
-			return &File{Path: out}, nil // remove the stale file
-		}
-		return nil, c.diags
+	if len(ws) > 0 {
+		c.checkCollisions(ws, cp.testNames)
 	}
-	c.checkCollisions(ws, cp.testNames)
-	if _, err := os.Stat(out); err == nil && !hadOurs {
-		c.diags = append(c.diags, Diagnostic{Pos: token.Position{Filename: out, Line: 1, Column: 1},
-			Msg: FileName + " exists and was not written by dlockgen (it lacks the header \"" + Header + "\"): rename it; dlockgen never overwrites it"})
+	groups := map[string][]*wrapper{}
+	recvOut := map[*types.Named]*wrapper{}
+	for _, w := range ws {
+		groups[w.out] = append(groups[w.out], w)
+		if w.recv == nil {
+			continue
+		}
+		if other, ok := recvOut[w.recv]; ok && other.out != w.out {
+			c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("methods of %s are annotated in files with different build constraints (%s and %s): keep them in files with the same constraints, since %sWithDlock is declared once",
+				w.recv.Obj().Name(), filepath.Base(other.pos.Filename), filepath.Base(w.pos.Filename), w.recv.Obj().Name())})
+		}
+		recvOut[w.recv] = w
+	}
+	for suffix := range groups {
+		out := filepath.Join(cp.dir, outputName(suffix))
+		if _, err := os.Stat(out); err == nil && !hidden[out] && !ours(out) {
+			c.diags = append(c.diags, Diagnostic{Pos: token.Position{Filename: out, Line: 1, Column: 1},
+				Msg: filepath.Base(out) + " exists and was not written by dlockgen (it lacks the header \"" + Header + "\"): rename it; dlockgen never overwrites it"})
+		}
 	}
 	if len(c.diags) > 0 {
 		return nil, c.diags
 	}
-	src, err := emit(pkg, ws)
-	if err != nil {
-		c.diags = append(c.diags, Diagnostic{Pos: token.Position{Filename: out}, Msg: "internal error: " + err.Error()})
-		return nil, c.diags
+	var files []File
+	suffixes := make([]string, 0, len(groups))
+	for s := range groups {
+		suffixes = append(suffixes, s)
 	}
-	return &File{Path: out, Content: src}, c.diags
+	sort.Strings(suffixes)
+	for _, suffix := range suffixes {
+		out := filepath.Join(cp.dir, outputName(suffix))
+		src, err := emit(pkg, groups[suffix], suffix, groups[suffix][0].build, cp.sources)
+		if err != nil {
+			return nil, append(c.diags, Diagnostic{Pos: token.Position{Filename: out}, Msg: "internal error: " + err.Error()})
+		}
+		files = append(files, File{Path: out, Content: src})
+	}
+	// Stale files: ours, with no directives left in their source, or whose
+	// source is gone. A file for a source outside this build (another
+	// GOOS, other tags) is left alone.
+	existing, _ := filepath.Glob(filepath.Join(cp.dir, "dlock_gen*.go"))
+	for _, path := range existing {
+		suffix, ok := isOutputName(filepath.Base(path))
+		if !ok || groups[suffix] != nil || !ours(path) {
+			continue
+		}
+		if suffix != "" {
+			src := filepath.Join(cp.dir, suffix+".go")
+			_, inBuild := cp.sources[src]
+			if _, err := os.Stat(src); err == nil && !inBuild {
+				continue
+			}
+		}
+		files = append(files, File{Path: path})
+	}
+	return files, c.diags
+}
+
+// ours reports whether the file at path starts with dlockgen's header.
+func ours(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b := make([]byte, len(Header))
+	n, _ := io.ReadFull(f, b)
+	return n == len(Header) && string(b) == Header
 }
 
 // fileWrappers finds the directives of one file: those in a function's doc

@@ -24,9 +24,9 @@ func (e *emitter) index(t types.Type) int {
 	if i, ok := e.codecs[k]; ok {
 		return i
 	}
-	name := typeSlug(t, e.pkg.Types)
+	name := typeSlug(t, e.pkg.Types) + e.codecSuffix
 	for n := 2; e.slugs[name]; n++ { // two types that spell alike
-		name = typeSlug(t, e.pkg.Types) + strconv.Itoa(n)
+		name = typeSlug(t, e.pkg.Types) + strconv.Itoa(n) + e.codecSuffix
 	}
 	e.slugs[name] = true
 	e.codecs[k] = len(e.order)

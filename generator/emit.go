@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/dave/jennifer/jen"
 	"golang.org/x/tools/go/packages"
@@ -29,6 +30,18 @@ type emitter struct {
 	names    []string        // codec names, by index
 	slugs    map[string]bool // codec names taken
 	imported map[string]bool // names the file's imports may take
+	// codecSuffix ends the codec names of a constrained file's output
+	codecSuffix string
+}
+
+// identifierize replaces what an identifier cannot hold with '_'.
+func identifierize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) {
+			return r
+		}
+		return '_'
+	}, s)
 }
 
 // importAs imports path under name, or under "dlock"+name when the package
@@ -125,7 +138,11 @@ func packageNames(t types.Type, out map[string]bool, seen map[types.Type]bool) {
 	}
 }
 
-func emit(pkg *packages.Package, ws []*wrapper) ([]byte, error) {
+// emit renders one generated file: the wrappers ws (all of one source
+// constraint), their codecs, and (in dlock_gen.go) the registration of
+// the sentinel errors declared in unconstrained files (sources maps a
+// source file to its output suffix).
+func emit(pkg *packages.Package, ws []*wrapper, suffix, build string, sources map[string]string) ([]byte, error) {
 	sort.SliceStable(ws, func(i, j int) bool {
 		a, b := ws[i].pos, ws[j].pos
 		if a.Filename != b.Filename {
@@ -135,7 +152,13 @@ func emit(pkg *packages.Package, ws []*wrapper) ([]byte, error) {
 	})
 	f := jen.NewFilePathName(pkg.PkgPath, pkg.Name)
 	f.HeaderComment(Header)
+	if build != "" {
+		f.HeaderComment(build)
+	}
 	e := &emitter{pkg: pkg, f: f, codecs: map[string]int{}, imported: map[string]bool{}, slugs: map[string]bool{}}
+	if suffix != "" { // codecs of its own: another file of the build may define the same types' codecs
+		e.codecSuffix = "_" + identifierize(suffix)
+	}
 	e.importAs(runtimePath, "dlockrt")
 	e.importAs(msgpackPath, "msgpack")
 	for _, std := range []string{"context", "time", "strconv", "slices", "cmp"} {
@@ -150,7 +173,9 @@ func emit(pkg *packages.Package, ws []*wrapper) ([]byte, error) {
 		}
 		e.wrapper(w)
 	}
-	e.sentinels()
+	if suffix == "" {
+		e.sentinels(sources)
+	}
 	// Codecs may add codecs of their elements; all are emitted once known,
 	// in the order of their names (stable as wrappers come and go).
 	codecs := jen.NewFile(pkg.Name) // scratch: rendering discovers element codecs
@@ -180,7 +205,7 @@ func emit(pkg *packages.Package, ws []*wrapper) ([]byte, error) {
 // sentinels registers the package's exported sentinel errors (package-level
 // variables named Err... of an error type) under stable codes, so that
 // errors.Is holds for them, wrapped or not, in every process.
-func (e *emitter) sentinels() {
+func (e *emitter) sentinels(sources map[string]string) {
 	errType := types.Universe.Lookup("error").Type().Underlying().(*types.Interface)
 	scope := e.pkg.Types.Scope()
 	var regs []jen.Code
@@ -188,6 +213,9 @@ func (e *emitter) sentinels() {
 		v, ok := scope.Lookup(name).(*types.Var)
 		if !ok || !v.Exported() || !strings.HasPrefix(name, "Err") || !types.Implements(v.Type(), errType) {
 			continue
+		}
+		if out, ok := sources[e.pkg.Fset.Position(v.Pos()).Filename]; !ok || out != "" {
+			continue // declared in a constrained file: dlock_gen.go is the same in every build
 		}
 		regs = append(regs, jen.If(jen.Id(name).Op("!=").Nil()).Block(
 			jen.Qual(runtimePath, "RegisterError").Call(jen.Lit(e.pkg.PkgPath+"."+name), jen.Id(name))))

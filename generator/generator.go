@@ -95,7 +95,7 @@ func Generate(cfg Config) (*Result, error) {
 	// generate (api calling store.LoadUser), so every package is checked
 	// before any load error is judged.
 	type out struct {
-		f     *File
+		files []File
 		diags []Diagnostic
 	}
 	outs := make([]out, len(pkgs))
@@ -105,13 +105,11 @@ func Generate(cfg Config) (*Result, error) {
 	for _, cp := range checked {
 		names[cp.pkg.PkgPath] = generatedNames(cp.ws)
 	}
-	parallel(len(pkgs), func(i int) { outs[i].f, outs[i].diags = checked[i].generate(hidden.paths, names) })
+	parallel(len(pkgs), func(i int) { outs[i].files, outs[i].diags = checked[i].generate(hidden.paths, names) })
 	res := &Result{}
 	for _, o := range outs {
 		res.Diagnostics = append(res.Diagnostics, o.diags...)
-		if o.f != nil {
-			res.Files = append(res.Files, *o.f)
-		}
+		res.Files = append(res.Files, o.files...)
 	}
 	sort.SliceStable(res.Diagnostics, func(i, j int) bool {
 		a, b := res.Diagnostics[i].Pos, res.Diagnostics[j].Pos
@@ -226,7 +224,7 @@ type hiddenFiles struct {
 
 func (h *hiddenFiles) parse(fset *token.FileSet, filename string, src []byte) (*ast.File, error) {
 	mode := parser.AllErrors | parser.ParseComments
-	if filepath.Base(filename) == FileName && bytes.HasPrefix(src, []byte(Header)) {
+	if _, generated := isOutputName(filepath.Base(filename)); generated && bytes.HasPrefix(src, []byte(Header)) {
 		h.mu.Lock()
 		h.paths[filename] = true
 		h.mu.Unlock()

@@ -110,7 +110,11 @@ func TestGenerate_deterministicAcrossFileOrder(t *testing.T) {
 	}
 	gen := func(pkg *packages.Package) (*File, []Diagnostic) {
 		cp := checkPackage(pkg)
-		return cp.generate(nil, generatedByPath{pkg.PkgPath: generatedNames(cp.ws)})
+		files, diags := cp.generate(nil, generatedByPath{pkg.PkgPath: generatedNames(cp.ws)})
+		if len(files) != 1 {
+			t.Fatalf("%d files; want 1", len(files))
+		}
+		return &files[0], diags
 	}
 	first, diags := gen(pkgs[0])
 	if len(diags) > 0 {

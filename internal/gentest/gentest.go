@@ -67,3 +67,13 @@ func Go(t testing.TB, dir string, args ...string) (string, error) {
 
 // Env is the environment for loading packages in a module made by Module.
 func Env() []string { return append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off", "GOWORK=off") }
+
+// GoEnv is Go with extra environment variables (GOOS=darwin, say).
+func GoEnv(t testing.TB, dir string, env []string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("go", args...)
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off", "GOWORK=off"), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}

@@ -1,0 +1,100 @@
+package generator
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dlock-go/dlock/internal/gentest"
+)
+
+// P25: wrappers build under exactly the constraints of the file that
+// declares their function: a directive in x_linux.go or a //go:build pro
+// file goes into a file with the same constraints, dlock_gen.go is the same
+// whatever GOOS and tags dlockgen runs with, and -check agrees under any
+// of them.
+func TestGenerate_buildConstraints(t *testing.T) {
+	dir := gentest.Module(t, map[string]string{
+		"p/common.go": "package p\n\nimport \"context\"\n\nvar ErrCommon = errNew(\"common\")\n\n//dlock:once\nfunc everywhere(ctx context.Context) error { return nil }\n",
+		"p/errs.go":   "package p\n\nimport \"errors\"\n\nfunc errNew(s string) error { return errors.New(s) }\n",
+		"p/x_linux.go": `package p
+
+import "context"
+
+type LinuxStat struct{ Load float64 }
+
+var ErrLinux = errNew("linux")
+
+//dlock:fanout
+func linuxOnly(ctx context.Context) (LinuxStat, error) { return LinuxStat{}, nil }
+`,
+		"p/pro.go": `//go:build pro
+
+package p
+
+import "context"
+
+//dlock:fanout key="pro"
+func proOnly(ctx context.Context) (LinuxStatOrNot, error) { return LinuxStatOrNot{}, nil }
+
+type LinuxStatOrNot struct{ N int }
+`,
+	})
+	gen := func(env []string, tags ...string) *Result {
+		t.Helper()
+		res, err := Generate(Config{Dir: dir, Patterns: []string{"./..."}, Env: append(gentest.Env(), env...), Tags: tags})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Diagnostics) > 0 {
+			t.Fatalf("diagnostics: %v", res.Diagnostics)
+		}
+		return res
+	}
+	write := func(res *Result) {
+		for _, f := range res.Files {
+			if f.Content == nil {
+				t.Fatalf("%s removed", f.Path)
+			}
+			os.WriteFile(f.Path, f.Content, 0o644)
+		}
+	}
+	linux := []string{"GOOS=linux", "GOARCH=amd64"}
+	darwin := []string{"GOOS=darwin", "GOARCH=arm64"}
+	write(gen(linux))
+	write(gen(linux, "pro"))
+	for _, name := range []string{"dlock_gen.go", "dlock_gen_x_linux.go", "dlock_gen_pro.go"} {
+		if _, err := os.Stat(filepath.Join(dir, "p", name)); err != nil {
+			t.Fatalf("%s not written: %v", name, err)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "p", "dlock_gen_pro.go")); !bytes.Contains(b, []byte("//go:build pro\n")) {
+		t.Fatalf("dlock_gen_pro.go lacks its constraint:\n%s", b)
+	}
+	main, _ := os.ReadFile(filepath.Join(dir, "p", FileName))
+	if bytes.Contains(main, []byte("ErrLinux")) || !bytes.Contains(main, []byte("ErrCommon")) {
+		t.Fatalf("dlock_gen.go registers sentinels of constrained files, or misses its own:\n%s", main)
+	}
+	// Every configuration builds, and agrees with the files on disk.
+	for _, cfg := range []struct {
+		env  []string
+		tags []string
+	}{{linux, nil}, {darwin, nil}, {linux, []string{"pro"}}} {
+		args := []string{"build"}
+		if cfg.tags != nil {
+			args = append(args, "-tags", strings.Join(cfg.tags, ","))
+		}
+		cmd := append(args, "./...")
+		if out, err := gentest.GoEnv(t, dir, cfg.env, cmd...); err != nil {
+			t.Fatalf("%v go %v: %v\n%s", cfg.env, cmd, err, out)
+		}
+		for _, f := range gen(cfg.env, cfg.tags...).Files {
+			old, _ := os.ReadFile(f.Path)
+			if f.Content == nil || !bytes.Equal(old, f.Content) {
+				t.Errorf("%v tags %v: -check would report %s stale", cfg.env, cfg.tags, filepath.Base(f.Path))
+			}
+		}
+	}
+}

@@ -26,22 +26,31 @@
 //
 // Arguments are name=value, the value bare or Go-quoted, each name once:
 //
-//	fanout:    key= ttl= timeout= name=
-//	once:      key= ttl= wait= name=        (wait=0, the default, fails fast)
-//	semaphore: limit= (required) key= ttl= wait= name=
+//	fanout:    key= ttl= timeout= name= space=
+//	once:      key= ttl= wait= name= space=  (wait=0, the default, fails fast)
+//	semaphore: limit= (required) key= ttl= wait= name= space=
 //
 // key= is a template: {param} or {param.Field} insert a parameter (or its
-// field) of a string, bool or integer kind; {{ and }} are literal braces.
-// Without key=, the key is the function's full name plus a digest of its
+// field), {recv.Field} or {recv.Method} the receiver's, of a string, bool
+// or integer kind; {{ and }} are literal braces; holes are separated by
+// punctuation, and each value is escaped for the template's punctuation,
+// so different values never make the same key. Every key starts with the
+// function's own space (its package path and name) unless space= names one
+// shared with other functions; a fanout's key also carries a digest of its
+// results' wire shape, so builds whose result types differ never share a
+// flight. Without key=, the key is the space plus a digest of the
 // arguments' msgpack encoding (the context left out). ttl= is the lease
 // (default: the client's TTL), timeout= how long fanout callers wait
 // (default: twice the TTL), wait= how long to wait for the lock or permit.
+// A comment may follow the arguments.
 //
 // The annotated function's first parameter must be a context.Context and
 // its last result an error. A fanout's other results cross the wire as one
 // msgpack value, so they must be types msgpack carries faithfully (no
 // channels, functions, interfaces, or structs with unexported fields).
-// Generic functions are refused.
+// Generic functions are refused. A wrapper builds under the constraints
+// of its function's file: directives in F.go with a //go:build line or a
+// GOOS/GOARCH name go into dlock_gen_F.go, with the same constraints.
 //
 // # What is generated
 //

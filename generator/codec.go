@@ -317,6 +317,18 @@ func (e *emitter) codec(i int, t types.Type) {
 			jen.Return(jen.Id("v"), jen.Err()),
 		}
 	}
+	if k := classify(t); (k == kindPointer || k == kindSlice || k == kindMap) && recursive(t) {
+		// A value of a recursive type may be a cycle: a depth bound turns
+		// it into an error, where it would overflow the stack.
+		encBody = append([]jen.Code{
+			jen.If(jen.Err().Op(":=").Qual(runtimePath, "Descend").Call(enc), jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())),
+			jen.Defer().Qual(runtimePath, "Ascend").Call(enc),
+		}, encBody...)
+		decBody = append([]jen.Code{
+			jen.If(jen.Err().Op(":=").Qual(runtimePath, "Descend").Call(dec), jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
+			jen.Defer().Qual(runtimePath, "Ascend").Call(dec),
+		}, decBody...)
+	}
 	e.f.Commentf("dlockEnc%s encodes a %s.", idx, types.TypeString(t, types.RelativeTo(e.pkg.Types)))
 	e.f.Func().Id("dlockEnc"+idx).Params(jen.Id("enc").Op("*").Qual(msgpackPath, "Encoder"), jen.Id("v").Add(tc)).Error().Block(encBody...)
 	e.f.Line()
@@ -332,4 +344,42 @@ func elemOf(t types.Type) types.Type {
 		return u.Elem()
 	}
 	return nil
+}
+
+// recursive reports whether t contains itself (through pointers, slices,
+// maps, arrays or struct fields), so that a value of it may be a cycle.
+func recursive(t types.Type) bool {
+	seen := map[types.Type]bool{}
+	var walk func(u types.Type, top bool) bool
+	walk = func(u types.Type, top bool) bool {
+		if !top && types.Identical(u, t) {
+			return true
+		}
+		if seen[u] {
+			return false
+		}
+		seen[u] = true
+		switch v := u.(type) {
+		case *types.Named:
+			return walk(v.Underlying(), false)
+		case *types.Alias:
+			return walk(types.Unalias(v), top)
+		case *types.Pointer:
+			return walk(v.Elem(), false)
+		case *types.Slice:
+			return walk(v.Elem(), false)
+		case *types.Array:
+			return walk(v.Elem(), false)
+		case *types.Map:
+			return walk(v.Key(), false) || walk(v.Elem(), false)
+		case *types.Struct:
+			for i := 0; i < v.NumFields(); i++ {
+				if walk(v.Field(i).Type(), false) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return walk(t, true)
 }

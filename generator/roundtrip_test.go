@@ -103,6 +103,28 @@ func draw(seed int64) V {
 
 //dlock:fanout key="v:{seed}"
 func get(ctx context.Context, seed int64) (V, error) { return draw(seed), nil }
+
+type Node struct {
+	Name string
+	Next *Node
+	Kids []Node
+}
+
+// chain returns a list of n nodes, or for n == 0 a cycle.
+//
+//dlock:fanout key="chain:{n}"
+func chain(ctx context.Context, n int) (*Node, error) {
+	if n == 0 {
+		c := &Node{Name: "loop"}
+		c.Next = c
+		return c, nil
+	}
+	var head *Node
+	for i := range n {
+		head = &Node{Name: string(rune('a' + i%26)), Next: head, Kids: []Node{{Name: "kid"}}}
+	}
+	return head, nil
+}
 `
 
 const roundTripTest = `package rt
@@ -110,6 +132,7 @@ const roundTripTest = `package rt
 import (
 	"context"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,6 +162,17 @@ func TestRoundTrip(t *testing.T) {
 		if t.Failed() {
 			t.FailNow()
 		}
+	}
+	// Recursive types: a list round-trips; a cycle is an error, not a
+	// stack overflow.
+	for _, n := range []int{1, 50, 5000} {
+		got, err := Chain(context.Background(), n)
+		if want, _ := chain(context.Background(), n); err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("Chain(%d) = %v; want the list back", n, err)
+		}
+	}
+	if _, err := Chain(context.Background(), 0); err == nil || !strings.Contains(err.Error(), "nested more than") {
+		t.Fatalf("Chain(0), a cycle = %v; want an error", err)
 	}
 }
 `

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -165,6 +166,39 @@ func DecodeTime(dec *msgpack.Decoder) (time.Time, error) {
 		return t.Local(), nil
 	}
 	return t.In(time.FixedZone(name, offset)), nil
+}
+
+// MaxDepth bounds how deeply a value of a recursive type may nest in a
+// generated codec: a pointer cycle fails to encode with an error (it would
+// otherwise overflow the stack), and so does hostile input nested deeper.
+const MaxDepth = 10000
+
+var depths sync.Map // *msgpack.Encoder or *msgpack.Decoder -> *int
+
+// Descend counts one more level of a recursive type for enc or dec (a
+// *msgpack.Encoder or *msgpack.Decoder); past MaxDepth it fails. Each
+// Descend that succeeds is matched by an Ascend.
+func Descend(coder any) error {
+	v, _ := depths.LoadOrStore(coder, new(int))
+	d := v.(*int)
+	if *d >= MaxDepth {
+		if *d == 0 {
+			depths.Delete(coder)
+		}
+		return invalid("a value nested more than %d deep (a pointer cycle?)", MaxDepth)
+	}
+	*d++
+	return nil
+}
+
+// Ascend undoes a Descend.
+func Ascend(coder any) {
+	if v, ok := depths.Load(coder); ok {
+		d := v.(*int)
+		if *d--; *d <= 0 {
+			depths.Delete(coder)
+		}
+	}
 }
 
 // SliceCap bounds the capacity a decoder allocates up front for n

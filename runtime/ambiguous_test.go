@@ -68,14 +68,7 @@ func TestLock_lostAcquireReplyLeavesNothingHeldByNobody(t *testing.T) {
 				}
 				// The keys are free well within OpTimeout, not after the
 				// minute-long lease.
-				redistest.WaitFor(t, 2*time.Second, "the keys to be free", func(ctx context.Context) bool {
-					m, err := other.MultiWith(ctx, keys, WithRetries(0, 0))
-					if err != nil {
-						return false
-					}
-					m.Release(ctx)
-					return true
-				})
+				waitFree(t, other, keys, 2*time.Second)
 			}
 		})
 	}
@@ -128,4 +121,17 @@ func TestSemaphore_lostRepliesLeaveNothingHeldByNobody(t *testing.T) {
 			})
 		})
 	}
+}
+
+// waitFree waits until c can take every key at once (nobody holds any).
+func waitFree(t *testing.T, c *Client, keys []string, within time.Duration) {
+	t.Helper()
+	redistest.WaitFor(t, within, "the keys to be free", func(ctx context.Context) bool {
+		m, err := c.MultiWith(ctx, keys, WithRetries(0, 0))
+		if err != nil {
+			return false
+		}
+		m.Release(ctx)
+		return true
+	})
 }

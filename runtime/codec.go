@@ -265,24 +265,15 @@ func checkLengths(b []byte) error {
 			size = 2
 		case c >= 0xd4 && c <= 0xd8: // fixext 1..16, plus the type byte
 			size = 1<<(c-0xd4) + 1
-		case c == 0xdc || c == 0xde:
-			l, ok := be(i, 2)
+		case c >= 0xdc && c <= 0xdf: // array16, array32, map16, map32
+			n := 2 << ((c - 0xdc) & 1)
+			l, ok := be(i, n)
 			if !ok {
 				return bad
 			}
-			i += 2
+			i += n
 			items = l
-			if c == 0xde {
-				items *= 2
-			}
-		case c == 0xdd || c == 0xdf:
-			l, ok := be(i, 4)
-			if !ok {
-				return bad
-			}
-			i += 4
-			items = l
-			if c == 0xdf {
+			if c >= 0xde {
 				items *= 2
 			}
 		default:

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dlock-go/dlock/internal/redistest"
 	"github.com/dlock-go/dlock/internal/slot"
 )
 
@@ -77,13 +76,5 @@ func TestCluster_Multi_callerLeavingBetweenGroupsLeavesNothingHeld(t *testing.T)
 		t.Fatal("Multi succeeded although its caller left")
 	}
 	testHookGroupTaken = nil
-	other := newClient(t, cc, nil)
-	redistest.WaitFor(t, 2*time.Second, "every key to be free", func(ctx context.Context) bool {
-		m, err := other.MultiWith(ctx, keys, WithRetries(0, 0))
-		if err != nil {
-			return false
-		}
-		m.Release(ctx)
-		return true
-	})
+	waitFree(t, newClient(t, cc, nil), keys, 2*time.Second)
 }

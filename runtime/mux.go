@@ -75,7 +75,7 @@ type shard struct {
 
 // subscription is one local subscriber's view of a channel.
 type subscription struct {
-	C    chan notice // a full buffer drops the notice: one pending is enough to re-check
+	C    chan notice // a full buffer collapses into one resync notice (see notifyLocked)
 	m    *mux
 	ch   *channel
 	once sync.Once
@@ -302,11 +302,23 @@ func (m *mux) deliver(name string, n notice) {
 	}
 }
 
+// notifyLocked hands n to every subscriber. A subscriber whose buffer is
+// full gets, instead of what it holds and n, one resync notice: it looks
+// again (re-joins, re-tries), so no message is lost unseen, even when
+// garbage it would skip filled its buffer.
 func (ch *channel) notifyLocked(n notice) {
 	for s := range ch.subs {
 		select {
 		case s.C <- n:
 		default:
+			select {
+			case <-s.C:
+			default:
+			}
+			select {
+			case s.C <- notice{resync: true}:
+			default:
+			}
 		}
 	}
 }

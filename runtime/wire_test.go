@@ -340,3 +340,43 @@ func TestFanout_forgedStoredResultIsDropped(t *testing.T) {
 		t.Fatalf("the join allocated %d bytes; want far less than the 2 GiB claimed", d)
 	}
 }
+
+// A subscriber whose buffer garbage filled still learns that something
+// came after it: the overflow collapses into a resync, so a fanout waiter
+// re-joins and finds the result it would otherwise have missed.
+func TestMux_overflowBecomesAResync(t *testing.T) {
+	rdb := newRedis(t)
+	c := newClient(t, newRedis(t), nil)
+	ch1, ch2 := mustTag(t, c, key(t, "1"))+":ch", mustTag(t, c, key(t, "2"))+":ch"
+	sub1, err := c.mux.subscribe(t.Context(), ch1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub1.close()
+	sub2, err := c.mux.subscribe(t.Context(), ch2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub2.close()
+	redistest.WaitFor(t, 5*time.Second, "both subscriptions", func(context.Context) bool {
+		return c.mux.numChannels() == 2 && waiterConfirmed(c)
+	})
+	for range cap(sub1.C) {
+		rdb.SPublish(bg(), ch1, "garbage")
+	}
+	rdb.SPublish(bg(), ch1, "the real outcome")
+	rdb.SPublish(bg(), ch2, "marker") // one reader, in order: ch1's are delivered before this
+	for n := range sub2.C {
+		if n.payload == "marker" {
+			break
+		}
+	}
+	resynced := false
+	for len(sub1.C) > 0 {
+		n := <-sub1.C
+		resynced = resynced || n.resync || n.payload == "the real outcome"
+	}
+	if !resynced {
+		t.Fatal("the message after a full buffer was dropped without a resync")
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"go/token"
 	"go/types"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -64,7 +65,8 @@ type checkedPackage struct {
 	c         *checker
 	ws        []*wrapper
 	dir       string
-	testNames map[string]token.Pos // names declared by the package's own _test.go files
+	testNames  map[string]token.Pos // names declared by the package's own _test.go files
+	otherNames map[string]token.Pos // names declared by its files of other configurations
 	sources   map[string]string    // source files of this build -> their output suffix
 }
 
@@ -99,7 +101,111 @@ func checkPackage(pkg *packages.Package) *checkedPackage {
 	}
 	cp := &checkedPackage{pkg: pkg, c: c, ws: ws, dir: dir, sources: sources}
 	cp.testNames = c.testFiles(dir)
+	cp.otherNames = c.otherConfigNames(dir, sources)
+	c.checkConfigTypes(ws, sources)
 	return cp
+}
+
+// otherConfigNames returns the package-level names declared by the
+// package's files that this build excludes (another GOOS, other tags), so
+// that what dlock_gen.go holds, and how it names its imports, does not
+// depend on the configuration dlockgen runs under.
+func (c *checker) otherConfigNames(dir string, sources map[string]string) map[string]token.Pos {
+	names := map[string]token.Pos{}
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+	for _, path := range paths {
+		base := filepath.Base(path)
+		if _, in := sources[path]; in || strings.HasSuffix(base, "_test.go") {
+			continue
+		}
+		if _, generated := isOutputName(base); generated {
+			continue
+		}
+		f, err := parser.ParseFile(c.pkg.Fset, path, nil, parser.SkipObjectResolution)
+		if err != nil || f.Name.Name != c.pkg.Name {
+			continue
+		}
+		declNames(f, names)
+	}
+	return names
+}
+
+// declNames adds the package-level names f declares.
+func declNames(f *ast.File, names map[string]token.Pos) {
+	for _, decl := range f.Decls {
+		switch d := decl.(type) {
+		case *ast.FuncDecl:
+			if d.Recv == nil {
+				names[d.Name.Name] = d.Name.Pos()
+			}
+		case *ast.GenDecl:
+			for _, spec := range d.Specs {
+				switch s := spec.(type) {
+				case *ast.TypeSpec:
+					names[s.Name.Name] = s.Name.Pos()
+				case *ast.ValueSpec:
+					for _, n := range s.Names {
+						names[n.Name] = n.Pos()
+					}
+				}
+			}
+		}
+	}
+}
+
+// checkConfigTypes diagnoses a wrapper of an unconstrained file whose
+// signature uses a type of this package declared in a constrained file:
+// dlock_gen.go would then differ, or not build, in other configurations.
+func (c *checker) checkConfigTypes(ws []*wrapper, sources map[string]string) {
+	for _, w := range ws {
+		if w.out != "" {
+			continue
+		}
+		seen := map[types.Type]bool{}
+		for _, t := range append(append([]types.Type{}, w.results...), paramTypes(w.params)...) {
+			if n := constrainedType(t, c.pkg, sources, seen); n != nil {
+				file := filepath.Base(c.pkg.Fset.Position(n.Obj().Pos()).Filename)
+				c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("%s uses %s, declared in %s, which has build constraints: move the function to a file with the same constraints", w.fn.Name(), n.Obj().Name(), file)})
+				break
+			}
+		}
+	}
+}
+
+// constrainedType returns a named type of pkg in t declared in a
+// constrained file, or nil.
+func constrainedType(t types.Type, pkg *packages.Package, sources map[string]string, seen map[types.Type]bool) *types.Named {
+	if seen[t] {
+		return nil
+	}
+	seen[t] = true
+	switch u := types.Unalias(t).(type) {
+	case *types.Named:
+		if u.Obj().Pkg() == pkg.Types {
+			if out := sources[pkg.Fset.Position(u.Obj().Pos()).Filename]; out != "" {
+				return u
+			}
+		}
+		return constrainedType(u.Underlying(), pkg, sources, seen)
+	case *types.Pointer:
+		return constrainedType(u.Elem(), pkg, sources, seen)
+	case *types.Slice:
+		return constrainedType(u.Elem(), pkg, sources, seen)
+	case *types.Array:
+		return constrainedType(u.Elem(), pkg, sources, seen)
+	case *types.Map:
+		if n := constrainedType(u.Key(), pkg, sources, seen); n != nil {
+			return n
+		}
+		return constrainedType(u.Elem(), pkg, sources, seen)
+	case *types.Struct:
+		for i := 0; i < u.NumFields(); i++ {
+			if n := constrainedType(u.Field(i).Type(), pkg, sources, seen); n != nil {
+				return n
+			}
+		}
+	}
+	return nil
 }
 
 // testFiles reads the package's _test.go files: a directive there is
@@ -124,25 +230,7 @@ func (c *checker) testFiles(dir string) map[string]token.Pos {
 		if f.Name.Name != c.pkg.Name {
 			continue // an external test package declares its own names
 		}
-		for _, decl := range f.Decls {
-			switch d := decl.(type) {
-			case *ast.FuncDecl:
-				if d.Recv == nil {
-					names[d.Name.Name] = d.Name.Pos()
-				}
-			case *ast.GenDecl:
-				for _, spec := range d.Specs {
-					switch s := spec.(type) {
-					case *ast.TypeSpec:
-						names[s.Name.Name] = s.Name.Pos()
-					case *ast.ValueSpec:
-						for _, n := range s.Names {
-							names[n.Name] = n.Pos()
-						}
-					}
-				}
-			}
-		}
+		declNames(f, names)
 	}
 	return names
 }
@@ -157,9 +245,14 @@ func (cp *checkedPackage) generate(hidden map[string]bool, names generatedByPath
 		return nil, append(c.diags, errs...)
 	}
 	if len(ws) > 0 {
-		c.checkCollisions(ws, cp.testNames)
+		declared := maps.Clone(cp.testNames)
+		maps.Copy(declared, cp.otherNames)
+		c.checkCollisions(ws, declared)
 	}
 	groups := map[string][]*wrapper{}
+	if len(ws) > 0 && len(sentinelVars(pkg, cp.sources)) > 0 {
+		groups[""] = nil // dlock_gen.go registers the sentinels, even when every wrapper is constrained
+	}
 	recvOut := map[*types.Named]*wrapper{}
 	for _, w := range ws {
 		groups[w.out] = append(groups[w.out], w)
@@ -190,7 +283,11 @@ func (cp *checkedPackage) generate(hidden map[string]bool, names generatedByPath
 	sort.Strings(suffixes)
 	for _, suffix := range suffixes {
 		out := filepath.Join(cp.dir, outputName(suffix))
-		src, err := emit(pkg, groups[suffix], suffix, groups[suffix][0].build, cp.sources)
+		build := ""
+		if g := groups[suffix]; len(g) > 0 {
+			build = g[0].build
+		}
+		src, err := emit(pkg, groups[suffix], suffix, build, cp.sources, cp.otherNames)
 		if err != nil {
 			return nil, append(c.diags, Diagnostic{Pos: token.Position{Filename: out}, Msg: "internal error: " + err.Error()})
 		}
@@ -202,7 +299,7 @@ func (cp *checkedPackage) generate(hidden map[string]bool, names generatedByPath
 	existing, _ := filepath.Glob(filepath.Join(cp.dir, "dlock_gen*.go"))
 	for _, path := range existing {
 		suffix, ok := isOutputName(filepath.Base(path))
-		if !ok || groups[suffix] != nil || !ours(path) {
+		if _, kept := groups[suffix]; !ok || kept || !ours(path) {
 			continue
 		}
 		if suffix != "" {
@@ -368,6 +465,12 @@ func (c *checker) wrapperOf(fd *ast.FuncDecl, cm *ast.Comment) *wrapper {
 	if !ok {
 		return nil
 	}
+	for _, t := range append(append([]types.Type{}, w.results...), paramTypes(w.params)...) {
+		if strings.Contains(types.TypeString(t, nil), "invalid type") {
+			c.errorf(at, "%s: its signature uses a type that does not type-check (%s): a directive's signature cannot use names that dlockgen generates", fd.Name.Name, c.typeString(t))
+			return nil
+		}
+	}
 	if d.Verb == "fanout" {
 		for i, t := range w.results {
 			if why := c.unencodable(t); why != "" {
@@ -377,8 +480,8 @@ func (c *checker) wrapperOf(fd *ast.FuncDecl, cm *ast.Comment) *wrapper {
 		}
 	}
 	w.space = w.fn.Pkg().Path() + "." + w.fn.Name()
-	if w.recv != nil {
-		w.space = w.fn.Pkg().Path() + "." + w.recv.Obj().Name() + "." + w.fn.Name()
+	if w.recv != nil { // parentheses: no import path holds them
+		w.space = w.fn.Pkg().Path() + ".(" + w.recv.Obj().Name() + ")." + w.fn.Name()
 	}
 	if a, has := d.Args["space"]; has {
 		if !validSpace(a.Value) {
@@ -407,6 +510,14 @@ func (c *checker) wrapperOf(fd *ast.FuncDecl, cm *ast.Comment) *wrapper {
 		return nil
 	}
 	return w
+}
+
+func paramTypes(ps []param) []types.Type {
+	ts := make([]types.Type, len(ps))
+	for i, p := range ps {
+		ts[i] = p.typ
+	}
+	return ts
 }
 
 // paramName names a parameter the wrapper must refer to.
@@ -461,8 +572,13 @@ func (c *checker) checkKey(cm *ast.Comment, a Arg, w *wrapper) []keyPart {
 		if p.param == "" {
 			continue
 		}
-		if i > 0 && parts[i-1].param != "" || i > 1 && !hasPunct(parts[i-1].lit) {
-			c.errorf(at(p.off), "key template: {%s} must be separated from the hole before it by punctuation (such as ':'), so that different values never make the same key", holeText(p))
+		if i > 0 && parts[i-1].param != "" || i > 1 && !strings.ContainsAny(parts[i-1].lit, keySeparators(parts)) {
+			c.errorf(at(p.off), "key template: {%s} must be separated from the hole before it by punctuation other than %% (such as ':'), so that different values never make the same key", holeText(p))
+			ok = false
+			continue
+		}
+		if p.param == "_" {
+			c.errorf(at(p.off), "key template: {_} names no parameter")
 			ok = false
 			continue
 		}
@@ -470,6 +586,7 @@ func (c *checker) checkKey(cm *ast.Comment, a Arg, w *wrapper) []keyPart {
 		for _, q := range w.params {
 			if q.name == p.param {
 				typ = q.typ
+				break
 			}
 		}
 		if typ == nil && w.recv != nil && p.param == w.recvName {
@@ -528,14 +645,6 @@ func (c *checker) checkKey(cm *ast.Comment, a Arg, w *wrapper) []keyPart {
 	return parts
 }
 
-// hasPunct reports whether s has an ASCII character that is neither a
-// letter nor a digit.
-func hasPunct(s string) bool {
-	return strings.IndexFunc(s, func(r rune) bool {
-		return r < utf8.RuneSelf && !unicode.IsLetter(r) && !unicode.IsDigit(r)
-	}) >= 0
-}
-
 // keySeparators returns the ASCII punctuation of the template's literal
 // text: a hole's value is escaped for each of these (and '%'), so the
 // rendered key splits back into its values in exactly one way.
@@ -590,8 +699,8 @@ func (c *checker) unencodableSeen(t types.Type, seen map[types.Type]bool) string
 	case *types.Array:
 		return c.unencodableSeen(u.Elem(), seen)
 	case *types.Map:
-		if why := c.unencodableSeen(u.Key(), seen); why != "" {
-			return why
+		if k, ok := u.Key().Underlying().(*types.Basic); !ok || k.Info()&types.IsOrdered == 0 {
+			return fmt.Sprintf("map keys of type %s have no canonical order to be written in (use string or number keys, or a slice of key-value pairs)", c.typeString(u.Key()))
 		}
 		return c.unencodableSeen(u.Elem(), seen)
 	case *types.Struct:
@@ -684,7 +793,7 @@ func (c *checker) checkCollisions(ws []*wrapper, testNames map[string]token.Pos)
 			return
 		}
 		if pos, ok := testNames[name]; ok {
-			c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("generated name %s collides with %s declared at %s (go test would fail)", name, name, c.shortPos(pos))})
+			c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("generated name %s collides with %s declared at %s (in a test file or another build configuration)", name, name, c.shortPos(pos))})
 			return
 		}
 		if p, ok := taken[name]; ok {
@@ -758,6 +867,10 @@ func writeShape(b *strings.Builder, t types.Type, seen map[*types.Named]bool) {
 		seen[t] = true
 		if customCodec(t) {
 			b.WriteString("{custom}")
+			return
+		}
+		if m := marshalers(t); m != "" {
+			b.WriteString("{" + m + "}")
 			return
 		}
 		b.WriteString("{")

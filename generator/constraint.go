@@ -15,23 +15,36 @@ import (
 // dlock_gen.go is the same whatever GOOS and tags dlockgen runs with, and a
 // file for a configuration that is not being built is left alone.
 
-// outputFor returns the generated file for wrappers of the source file
-// path ("" when it has no constraints) and its //go:build line.
+// outputFor returns the output suffix for wrappers of the source file at
+// path ("" when it has no constraints) and the //go:build line of its
+// output: the conjunction of the file name's GOOS/GOARCH constraint (as go
+// build reads it) and the file's own //go:build (or // +build) lines.
 func outputFor(path string, f *ast.File) (suffix, buildLine string) {
-	buildLine = goBuildLine(f)
-	base := strings.TrimSuffix(filepath.Base(path), ".go")
-	if buildLine == "" && !hasGOOSArchSuffix(base) {
+	var exprs []constraint.Expr
+	if x := nameConstraint(filepath.Base(path)); x != nil {
+		exprs = append(exprs, x)
+	}
+	if x := fileConstraint(f); x != nil {
+		exprs = append(exprs, x)
+	}
+	if len(exprs) == 0 {
 		return "", ""
 	}
-	return base, buildLine
+	x := exprs[0]
+	if len(exprs) == 2 {
+		x = &constraint.AndExpr{X: exprs[0], Y: exprs[1]}
+	}
+	return strings.TrimSuffix(filepath.Base(path), ".go"), "//go:build " + x.String()
 }
 
-// outputName is the generated file's name for a suffix from outputFor.
+// outputName is the generated file's name for a suffix from outputFor. A
+// constrained file's output is named dlock_gen.<source>.go: go build reads
+// no GOOS/GOARCH in that name, so its //go:build line says everything.
 func outputName(suffix string) string {
 	if suffix == "" {
 		return FileName
 	}
-	return "dlock_gen_" + suffix + ".go"
+	return "dlock_gen." + suffix + ".go"
 }
 
 // isOutputName reports whether name is a generated file's name, and the
@@ -40,40 +53,66 @@ func isOutputName(name string) (suffix string, ok bool) {
 	if name == FileName {
 		return "", true
 	}
-	if s, found := strings.CutPrefix(name, "dlock_gen_"); found && strings.HasSuffix(s, ".go") {
+	if s, found := strings.CutPrefix(name, "dlock_gen."); found && strings.HasSuffix(s, ".go") {
 		return strings.TrimSuffix(s, ".go"), true
 	}
 	return "", false
 }
 
-// goBuildLine returns the file's //go:build line, or "".
-func goBuildLine(f *ast.File) string {
+// fileConstraint returns the file's //go:build expression, or that of its
+// // +build lines, or nil.
+func fileConstraint(f *ast.File) constraint.Expr {
+	var plus []constraint.Expr
 	for _, g := range f.Comments {
 		if g.Pos() > f.Package {
 			break
 		}
 		for _, c := range g.List {
-			if constraint.IsGoBuild(c.Text) {
-				return c.Text
+			switch {
+			case constraint.IsGoBuild(c.Text):
+				if x, err := constraint.Parse(c.Text); err == nil {
+					return x
+				}
+			case constraint.IsPlusBuild(c.Text):
+				if x, err := constraint.Parse(c.Text); err == nil {
+					plus = append(plus, x)
+				}
 			}
 		}
 	}
-	return ""
+	if len(plus) == 0 {
+		return nil
+	}
+	x := plus[0]
+	for _, y := range plus[1:] {
+		x = &constraint.AndExpr{X: x, Y: y}
+	}
+	return x
 }
 
-// hasGOOSArchSuffix reports whether a file base name (without .go) ends in
-// _GOOS, _GOARCH or _GOOS_GOARCH, which constrain it as go build does.
-func hasGOOSArchSuffix(base string) bool {
-	parts := strings.Split(base, "_")
-	n := len(parts)
-	if n >= 2 && parts[n-1] == "test" {
-		parts, n = parts[:n-1], n-1
+// nameConstraint returns the GOOS/GOARCH constraint that go build reads in
+// a file name, or nil: the name is cut at its first '.', what precedes its
+// first '_' is ignored, a trailing _test is dropped, and then it may end in
+// _GOOS, _GOARCH or _GOOS_GOARCH.
+func nameConstraint(name string) constraint.Expr {
+	name, _, _ = strings.Cut(name, ".")
+	i := strings.Index(name, "_")
+	if i < 0 {
+		return nil
 	}
-	if n < 2 {
-		return false
+	l := strings.Split(name[i:], "_")
+	if n := len(l); n > 0 && l[n-1] == "test" {
+		l = l[:n-1]
 	}
-	last := parts[n-1]
-	return knownOS[last] || knownArch[last]
+	n := len(l)
+	tag := func(s string) constraint.Expr { return &constraint.TagExpr{Tag: s} }
+	switch {
+	case n >= 2 && knownOS[l[n-2]] && knownArch[l[n-1]]:
+		return &constraint.AndExpr{X: tag(l[n-2]), Y: tag(l[n-1])}
+	case n >= 1 && (knownOS[l[n-1]] || knownArch[l[n-1]]):
+		return tag(l[n-1])
+	}
+	return nil
 }
 
 // The GOOS and GOARCH values go build knows (go/build's syslist).

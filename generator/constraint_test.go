@@ -30,6 +30,8 @@ var ErrLinux = errNew("linux")
 //dlock:fanout
 func linuxOnly(ctx context.Context) (LinuxStat, error) { return LinuxStat{}, nil }
 `,
+		"p/linux_amd64.go": "package p\n\nimport \"context\"\n\n// go build reads only amd64 in this name.\n//\n//dlock:once\nfunc amdOnly(ctx context.Context) error { return nil }\n",
+		"p/old.go":          "// +build !windows\n\npackage p\n\nimport \"context\"\n\n//dlock:once\nfunc notWindows(ctx context.Context) error { return nil }\n",
 		"p/pro.go": `//go:build pro
 
 package p
@@ -65,13 +67,15 @@ type LinuxStatOrNot struct{ N int }
 	darwin := []string{"GOOS=darwin", "GOARCH=arm64"}
 	write(gen(linux))
 	write(gen(linux, "pro"))
-	for _, name := range []string{"dlock_gen.go", "dlock_gen_x_linux.go", "dlock_gen_pro.go"} {
-		if _, err := os.Stat(filepath.Join(dir, "p", name)); err != nil {
+	for name, build := range map[string]string{"dlock_gen.go": "", "dlock_gen.x_linux.go": "//go:build linux\n",
+		"dlock_gen.pro.go": "//go:build pro\n", "dlock_gen.linux_amd64.go": "//go:build amd64\n", "dlock_gen.old.go": "//go:build !windows\n"} {
+		b, err := os.ReadFile(filepath.Join(dir, "p", name))
+		if err != nil {
 			t.Fatalf("%s not written: %v", name, err)
 		}
-	}
-	if b, _ := os.ReadFile(filepath.Join(dir, "p", "dlock_gen_pro.go")); !bytes.Contains(b, []byte("//go:build pro\n")) {
-		t.Fatalf("dlock_gen_pro.go lacks its constraint:\n%s", b)
+		if !bytes.Contains(b, []byte(build)) || (build == "" && bytes.Contains(b, []byte("//go:build"))) {
+			t.Fatalf("%s lacks its constraint %q:\n%s", name, build, b)
+		}
 	}
 	main, _ := os.ReadFile(filepath.Join(dir, "p", FileName))
 	if bytes.Contains(main, []byte("ErrLinux")) || !bytes.Contains(main, []byte("ErrCommon")) {
@@ -81,7 +85,7 @@ type LinuxStatOrNot struct{ N int }
 	for _, cfg := range []struct {
 		env  []string
 		tags []string
-	}{{linux, nil}, {darwin, nil}, {linux, []string{"pro"}}} {
+	}{{linux, nil}, {darwin, nil}, {linux, []string{"pro"}}, {[]string{"GOOS=windows", "GOARCH=amd64"}, nil}} {
 		args := []string{"build"}
 		if cfg.tags != nil {
 			args = append(args, "-tags", strings.Join(cfg.tags, ","))

@@ -2,14 +2,16 @@ package generator
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"go/token"
 	"go/types"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/dave/jennifer/jen"
 	"golang.org/x/tools/go/packages"
@@ -32,22 +34,15 @@ type emitter struct {
 	imported map[string]bool // names the file's imports may take
 	// codecSuffix ends the codec names of a constrained file's output
 	codecSuffix string
+	otherNames  map[string]token.Pos // package-level names of other build configurations
 }
 
-// identifierize replaces what an identifier cannot hold with '_'.
-func identifierize(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) {
-			return r
-		}
-		return '_'
-	}, s)
-}
+
 
 // importAs imports path under name, or under "dlock"+name when the package
 // declares name itself (a package-level msgpack or slices).
 func (e *emitter) importAs(path, name string) {
-	if e.pkg.Types.Scope().Lookup(name) != nil {
+	if _, other := e.otherNames[name]; other || e.pkg.Types.Scope().Lookup(name) != nil {
 		name = "dlock" + name
 	}
 	e.imported[name] = true
@@ -76,10 +71,14 @@ func (e *emitter) reserve(ws []*wrapper) {
 	seen := map[types.Type]bool{}
 	for _, w := range ws {
 		for _, p := range w.params {
-			packageNames(p.typ, taken, seen)
+			packageNames(p.typ, e.pkg.Types, taken, seen)
 		}
 		for _, r := range w.results {
-			packageNames(r, taken, seen)
+			packageNames(r, e.pkg.Types, taken, seen)
+		}
+		taken[w.fn.Name()] = true // the body calls it
+		if w.recv != nil {
+			taken[w.recv.Obj().Name()] = true
 		}
 	}
 	for _, w := range ws {
@@ -94,46 +93,49 @@ func (e *emitter) reserve(ws []*wrapper) {
 	}
 }
 
-// packageNames adds the names of the packages t refers to.
-func packageNames(t types.Type, out map[string]bool, seen map[types.Type]bool) {
+// packageNames adds the names the wrapper body uses to spell t: the
+// packages it refers to, and its named types of the package here.
+func packageNames(t types.Type, here *types.Package, out map[string]bool, seen map[types.Type]bool) {
 	if seen[t] {
 		return
 	}
 	seen[t] = true
 	switch t := t.(type) {
 	case *types.Named:
-		if p := t.Obj().Pkg(); p != nil {
+		if p := t.Obj().Pkg(); p == here {
+			out[t.Obj().Name()] = true
+		} else if p != nil {
 			out[p.Name()] = true
 		}
 		if args := t.TypeArgs(); args != nil {
 			for i := 0; i < args.Len(); i++ {
-				packageNames(args.At(i), out, seen)
+				packageNames(args.At(i), here, out, seen)
 			}
 		}
-		packageNames(t.Underlying(), out, seen)
+		packageNames(t.Underlying(), here, out, seen)
 	case *types.Alias:
-		packageNames(types.Unalias(t), out, seen)
+		packageNames(types.Unalias(t), here, out, seen)
 	case *types.Pointer:
-		packageNames(t.Elem(), out, seen)
+		packageNames(t.Elem(), here, out, seen)
 	case *types.Slice:
-		packageNames(t.Elem(), out, seen)
+		packageNames(t.Elem(), here, out, seen)
 	case *types.Array:
-		packageNames(t.Elem(), out, seen)
+		packageNames(t.Elem(), here, out, seen)
 	case *types.Map:
-		packageNames(t.Key(), out, seen)
-		packageNames(t.Elem(), out, seen)
+		packageNames(t.Key(), here, out, seen)
+		packageNames(t.Elem(), here, out, seen)
 	case *types.Chan:
-		packageNames(t.Elem(), out, seen)
+		packageNames(t.Elem(), here, out, seen)
 	case *types.Struct:
 		for i := 0; i < t.NumFields(); i++ {
-			packageNames(t.Field(i).Type(), out, seen)
+			packageNames(t.Field(i).Type(), here, out, seen)
 		}
 	case *types.Signature:
 		for i := 0; i < t.Params().Len(); i++ {
-			packageNames(t.Params().At(i).Type(), out, seen)
+			packageNames(t.Params().At(i).Type(), here, out, seen)
 		}
 		for i := 0; i < t.Results().Len(); i++ {
-			packageNames(t.Results().At(i).Type(), out, seen)
+			packageNames(t.Results().At(i).Type(), here, out, seen)
 		}
 	}
 }
@@ -142,7 +144,7 @@ func packageNames(t types.Type, out map[string]bool, seen map[types.Type]bool) {
 // constraint), their codecs, and (in dlock_gen.go) the registration of
 // the sentinel errors declared in unconstrained files (sources maps a
 // source file to its output suffix).
-func emit(pkg *packages.Package, ws []*wrapper, suffix, build string, sources map[string]string) ([]byte, error) {
+func emit(pkg *packages.Package, ws []*wrapper, suffix, build string, sources map[string]string, otherNames map[string]token.Pos) ([]byte, error) {
 	sort.SliceStable(ws, func(i, j int) bool {
 		a, b := ws[i].pos, ws[j].pos
 		if a.Filename != b.Filename {
@@ -155,9 +157,10 @@ func emit(pkg *packages.Package, ws []*wrapper, suffix, build string, sources ma
 	if build != "" {
 		f.HeaderComment(build)
 	}
-	e := &emitter{pkg: pkg, f: f, codecs: map[string]int{}, imported: map[string]bool{}, slugs: map[string]bool{}}
+	e := &emitter{pkg: pkg, f: f, codecs: map[string]int{}, imported: map[string]bool{}, slugs: map[string]bool{}, otherNames: otherNames}
 	if suffix != "" { // codecs of its own: another file of the build may define the same types' codecs
-		e.codecSuffix = "_" + identifierize(suffix)
+		sum := sha256.Sum256([]byte(suffix))
+		e.codecSuffix = "_" + hex.EncodeToString(sum[:4])
 	}
 	e.importAs(runtimePath, "dlockrt")
 	e.importAs(msgpackPath, "msgpack")
@@ -206,25 +209,48 @@ func emit(pkg *packages.Package, ws []*wrapper, suffix, build string, sources ma
 // variables named Err... of an error type) under stable codes, so that
 // errors.Is holds for them, wrapped or not, in every process.
 func (e *emitter) sentinels(sources map[string]string) {
-	errType := types.Universe.Lookup("error").Type().Underlying().(*types.Interface)
-	scope := e.pkg.Types.Scope()
 	var regs []jen.Code
-	for _, name := range scope.Names() { // sorted
-		v, ok := scope.Lookup(name).(*types.Var)
-		if !ok || !v.Exported() || !strings.HasPrefix(name, "Err") || !types.Implements(v.Type(), errType) {
-			continue
+	for _, v := range sentinelVars(e.pkg, sources) {
+		reg := jen.Qual(runtimePath, "RegisterError").Call(jen.Lit(e.pkg.PkgPath+"."+v.Name()), jen.Id(v.Name()))
+		if nilable(v.Type()) {
+			reg = jen.If(jen.Id(v.Name()).Op("!=").Nil()).Block(reg)
 		}
-		if out, ok := sources[e.pkg.Fset.Position(v.Pos()).Filename]; !ok || out != "" {
-			continue // declared in a constrained file: dlock_gen.go is the same in every build
-		}
-		regs = append(regs, jen.If(jen.Id(name).Op("!=").Nil()).Block(
-			jen.Qual(runtimePath, "RegisterError").Call(jen.Lit(e.pkg.PkgPath+"."+name), jen.Id(name))))
+		regs = append(regs, reg)
 	}
 	if len(regs) == 0 {
 		return
 	}
 	e.comment("The package's sentinel errors cross the wire: errors.Is holds for them\nin every process, wrapped or not.")
 	e.f.Func().Id("init").Params().Block(regs...)
+}
+
+// sentinelVars are the package's exported sentinel errors (package-level
+// variables named Err... of an error type) declared in unconstrained files,
+// by name.
+func sentinelVars(pkg *packages.Package, sources map[string]string) []*types.Var {
+	errType := types.Universe.Lookup("error").Type().Underlying().(*types.Interface)
+	scope := pkg.Types.Scope()
+	var vs []*types.Var
+	for _, name := range scope.Names() { // sorted
+		v, ok := scope.Lookup(name).(*types.Var)
+		if !ok || !v.Exported() || !strings.HasPrefix(name, "Err") || !types.Implements(v.Type(), errType) {
+			continue
+		}
+		if out, ok := sources[pkg.Fset.Position(v.Pos()).Filename]; !ok || out != "" {
+			continue // declared in a constrained file: dlock_gen.go is the same in every build
+		}
+		vs = append(vs, v)
+	}
+	return vs
+}
+
+// nilable reports whether a value of t can be nil.
+func nilable(t types.Type) bool {
+	switch t.Underlying().(type) {
+	case *types.Pointer, *types.Interface, *types.Map, *types.Slice, *types.Signature, *types.Chan:
+		return true
+	}
+	return false
 }
 
 // comment emits a doc comment as // lines.
@@ -509,16 +535,42 @@ func (e *emitter) holeBase(w *wrapper, p keyPart) (*jen.Statement, types.Type, b
 
 // nilGuard returns an error, instead of panicking, when a hole reads a
 // field or method through a nil pointer.
+// Every pointer on the way is guarded: the base, and each embedded pointer
+// field that a promoted field or method is reached through.
 func (e *emitter) nilGuard(w *wrapper, p keyPart) []jen.Code {
 	if p.field == "" {
 		return nil
 	}
 	expr, typ, _ := e.holeBase(w, p)
-	if _, ok := typ.Underlying().(*types.Pointer); !ok {
-		return nil
+	var guards []jen.Code
+	guard := func(x *jen.Statement) {
+		guards = append(guards, jen.If(x.Clone().Op("==").Nil()).Block(
+			e.returnErr(w, jen.Qual(runtimePath, "NilKeyValue").Call(jen.Lit(holeText(p))))))
 	}
-	return []jen.Code{jen.If(expr.Clone().Op("==").Nil()).Block(
-		e.returnErr(w, jen.Qual(runtimePath, "NilKeyValue").Call(jen.Lit(holeText(p)))))}
+	if _, ok := typ.Underlying().(*types.Pointer); ok {
+		guard(expr)
+	}
+	_, index, _ := types.LookupFieldOrMethod(typ, true, e.pkg.Types, p.field)
+	for _, i := range index[:max(len(index)-1, 0)] { // the embedded fields on the way
+		st, ok := deref(typ).Underlying().(*types.Struct)
+		if !ok {
+			break
+		}
+		f := st.Field(i)
+		expr = expr.Clone().Dot(f.Name())
+		typ = f.Type()
+		if _, ok := typ.Underlying().(*types.Pointer); ok {
+			guard(expr)
+		}
+	}
+	return guards
+}
+
+func deref(t types.Type) types.Type {
+	if p, ok := t.Underlying().(*types.Pointer); ok {
+		return p.Elem()
+	}
+	return t
 }
 
 // keyHole renders one {param}, {param.Field} or {recv.Method} as a string

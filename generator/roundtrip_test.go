@@ -104,6 +104,11 @@ func draw(seed int64) V {
 //dlock:fanout key="v:{seed}"
 func get(ctx context.Context, seed int64) (V, error) { return draw(seed), nil }
 
+type Req struct{ *Inner }
+
+//dlock:once key="r:{r.Name}"
+func byReq(ctx context.Context, r Req) error { return nil }
+
 type Node struct {
 	Name string
 	Next *Node
@@ -131,6 +136,7 @@ const roundTripTest = `package rt
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -173,6 +179,10 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if _, err := Chain(context.Background(), 0); err == nil || !strings.Contains(err.Error(), "nested more than") {
 		t.Fatalf("Chain(0), a cycle = %v; want an error", err)
+	}
+	// A key read through a nil embedded pointer is an error, not a panic.
+	if err := ByReq(context.Background(), Req{}); !errors.Is(err, dlockrt.ErrInvalid) {
+		t.Fatalf("ByReq(Req{}) = %v; want ErrInvalid", err)
 	}
 }
 `

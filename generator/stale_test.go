@@ -213,6 +213,17 @@ import (
 
 const msgpack = "not the package"
 
+type node struct{ X int }
+
+//dlock:fanout key="n:{node}"
+func fetchNode(ctx context.Context, node string) (*node, error) { return nil, nil }
+
+type errno int
+
+func (e errno) Error() string { return "errno" }
+
+var ErrNoEnt = errno(2)
+
 var slices, cmp, strconv = 1, 2, 3
 
 type Store struct{}

@@ -38,7 +38,7 @@ func (dlockD *JobWithDlock) Run(ctx context.Context) error {
 			return dlockErr
 		}
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/scheduler.Job.Run:nightly-report"
+	dlockKey := "github.com/dlock-go/dlock/examples/scheduler.(Job).Run:nightly-report"
 	dlockL, dlockErr := dlockC.Once(ctx, dlockKey, dlockrt.WithTTL(10*time.Second))
 	if dlockErr != nil {
 		return dlockErr

@@ -182,7 +182,7 @@ func (dlockD *StoreWithDlock) Get(ctx context.Context, id int64) (*User, error) 
 			return dlockR0, dlockErr
 		}
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/users.Store.Get#804b2744:store-user:" + dlockrt.KeyValue(strconv.FormatInt(int64(id), 10), "-:")
+	dlockKey := "github.com/dlock-go/dlock/examples/users.(Store).Get#804b2744:store-user:" + dlockrt.KeyValue(strconv.FormatInt(int64(id), 10), "-:")
 	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
 		dlockV0, dlockErr := dlockD.Store.Get(ctx, id)
 		if dlockErr != nil {
@@ -319,7 +319,7 @@ func (dlockD *TenantStoreWithDlock) Get(ctx context.Context, id int64) (string, 
 	if dlockD.TenantStore == nil {
 		return dlockR0, dlockrt.NilKeyValue("s.Tenant")
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/users.TenantStore.Get#9dfbd650:tenant-user:" + dlockrt.KeyValue(dlockD.TenantStore.Tenant, "-:") + ":" + dlockrt.KeyValue(strconv.FormatInt(int64(id), 10), "-:")
+	dlockKey := "github.com/dlock-go/dlock/examples/users.(TenantStore).Get#9dfbd650:tenant-user:" + dlockrt.KeyValue(dlockD.TenantStore.Tenant, "-:") + ":" + dlockrt.KeyValue(strconv.FormatInt(int64(id), 10), "-:")
 	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
 		dlockV0, dlockErr := dlockD.TenantStore.Get(ctx, id)
 		if dlockErr != nil {

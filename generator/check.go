@@ -61,13 +61,13 @@ func (c *checker) errorf(pos token.Pos, format string, args ...any) {
 
 // checkedPackage is a package whose directives were checked.
 type checkedPackage struct {
-	pkg       *packages.Package
-	c         *checker
-	ws        []*wrapper
-	dir       string
+	pkg        *packages.Package
+	c          *checker
+	ws         []*wrapper
+	dir        string
 	testNames  map[string]token.Pos // names declared by the package's own _test.go files
 	otherNames map[string]token.Pos // names declared by its files of other configurations
-	sources   map[string]string    // source files of this build -> their output suffix
+	sources    map[string]string    // source files of this build -> their output suffix
 }
 
 // checkPackage checks the directives of one package.

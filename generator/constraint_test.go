@@ -31,7 +31,7 @@ var ErrLinux = errNew("linux")
 func linuxOnly(ctx context.Context) (LinuxStat, error) { return LinuxStat{}, nil }
 `,
 		"p/linux_amd64.go": "package p\n\nimport \"context\"\n\n// go build reads only amd64 in this name.\n//\n//dlock:once\nfunc amdOnly(ctx context.Context) error { return nil }\n",
-		"p/old.go":          "// +build !windows\n\npackage p\n\nimport \"context\"\n\n//dlock:once\nfunc notWindows(ctx context.Context) error { return nil }\n",
+		"p/old.go":         "// +build !windows\n\npackage p\n\nimport \"context\"\n\n//dlock:once\nfunc notWindows(ctx context.Context) error { return nil }\n",
 		"p/pro.go": `//go:build pro
 
 package p

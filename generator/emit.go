@@ -37,8 +37,6 @@ type emitter struct {
 	otherNames  map[string]token.Pos // package-level names of other build configurations
 }
 
-
-
 // importAs imports path under name, or under "dlock"+name when the package
 // declares name itself (a package-level msgpack or slices).
 func (e *emitter) importAs(path, name string) {

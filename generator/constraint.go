@@ -10,8 +10,8 @@ import (
 // Build constraints. A wrapper builds under exactly the constraints of the
 // file that declares its function: the wrappers of unconstrained files go
 // into dlock_gen.go, those of a file F.go with a //go:build line or a
-// GOOS/GOARCH file name into dlock_gen_F.go, which copies F's //go:build
-// line and, ending like F's name, has its implicit GOOS/GOARCH too. So
+// GOOS/GOARCH file name into dlock_gen.F.go, whose //go:build line states
+// F's whole constraint (go build reads no GOOS/GOARCH in that name). So
 // dlock_gen.go is the same whatever GOOS and tags dlockgen runs with, and a
 // file for a configuration that is not being built is left alone.
 

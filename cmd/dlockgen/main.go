@@ -50,7 +50,7 @@
 // channels, functions, interfaces, or structs with unexported fields).
 // Generic functions are refused. A wrapper builds under the constraints
 // of its function's file: directives in F.go with a //go:build line or a
-// GOOS/GOARCH name go into dlock_gen.F.go, with the same constraints.
+// GOOS/GOARCH name go into dlock_gen.F.go, with the same constraint.
 //
 // # What is generated
 //

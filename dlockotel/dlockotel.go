@@ -51,6 +51,7 @@ import (
 )
 
 type observer struct {
+	dlockrt.BaseObserver                        // events added later are no-ops
 	tracer                         trace.Tracer // nil: no spans
 	wait, hold                     metric.Float64Histogram
 	contention, extends, lost, err metric.Int64Counter

@@ -116,3 +116,32 @@ func TestNew_typedNilAndPermissionErrors(t *testing.T) {
 		t.Fatalf("Once without permission = %v; want ErrNoPermission, not ErrUnavailable", err)
 	}
 }
+
+// An option a call does not take is an ErrInvalid error, never silently
+// ignored.
+func TestOptions_ignoredOnesAreRefused(t *testing.T) {
+	c := newClient(t, newRedis(t), nil)
+	ctx := t.Context()
+	job := func(context.Context) ([]byte, error) { return nil, nil }
+	for name, err := range map[string]error{
+		"Lock WithTimeout":       second(c.Lock(ctx, key(t, "a"), WithTimeout(time.Second))),
+		"Lock WithRetries":       second(c.Lock(ctx, key(t, "b"), WithRetries(1, time.Millisecond))),
+		"Once WithTimeout":       second(c.Once(ctx, key(t, "c"), WithTimeout(time.Second))),
+		"Acquire WithRetries":    second(c.Semaphore(key(t, "d"), 1).Acquire(ctx, WithRetries(1, time.Millisecond))),
+		"TryAcquire WithTimeout": second(c.Semaphore(key(t, "e"), 1).TryAcquire(ctx, WithTimeout(time.Second))),
+		"Fanout WithWatchdog":    second(c.Fanout(ctx, key(t, "f"), job, WithWatchdog(false))),
+		"Fanout WithRetries":     second(c.Fanout(ctx, key(t, "g"), job, WithRetries(1, time.Millisecond))),
+		"MultiWith WithTimeout":  second(c.MultiWith(ctx, []string{key(t, "h")}, WithTimeout(time.Second))),
+		"Once with a nil Option": second(c.Once(ctx, key(t, "i"), nil)),
+	} {
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s = %v; want ErrInvalid", name, err)
+		}
+	}
+	// What each call takes still works.
+	l, err := c.Lock(ctx, key(t, "ok"), WithTTL(time.Second), WithWatchdog(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release(ctx)
+}

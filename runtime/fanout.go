@@ -22,7 +22,15 @@ import (
 // runs its own job. A caller that cancels ctx leaves alone, with ctx.Err();
 // the job goes on for the others. A caller that waits past its timeout
 // (WithTimeout, default Options.FanoutTimeout) gets ErrTimeout. Redis
-// failing at the join is an ErrUnavailable error.
+// failing at the join is an ErrUnavailable error, and so is a caller's
+// context ending before Redis ever answered its flight. The job runs for
+// the timeout of the caller that started the flight in this process; when
+// that passes, the leader steps down and the remaining callers join again
+// at once (one of them, here or elsewhere, takes over). A job that panics
+// fails its run with an error for every caller (the panic is logged); it
+// is not re-raised, since the callers may be in other processes. Fanout
+// takes WithTTL (the leader's lease) and WithTimeout; any other option is
+// an ErrInvalid error.
 func (c *Client) Fanout(ctx context.Context, key string, job func(context.Context) ([]byte, error), opts ...Option) ([]byte, error) {
 	if job == nil {
 		return nil, invalid("nil job")

@@ -20,9 +20,10 @@ type Lock struct {
 // Once tries to take the lock on key: once, plus the configured retries.
 // When somebody else holds it, it returns an error matching ErrNotAcquired;
 // when Redis cannot be reached, one matching ErrUnavailable. It never waits
-// past ctx.
+// past ctx. It takes WithTTL, WithRetries and WithWatchdog; any other
+// option is an ErrInvalid error.
 func (c *Client) Once(ctx context.Context, key string, opts ...Option) (*Lock, error) {
-	set, cfg, err := c.prepare([]string{key}, opts)
+	set, cfg, err := c.prepare("Once", onceOpts, []string{key}, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -38,11 +39,11 @@ func (c *Client) Once(ctx context.Context, key string, opts ...Option) (*Lock, e
 }
 
 // prepare checks a lock call's arguments and lays out its keys.
-func (c *Client) prepare(keys []string, opts []Option) (*lockset, callConfig, error) {
+func (c *Client) prepare(call string, takes optSet, keys []string, opts []Option) (*lockset, callConfig, error) {
 	if err := c.check(); err != nil {
 		return nil, callConfig{}, err
 	}
-	cfg, err := c.callConfig(opts)
+	cfg, err := c.callConfig(call, takes, opts)
 	if err != nil {
 		return nil, cfg, err
 	}
@@ -54,9 +55,10 @@ func (c *Client) prepare(keys []string, opts []Option) (*lockset, callConfig, er
 // held by others it sleeps until their release is announced (over the
 // client's subscription) or their lease ends, whichever comes first; it
 // never polls. When ctx ends first, the error matches ErrNotAcquired and
-// ctx.Err().
+// ctx.Err(). It takes WithTTL and WithWatchdog (its context bounds the
+// wait); any other option is an ErrInvalid error.
 func (c *Client) Lock(ctx context.Context, key string, opts ...Option) (*Lock, error) {
-	set, cfg, err := c.prepare([]string{key}, opts)
+	set, cfg, err := c.prepare("Lock", lockOpts, []string{key}, opts)
 	if err != nil {
 		return nil, err
 	}

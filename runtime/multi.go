@@ -25,9 +25,10 @@ func (c *Client) Multi(ctx context.Context, keys ...string) (*MultiLock, error) 
 	return c.MultiWith(ctx, keys)
 }
 
-// MultiWith is Multi with options.
+// MultiWith is Multi with options: WithTTL, WithRetries and WithWatchdog;
+// any other is an ErrInvalid error.
 func (c *Client) MultiWith(ctx context.Context, keys []string, opts ...Option) (*MultiLock, error) {
-	set, cfg, err := c.prepare(keys, opts)
+	set, cfg, err := c.prepare("Multi", onceOpts, keys, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,8 @@ import (
 )
 
 // Observer receives what dlock does, for metrics and tracing (see the
-// dlockotel package for OpenTelemetry). Kind is "lock", "multi",
+// dlockotel package for OpenTelemetry). Implementations embed BaseObserver,
+// so that a new event (a method added here) is a no-op for them. Kind is "lock", "multi",
 // "semaphore" or "fanout"; key is the user key, which may carry user data:
 // an exporter should not make it a metric attribute. Methods are called
 // synchronously on hot paths: they must be fast and safe for concurrent
@@ -42,15 +43,17 @@ type Observer interface {
 	Dropped(ctx context.Context, kind, key string, err error)
 }
 
-// nopObserver is the default Observer.
-type nopObserver struct{}
+// BaseObserver does nothing on every event. Embed it in an Observer so
+// that events added in later versions do not break the implementation:
+// they fall through to BaseObserver.
+type BaseObserver struct{}
 
-func (nopObserver) Acquired(context.Context, string, string, time.Duration) {}
-func (nopObserver) NotAcquired(context.Context, string, string)             {}
-func (nopObserver) Released(context.Context, string, string, time.Time)     {}
-func (nopObserver) Extended(context.Context, string, string)                {}
-func (nopObserver) Lost(context.Context, string, string, time.Time, error)  {}
-func (nopObserver) Queued(context.Context, string, int)                     {}
-func (nopObserver) FanoutDone(context.Context, string, time.Time, bool, int, error) {
+func (BaseObserver) Acquired(context.Context, string, string, time.Duration) {}
+func (BaseObserver) NotAcquired(context.Context, string, string)             {}
+func (BaseObserver) Released(context.Context, string, string, time.Time)     {}
+func (BaseObserver) Extended(context.Context, string, string)                {}
+func (BaseObserver) Lost(context.Context, string, string, time.Time, error)  {}
+func (BaseObserver) Queued(context.Context, string, int)                     {}
+func (BaseObserver) FanoutDone(context.Context, string, time.Time, bool, int, error) {
 }
-func (nopObserver) Dropped(context.Context, string, string, error) {}
+func (BaseObserver) Dropped(context.Context, string, string, error) {}

@@ -114,7 +114,7 @@ func (o *Options) resolve() (Options, error) {
 		r.OpTimeout = 5 * time.Second
 	}
 	if r.Observer == nil {
-		r.Observer = nopObserver{}
+		r.Observer = BaseObserver{}
 	}
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
@@ -132,7 +132,28 @@ type callConfig struct {
 	watchdog bool
 	timeout  time.Duration // fanout/push: how long a caller waits for the outcome
 	err      error
+	set      optSet // the options given
 }
+
+// optSet names options, to check that a call takes those it was given.
+type optSet int
+
+const (
+	optTTL optSet = 1 << iota
+	optRetries
+	optWatchdog
+	optTimeout
+)
+
+var optNames = map[optSet]string{optTTL: "WithTTL", optRetries: "WithRetries", optWatchdog: "WithWatchdog", optTimeout: "WithTimeout"}
+
+// What each call takes.
+const (
+	onceOpts      = optTTL | optRetries | optWatchdog // Once, Multi
+	lockOpts      = optTTL | optWatchdog              // Lock: it waits on its context
+	fanoutOpts    = optTTL | optTimeout               // Fanout, Push: the leader always has a watchdog
+	semaphoreOpts = optTTL | optWatchdog              // Acquire, TryAcquire
+)
 
 // WithTTL sets the lease of a lock, or of a fanout's leader (d > 0).
 // Default Options.TTL.
@@ -142,6 +163,7 @@ func WithTTL(d time.Duration) Option {
 			c.err = invalid("ttl %v <= 0", d)
 		}
 		c.ttl = d
+		c.set |= optTTL
 	}
 }
 
@@ -154,13 +176,15 @@ func WithRetries(n int, delay time.Duration) Option {
 			c.err = invalid("retries %d, delay %v: negative", n, delay)
 		}
 		c.retries, c.delay = n, delay
+		c.set |= optRetries
 	}
 }
 
-// WithWatchdog turns the watchdog on or off for this lock. Default: on,
-// unless Options.NoWatchdog.
+// WithWatchdog turns the watchdog on or off for this lock, multi-lock or
+// permit (Once, Lock, MultiWith, Semaphore.Acquire). Default: on, unless
+// Options.NoWatchdog. A fanout's leader always has one.
 func WithWatchdog(on bool) Option {
-	return func(c *callConfig) { c.watchdog = on }
+	return func(c *callConfig) { c.watchdog, c.set = on, c.set|optWatchdog }
 }
 
 // WithTimeout bounds how long a Fanout or Push caller waits for the outcome
@@ -172,14 +196,27 @@ func WithTimeout(d time.Duration) Option {
 			c.err = invalid("timeout %v <= 0", d)
 		}
 		c.timeout = d
+		c.set |= optTimeout
 	}
 }
 
-func (c *Client) callConfig(opts []Option) (callConfig, error) {
+// callConfig applies opts to the client's defaults; an option the call
+// (named call) does not take is an ErrInvalid error, not silently ignored.
+func (c *Client) callConfig(call string, takes optSet, opts []Option) (callConfig, error) {
 	cfg := callConfig{ttl: c.opts.TTL, retries: c.opts.Retries, delay: c.opts.RetryDelay,
 		watchdog: !c.opts.NoWatchdog, timeout: c.opts.FanoutTimeout}
 	for _, o := range opts {
+		if o == nil {
+			return cfg, invalid("nil Option")
+		}
 		o(&cfg)
+	}
+	if extra := cfg.set &^ takes; extra != 0 {
+		for o := optTTL; o <= optTimeout; o <<= 1 {
+			if extra&o != 0 {
+				return cfg, invalid("%s does not take %s", call, optNames[o])
+			}
+		}
 	}
 	return cfg, cfg.err
 }

@@ -129,7 +129,7 @@ func (c *Client) push(ctx context.Context, key string, onDone func([]byte, error
 	if err := c.check(); err != nil {
 		return nil, attachment{}, err
 	}
-	cfg, err := c.callConfig(opts)
+	cfg, err := c.callConfig("Fanout and Push", fanoutOpts, opts)
 	if err != nil {
 		return nil, attachment{}, err
 	}

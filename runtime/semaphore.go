@@ -75,7 +75,9 @@ func (s *Semaphore) Acquire(ctx context.Context, opts ...Option) (*Permit, error
 }
 
 // TryAcquire takes a permit only if one is free now and nobody is queued
-// for it; otherwise it returns ErrNotAcquired at once.
+// for it; otherwise it returns ErrNotAcquired at once. Acquire and
+// TryAcquire take WithTTL and WithWatchdog; any other option is an
+// ErrInvalid error.
 func (s *Semaphore) TryAcquire(ctx context.Context, opts ...Option) (*Permit, error) {
 	return s.acquire(ctx, false, opts)
 }
@@ -84,7 +86,7 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	cfg, err := s.c.callConfig(opts)
+	cfg, err := s.c.callConfig("Semaphore", semaphoreOpts, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -308,7 +308,7 @@ func TestFanout_subscriptionsReturnToZero(t *testing.T) {
 
 // dropCounter counts Observer.Dropped events.
 type dropCounter struct {
-	nopObserver
+	BaseObserver
 	n atomic.Int32
 }
 

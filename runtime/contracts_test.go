@@ -3,6 +3,7 @@ package dlockrt
 import (
 	"context"
 	"errors"
+	goruntime "runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -144,4 +145,44 @@ func TestOptions_ignoredOnesAreRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Release(ctx)
+}
+
+// Lock.Context, MultiLock.Context and Permit.Context cost no goroutine
+// while held, and end with the lease's error.
+func TestLeaseContexts_costNoGoroutine(t *testing.T) {
+	c := newClient(t, newRedis(t), nil)
+	ctx := t.Context()
+	before := goruntime.NumGoroutine()
+	var locks []*Lock
+	var ctxs []context.Context
+	for i := range 100 {
+		l, err := c.Once(ctx, key(t, strconv.Itoa(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lctx, cancel := l.Context(ctx)
+		defer cancel()
+		locks, ctxs = append(locks, l), append(ctxs, lctx)
+	}
+	if n := goruntime.NumGoroutine() - before; n > 10 {
+		t.Fatalf("100 held locks with contexts cost %d goroutines", n)
+	}
+	for i, l := range locks {
+		l.Release(ctx)
+		<-ctxs[i].Done()
+		if cause := context.Cause(ctxs[i]); !errors.Is(cause, ErrNotHeld) {
+			t.Fatalf("context cause after Release = %v; want ErrNotHeld", cause)
+		}
+	}
+	m, err := c.Multi(ctx, key(t, "m1"), key(t, "m2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mctx, cancel := m.Context(ctx)
+	defer cancel()
+	if tok, ok := TokenFromContext(mctx); !ok || tok != m.Tokens()[0] {
+		t.Fatalf("multi-lock context token = %d, %v", tok, ok)
+	}
+	m.Release(ctx)
+	<-mctx.Done()
 }

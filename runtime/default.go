@@ -57,14 +57,28 @@ func (p *Permit) Context(parent context.Context) (context.Context, context.Cance
 	return leaseContext(parent, p.lease)
 }
 
+// leaseContext is cancelled when the lease ends, with its error as the
+// cause, or when parent is; it costs no goroutine while the lease is held.
 func leaseContext(parent context.Context, l *lease) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(parent)
-	go func() {
-		select {
-		case <-l.done:
-			cancel(l.errNow())
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, func() { cancel(context.Canceled) }
+	stop := l.afterEnd(func(err error) { cancel(err) })
+	stopAfter := context.AfterFunc(ctx, stop) // parent or CancelFunc: unregister
+	return ctx, func() {
+		cancel(context.Canceled)
+		stopAfter()
+		stop()
+	}
+}
+
+// Context returns a context derived from parent that carries the first
+// key's fencing token (TokenFromContext) and is cancelled, with the lease's
+// error as its cause, when the multi-lock ends. Call the CancelFunc when
+// done.
+func (m *MultiLock) Context(parent context.Context) (context.Context, context.CancelFunc) {
+	if m == nil {
+		ctx, cancel := context.WithCancelCause(parent)
+		cancel(ErrNotHeld)
+		return ctx, func() {}
+	}
+	return leaseContext(context.WithValue(parent, tokenKey{}, m.tokens[0]), m.lease)
 }

@@ -39,6 +39,8 @@ type lease struct {
 	err      error      // why it ended
 	done     chan struct{}
 	stop     chan struct{} // closed when the lease ends: stops a renewal's retries
+	onEnd    map[int]func(error) // called once when the lease ends (Context)
+	nextEnd  int
 
 	at  time.Time // when the client's leaseClock wakes it next; protected by the clock
 	idx int       // its place in the clock's queue, -1 when not scheduled; protected by the clock
@@ -173,8 +175,36 @@ func (l *lease) finish(err error, released bool) bool {
 		close(l.done)
 		close(l.stop)
 		l.c.clock.remove(l)
+		for _, f := range l.onEnd {
+			f(err)
+		}
+		l.onEnd = nil
 	}
 	return true
+}
+
+// afterEnd calls f with the lease's error when it ends (at once if it has
+// ended); stop unregisters f. It costs no goroutine.
+func (l *lease) afterEnd(f func(error)) (stop func()) {
+	l.mu.Lock()
+	if l.ended {
+		err := l.err
+		l.mu.Unlock()
+		f(err)
+		return func() {}
+	}
+	if l.onEnd == nil {
+		l.onEnd = map[int]func(error){}
+	}
+	id := l.nextEnd
+	l.nextEnd++
+	l.onEnd[id] = f
+	l.mu.Unlock()
+	return func() {
+		l.mu.Lock()
+		delete(l.onEnd, id)
+		l.mu.Unlock()
+	}
 }
 
 func (l *lease) lose(err error) {

@@ -4,13 +4,19 @@
 
 GO ?= go
 
-.PHONY: test redis fmt-check vet gen-check bench soak fuzz-short
+.PHONY: test redis fmt-check vet gen-check bench soak fuzz-short examples-offline
 
 test: redis fmt-check vet gen-check
 	$(GO) test -race -count=1 -timeout 20m ./...
 	cd dlockotel && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 	cd bench && $(GO) vet ./...
+	$(MAKE) examples-offline
 	$(MAKE) fuzz-short
+
+# The runnable examples run anywhere: on dlocktest's in-process server, with
+# no redis-server on PATH (only the go command's directory is).
+examples-offline:
+	env -u CI PATH="$$(dirname "$$(readlink -f "$$(command -v $(GO))")")" CGO_ENABLED=0 $(GO) test -count=1 -run '^Example' ./runtime ./dlocktest ./examples/profiles
 
 # A few seconds of each fuzz target (the seeds also run in go test).
 FUZZTIME ?= 4s

@@ -18,7 +18,7 @@ import (
 func lossyClient(t *testing.T, retries bool) (*Client, *redistest.ReplyDropper) {
 	t.Helper()
 	d := redistest.NewReplyDropper()
-	o := &redis.Options{Addr: standalone.Addr(), Dialer: d.Dial, MaxRetries: -1}
+	o := &redis.Options{Addr: standaloneAddr(t), Dialer: d.Dial, MaxRetries: -1}
 	if retries {
 		o.MaxRetries = 3
 	}

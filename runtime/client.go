@@ -39,7 +39,8 @@ type Client struct {
 }
 
 // New returns a Client that drives rdb, a *redis.Client (standalone or
-// Sentinel failover) or *redis.ClusterClient. A nil opts means defaults. The
+// Sentinel failover) or *redis.ClusterClient (a *redis.Ring is refused with
+// ErrInvalid). A nil opts means defaults. The
 // client does not own rdb: Close leaves it open.
 //
 // dlock needs Redis 7 (it uses sharded pub/sub on every topology). For a
@@ -49,6 +50,11 @@ type Client struct {
 func New(rdb redis.UniversalClient, opts *Options) (*Client, error) {
 	if isNil(rdb) {
 		return nil, invalid("nil redis client")
+	}
+	if _, ring := rdb.(*redis.Ring); ring {
+		// A Ring shards by key on the client, without failover or sharded
+		// pub/sub routing: refused rather than half working.
+		return nil, invalid("*redis.Ring is not supported; use a *redis.Client (standalone or Sentinel) or a *redis.ClusterClient")
 	}
 	o, err := opts.resolve()
 	if err != nil {

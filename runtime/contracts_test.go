@@ -109,7 +109,7 @@ func TestNew_typedNilAndPermissionErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { admin.Do(bg(), "ACL", "DELUSER", user) })
-	rdb := redis.NewClient(&redis.Options{Addr: standalone.Addr(), Username: user, Password: "pw"})
+	rdb := redis.NewClient(&redis.Options{Addr: standaloneAddr(t), Username: user, Password: "pw"})
 	t.Cleanup(func() { rdb.Close() })
 	c := newClient(t, rdb, nil)
 	_, err := c.Once(t.Context(), key(t, "k"))
@@ -185,4 +185,13 @@ func TestLeaseContexts_costNoGoroutine(t *testing.T) {
 	}
 	m.Release(ctx)
 	<-mctx.Done()
+}
+
+// A Ring is refused, not half working.
+func TestNew_refusesRing(t *testing.T) {
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": "127.0.0.1:1"}})
+	defer ring.Close()
+	if _, err := New(ring, nil); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("New(Ring) = %v; want ErrInvalid", err)
+	}
 }

@@ -89,7 +89,7 @@ func TestFanout_oneRunPerGenerationAcrossProcesses(t *testing.T) {
 	start := time.Now().Add(time.Second).UnixMilli()
 	var cmds []*exec.Cmd
 	for range 4 {
-		cmds = append(cmds, startHelper(t, "fanouters", "ADDR="+standalone.Addr(), "NAME="+name,
+		cmds = append(cmds, startHelper(t, "fanouters", "ADDR="+standaloneAddr(t), "NAME="+name,
 			"START="+strconv.FormatInt(start, 10), "GOROUTINES=3"))
 	}
 	for _, cmd := range cmds {
@@ -131,7 +131,7 @@ func helperFanLeader() int {
 func TestFanout_leaderKilledWaiterTakesOver(t *testing.T) {
 	name := "p7-" + strconv.Itoa(rand.IntN(1e9))
 	ttl := 500 * time.Millisecond
-	cmd := startHelperSaying(t, "fanleader", "leading", "ADDR="+standalone.Addr(), "NAME="+name, "KEY=k", "TTL=500")
+	cmd := startHelperSaying(t, "fanleader", "leading", "ADDR="+standaloneAddr(t), "NAME="+name, "KEY=k", "TTL=500")
 	type outcome struct {
 		b   []byte
 		err error

@@ -16,22 +16,32 @@ import (
 )
 
 // The package's tests share one standalone server (each test uses its own
-// keys); tests that kill, pause or restart a server start their own, and
-// the Cluster is started the first time a test needs it.
+// keys), started the first time a test needs it, so that the examples
+// (which run on dlocktest's in-process server) need no redis-server; tests
+// that kill, pause or restart a server start their own, and the Cluster too
+// is started the first time a test needs it.
 var (
-	tm          redistest.Main
-	standalone  *redistest.Server
-	clusterOnce sync.Once
-	cluster     *redistest.Cluster
+	tm             redistest.Main
+	standaloneOnce sync.Once
+	standalone     *redistest.Server
+	clusterOnce    sync.Once
+	cluster        *redistest.Cluster
 )
+
+// standaloneAddr returns the shared standalone server's address, starting
+// it on first use.
+func standaloneAddr(t testing.TB) string {
+	t.Helper()
+	redistest.Binary(t, "redis-server")
+	standaloneOnce.Do(func() { standalone = redistest.StartServer(&tm) })
+	return standalone.Addr()
+}
 
 func TestMain(m *testing.M) {
 	if role := os.Getenv(helperEnv); role != "" {
 		os.Exit(runHelper(role))
 	}
 	redis.SetLogger(quietLogger{}) // tests kill servers on purpose; go-redis would log every redial
-	standalone = redistest.StartServer(&tm)
-	os.Setenv("REDIS_ADDR", standalone.Addr()) // for the examples
 	code := m.Run()
 	tm.Close()
 	os.Exit(code)
@@ -48,7 +58,7 @@ func sharedCluster(t testing.TB) *redistest.Cluster {
 
 // newRedis returns a client of the shared standalone server.
 func newRedis(t testing.TB) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: standalone.Addr()})
+	c := redis.NewClient(&redis.Options{Addr: standaloneAddr(t)})
 	t.Cleanup(func() { c.Close() })
 	return c
 }

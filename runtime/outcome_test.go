@@ -112,7 +112,7 @@ func TestFanout_lostLeaderCancellationIsNotPublished(t *testing.T) {
 // P9: the first local caller's context ending mid-join does not fail the
 // callers that attached meanwhile.
 func TestFanout_firstCallersContextDoesNotEndTheJoin(t *testing.T) {
-	p := redistest.StartProxy(t, standalone.Addr())
+	p := redistest.StartProxy(t, standaloneAddr(t))
 	c := newClient(t, redisAt(t, p.Addr()), nil)
 	k := key(t, "k")
 	// Load the scripts, then make every round trip slow.

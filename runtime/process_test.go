@@ -118,7 +118,7 @@ func TestLock_mutualExclusionAcrossProcesses(t *testing.T) {
 	var cmds []*exec.Cmd
 	for range 4 {
 		cmds = append(cmds, startHelper(t, "lockers",
-			"LOCK_ADDR="+standalone.Addr(), "ORACLE_ADDR="+standalone.Addr(), "ORACLE="+name,
+			"LOCK_ADDR="+standaloneAddr(t), "ORACLE_ADDR="+standaloneAddr(t), "ORACLE="+name,
 			"KEYS=3", "GOROUTINES=8", "MILLIS=2000"))
 	}
 	for _, cmd := range cmds {

@@ -102,7 +102,7 @@ func helperSemHog() int {
 // sees more than five live holders.
 func TestSemaphore_neverOverLimitWithKills(t *testing.T) {
 	name := "p10-" + strconv.Itoa(rand.IntN(1e9))
-	env := []string{"ADDR=" + standalone.Addr(), "NAME=" + name, "GOROUTINES=40"}
+	env := []string{"ADDR=" + standaloneAddr(t), "NAME=" + name, "GOROUTINES=40"}
 	var mu sync.Mutex
 	var running []*exec.Cmd
 	start := func(millis int) {
@@ -145,7 +145,7 @@ func TestSemaphore_neverOverLimitWithKills(t *testing.T) {
 func TestSemaphore_crashedHolderPermitsReturn(t *testing.T) {
 	name := "p10h-" + strconv.Itoa(rand.IntN(1e9))
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=semhog", "ADDR="+standalone.Addr(), "NAME="+name)
+	cmd.Env = append(os.Environ(), helperEnv+"=semhog", "ADDR="+standaloneAddr(t), "NAME="+name)
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -179,7 +179,7 @@ func soakDuration(t *testing.T, short time.Duration) (time.Duration, bool) {
 func runSoak(t *testing.T, dur time.Duration, env []string, extra []soakFault) {
 	name := "soak-" + strconv.Itoa(rand.IntN(1e9))
 	start := func(id int, ms int64) *exec.Cmd {
-		return startHelper(t, "soaker", append(env, "ORACLE_ADDR="+standalone.Addr(),
+		return startHelper(t, "soaker", append(env, "ORACLE_ADDR="+standaloneAddr(t),
 			"ORACLE="+name, "ID="+strconv.Itoa(id), "MILLIS="+strconv.FormatInt(ms, 10))...)
 	}
 	var mu sync.Mutex

@@ -118,6 +118,7 @@ func parent() error {
 	fmt.Printf("BuildReport: %d calls from %d processes.\n", calls, workers)
 	for _, day := range days {
 		n, _ := client.Get(ctx, run+":executions:"+day).Int()
+		defer client.Del(ctx, run+":executions:"+day) // the quickstart cleans up after itself
 		ok = ok && n == 1 && len(got[day]) == 1
 		fmt.Printf("  %s: the job ran %d time(s); ", day, n)
 		var results []string

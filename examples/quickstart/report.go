@@ -30,7 +30,9 @@ var (
 //
 //dlock:fanout key="report:{day}" ttl=5s
 func buildReport(ctx context.Context, day string) (Report, error) {
-	rdb.Incr(ctx, prefix+":executions:"+day)
+	k := prefix + ":executions:" + day
+	rdb.Incr(ctx, k)
+	rdb.Expire(ctx, k, 10*time.Minute) // leave nothing lasting in your Redis
 	time.Sleep(300 * time.Millisecond) // a slow query
 	return Report{Day: day, Visits: int64(len(day)) * 1000, BuiltBy: fmt.Sprintf("pid %d", os.Getpid())}, nil
 }

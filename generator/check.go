@@ -25,7 +25,7 @@ import (
 
 // wrapper is one annotated function, checked and ready to emit.
 type wrapper struct {
-	d        *Directive
+	d        *directive
 	text     string // the directive as written
 	pos      token.Position
 	fn       *types.Func
@@ -561,7 +561,7 @@ func validSpace(s string) bool {
 // the receiver's exported fields and methods, of string, bool or integer
 // kinds; and checks that the template is injective: holes are separated by
 // literal text with punctuation (the values are escaped for it).
-func (c *checker) checkKey(cm *ast.Comment, a Arg, w *wrapper) []keyPart {
+func (c *checker) checkKey(cm *ast.Comment, a arg, w *wrapper) []keyPart {
 	parts, errs := parseKeyTemplate(a.Value)
 	at := func(off int) token.Pos { return cm.Pos() + token.Pos(a.ValueOff+1+off) }
 	for _, e := range errs {

@@ -8,18 +8,18 @@ import (
 	"time"
 )
 
-// A Directive is one parsed //dlock: comment:
+// A directive is one parsed //dlock: comment:
 //
 //	Directive = "//dlock:" Verb { " " Arg } .
 //	Arg       = Name "=" ( GoQuotedString | Bare ) .
-type Directive struct {
+type directive struct {
 	Verb string
-	Args map[string]Arg
+	Args map[string]arg
 }
 
-// Arg is one name=value argument with the offsets (from the start of the
+// arg is one name=value argument with the offsets (from the start of the
 // comment) of its name and value.
-type Arg struct {
+type arg struct {
 	Name, Value       string
 	NameOff, ValueOff int
 }
@@ -47,7 +47,7 @@ func isDirectiveLike(text string) bool {
 
 // parseDirective parses the text of one comment (starting with "//").
 // It returns every error it finds, each at its offset in text.
-func parseDirective(text string) (*Directive, []offError) {
+func parseDirective(text string) (*directive, []offError) {
 	if !strings.HasPrefix(text, prefix) {
 		return nil, []offError{{0, "a directive has no space after //: write //dlock:" + strings.TrimPrefix(strings.TrimLeft(text[2:], " \t"), "dlock:")}}
 	}
@@ -57,7 +57,7 @@ func parseDirective(text string) (*Directive, []offError) {
 	if verbEnd < 0 {
 		verbEnd = len(rest)
 	}
-	d := &Directive{Verb: rest[:verbEnd], Args: map[string]Arg{}}
+	d := &directive{Verb: rest[:verbEnd], Args: map[string]arg{}}
 	allowed, ok := verbArgs[d.Verb]
 	if !ok {
 		msg := fmt.Sprintf("unknown directive //dlock:%s", d.Verb)
@@ -118,7 +118,7 @@ func parseDirective(text string) (*Directive, []offError) {
 		case d.Args[name].Name != "":
 			errs = append(errs, offError{start, fmt.Sprintf("argument %q given twice", name)})
 		default:
-			d.Args[name] = Arg{Name: name, Value: value, NameOff: start, ValueOff: valOff}
+			d.Args[name] = arg{Name: name, Value: value, NameOff: start, ValueOff: valOff}
 		}
 	}
 	errs = append(errs, d.checkValues()...)
@@ -140,7 +140,7 @@ func quotedEnd(text string, i int) int {
 }
 
 // checkValues checks the values that need no type information.
-func (d *Directive) checkValues() []offError {
+func (d *directive) checkValues() []offError {
 	var errs []offError
 	for _, n := range []string{"ttl", "timeout", "wait"} {
 		a, ok := d.Args[n]
@@ -173,7 +173,7 @@ func (d *Directive) checkValues() []offError {
 }
 
 // duration returns the parsed duration argument, or 0 when absent.
-func (d *Directive) duration(name string) time.Duration {
+func (d *directive) duration(name string) time.Duration {
 	v, _ := time.ParseDuration(d.Args[name].Value)
 	return v
 }

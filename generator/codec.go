@@ -187,8 +187,8 @@ func (e *emitter) codec(i int, t types.Type) {
 	var encBody, decBody []jen.Code
 	switch k := classify(t); k {
 	case kindTime:
-		encBody = []jen.Code{jen.Return(jen.Qual(runtimePath, "EncodeTime").Call(enc, jen.Id("v")))}
-		decBody = []jen.Code{jen.Return(jen.Qual(runtimePath, "DecodeTime").Call(dec))}
+		encBody = []jen.Code{jen.Return(jen.Qual(genrtPath, "EncodeTime").Call(enc, jen.Id("v")))}
+		decBody = []jen.Code{jen.Return(jen.Qual(genrtPath, "DecodeTime").Call(dec))}
 	case kindBinary, kindText:
 		m := map[codecKind]string{kindBinary: "Binary", kindText: "Text"}[k]
 		encBody = []jen.Code{
@@ -247,7 +247,7 @@ func (e *emitter) codec(i int, t types.Type) {
 			decBody = []jen.Code{
 				jen.List(jen.Id("n"), jen.Err()).Op(":=").Add(dec.Clone().Dot("DecodeArrayLen").Call()),
 				jen.If(jen.Err().Op("!=").Nil().Op("||").Id("n").Op("<").Lit(0)).Block(jen.Return(jen.Nil(), jen.Err())),
-				jen.Id("v").Op(":=").Make(tc, jen.Lit(0), jen.Qual(runtimePath, "SliceCap").Call(jen.Id("n"))),
+				jen.Id("v").Op(":=").Make(tc, jen.Lit(0), jen.Qual(genrtPath, "SliceCap").Call(jen.Id("n"))),
 				jen.For(jen.Range().Id("n")).Block(
 					jen.List(jen.Id("x"), jen.Err()).Op(":=").Id(e.decName(elem)).Call(dec),
 					jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
@@ -273,7 +273,7 @@ func (e *emitter) codec(i int, t types.Type) {
 			jen.Return(jen.Id(e.encName(elem)).Call(enc, jen.Op("*").Id("v"))),
 		}
 		decBody = []jen.Code{
-			jen.If(jen.Qual(runtimePath, "PeekNil").Call(dec)).Block(jen.Return(jen.Nil(), dec.Clone().Dot("DecodeNil").Call())),
+			jen.If(jen.Qual(genrtPath, "PeekNil").Call(dec)).Block(jen.Return(jen.Nil(), dec.Clone().Dot("DecodeNil").Call())),
 			jen.List(jen.Id("x"), jen.Err()).Op(":=").Id(e.decName(elem)).Call(dec),
 			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
 			jen.Return(jen.Op("&").Id("x"), jen.Nil()),
@@ -298,7 +298,7 @@ func (e *emitter) codec(i int, t types.Type) {
 		decBody = []jen.Code{
 			jen.List(jen.Id("n"), jen.Err()).Op(":=").Add(dec.Clone().Dot("DecodeMapLen").Call()),
 			jen.If(jen.Err().Op("!=").Nil().Op("||").Id("n").Op("<").Lit(0)).Block(jen.Return(jen.Nil(), jen.Err())),
-			jen.Id("v").Op(":=").Make(tc, jen.Qual(runtimePath, "SliceCap").Call(jen.Id("n"))),
+			jen.Id("v").Op(":=").Make(tc, jen.Qual(genrtPath, "SliceCap").Call(jen.Id("n"))),
 			jen.For(jen.Range().Id("n")).Block(
 				jen.List(jen.Id("k"), jen.Err()).Op(":=").Id(e.decName(m.Key())).Call(dec),
 				jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
@@ -321,12 +321,12 @@ func (e *emitter) codec(i int, t types.Type) {
 		// A value of a recursive type may be a cycle: a depth bound turns
 		// it into an error, where it would overflow the stack.
 		encBody = append([]jen.Code{
-			jen.If(jen.Err().Op(":=").Qual(runtimePath, "Descend").Call(enc), jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())),
-			jen.Defer().Qual(runtimePath, "Ascend").Call(enc),
+			jen.If(jen.Err().Op(":=").Qual(genrtPath, "Descend").Call(enc), jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())),
+			jen.Defer().Qual(genrtPath, "Ascend").Call(enc),
 		}, encBody...)
 		decBody = append([]jen.Code{
-			jen.If(jen.Err().Op(":=").Qual(runtimePath, "Descend").Call(dec), jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
-			jen.Defer().Qual(runtimePath, "Ascend").Call(dec),
+			jen.If(jen.Err().Op(":=").Qual(genrtPath, "Descend").Call(dec), jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
+			jen.Defer().Qual(genrtPath, "Ascend").Call(dec),
 		}, decBody...)
 	}
 	e.f.Commentf("dlockEnc%s encodes a %s.", idx, types.TypeString(t, types.RelativeTo(e.pkg.Types)))

@@ -20,6 +20,7 @@ import (
 
 const (
 	runtimePath = "github.com/dlock-go/dlock/runtime"
+	genrtPath   = "github.com/dlock-go/dlock/runtime/genrt"
 	msgpackPath = "github.com/vmihailenco/msgpack/v5"
 )
 
@@ -161,6 +162,7 @@ func emit(pkg *packages.Package, ws []*wrapper, suffix, build string, sources ma
 		e.codecSuffix = "_" + hex.EncodeToString(sum[:4])
 	}
 	e.importAs(runtimePath, "dlockrt")
+	e.importAs(genrtPath, "genrt")
 	e.importAs(msgpackPath, "msgpack")
 	for _, std := range []string{"context", "time", "strconv", "slices", "cmp"} {
 		e.importAs(std, std)
@@ -452,7 +454,7 @@ func (e *emitter) fanoutBody(w *wrapper, opts []jen.Code) []jen.Code {
 	job := jen.Func().Params(jen.Id(w.ctxName).Qual("context", "Context")).Params(jen.Index().Byte(), jen.Error()).Block(
 		jen.List(append(vals, jen.Id("dlockErr"))...).Op(":=").Add(e.call(w, w.ctxName)),
 		jen.If(jen.Id("dlockErr").Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Id("dlockErr"))),
-		jen.Return(jen.Qual(runtimePath, "EncodeTuple").Call(jen.Lit(n),
+		jen.Return(jen.Qual(genrtPath, "EncodeTuple").Call(jen.Lit(n),
 			jen.Func().Params(jen.Id("dlockEnc").Op("*").Qual(msgpackPath, "Encoder")).Error().Block(encode...))),
 	)
 	decodeFn := jen.Func().Params(jen.Id("dlockDec").Op("*").Qual(msgpackPath, "Decoder")).Error().Block(
@@ -468,7 +470,7 @@ func (e *emitter) fanoutBody(w *wrapper, opts []jen.Code) []jen.Code {
 		jen.List(jen.Id("dlockB"), jen.Id("dlockErr")).Op(":=").Id("dlockC").Dot("Fanout").Call(
 			append([]jen.Code{jen.Id(w.ctxName), jen.Id("dlockKey"), job}, opts...)...),
 		e.ifErrReturn(w),
-		jen.Id("dlockErr").Op("=").Qual(runtimePath, "DecodeTuple").Call(jen.Id("dlockB"), jen.Lit(n), decodeFn),
+		jen.Id("dlockErr").Op("=").Qual(genrtPath, "DecodeTuple").Call(jen.Id("dlockB"), jen.Lit(n), decodeFn),
 		jen.Return(append(ret, jen.Id("dlockErr"))...),
 	}
 }
@@ -499,7 +501,7 @@ func (e *emitter) key(w *wrapper) []jen.Code {
 				lit = ""
 			}
 			b = append(b, e.nilGuard(w, p)...)
-			add(jen.Qual(runtimePath, "KeyValue").Call(e.keyHole(w, p), jen.Lit(seps)))
+			add(jen.Qual(genrtPath, "KeyValue").Call(e.keyHole(w, p), jen.Lit(seps)))
 		}
 		if lit != "" {
 			add(jen.Lit(lit))
@@ -513,7 +515,7 @@ func (e *emitter) key(w *wrapper) []jen.Code {
 	}
 	enc = append(enc, jen.Return(jen.Nil()))
 	return []jen.Code{
-		jen.List(jen.Id("dlockKey"), jen.Id("dlockErr")).Op(":=").Qual(runtimePath, "DigestKey").Call(
+		jen.List(jen.Id("dlockKey"), jen.Id("dlockErr")).Op(":=").Qual(genrtPath, "DigestKey").Call(
 			jen.Lit(name), jen.Lit(len(w.params)),
 			jen.Func().Params(jen.Id("dlockEnc").Op("*").Qual(msgpackPath, "Encoder")).Error().Block(enc...)),
 		e.ifErrReturn(w),
@@ -543,7 +545,7 @@ func (e *emitter) nilGuard(w *wrapper, p keyPart) []jen.Code {
 	var guards []jen.Code
 	guard := func(x *jen.Statement) {
 		guards = append(guards, jen.If(x.Clone().Op("==").Nil()).Block(
-			e.returnErr(w, jen.Qual(runtimePath, "NilKeyValue").Call(jen.Lit(holeText(p))))))
+			e.returnErr(w, jen.Qual(genrtPath, "NilKeyValue").Call(jen.Lit(holeText(p))))))
 	}
 	if _, ok := typ.Underlying().(*types.Pointer); ok {
 		guard(expr)

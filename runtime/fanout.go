@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/dlock-go/dlock/internal/mpcheck"
 )
 
 // Fanout runs job for key once across the fleet and gives every concurrent
@@ -67,7 +69,7 @@ func FanoutOf[T any](ctx context.Context, c *Client, key string, job func(contex
 	if err != nil {
 		return v, err
 	}
-	if err := checkLengths(b); err != nil {
+	if err := mpcheck.Lengths(b); err != nil {
 		return v, fmt.Errorf("%w: fanout result of %s: %w", ErrDecode, key, err)
 	}
 	if err := msgpack.Unmarshal(b, &v); err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	dlockrt "github.com/dlock-go/dlock/runtime"
+	"github.com/dlock-go/dlock/runtime/genrt"
 	msgpack "github.com/vmihailenco/msgpack/v5"
 )
 
@@ -21,13 +22,13 @@ func LoadProduct(ctx context.Context, id int) (Product, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/httpcache.loadProduct#ab4c64ac:product:" + dlockrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
+	dlockKey := "github.com/dlock-go/dlock/examples/httpcache.loadProduct#ab4c64ac:product:" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
 	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
 		dlockV0, dlockErr := loadProduct(ctx, id)
 		if dlockErr != nil {
 			return nil, dlockErr
 		}
-		return dlockrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
+		return genrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
 			if err := dlockEncProduct(dlockEnc, dlockV0); err != nil {
 				return err
 			}
@@ -37,7 +38,7 @@ func LoadProduct(ctx context.Context, id int) (Product, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockErr = dlockrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
+	dlockErr = genrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
 		var err error
 		if dlockR0, err = dlockDecProduct(dlockDec); err != nil {
 			return err

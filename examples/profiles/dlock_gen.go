@@ -7,6 +7,7 @@ import (
 	"time"
 
 	dlockrt "github.com/dlock-go/dlock/runtime"
+	"github.com/dlock-go/dlock/runtime/genrt"
 	msgpack "github.com/vmihailenco/msgpack/v5"
 )
 
@@ -20,13 +21,13 @@ func LoadProfile(ctx context.Context, name string) (Profile, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/profiles.loadProfile#dfcf86a8:profile:" + dlockrt.KeyValue(name, ":")
+	dlockKey := "github.com/dlock-go/dlock/examples/profiles.loadProfile#dfcf86a8:profile:" + genrt.KeyValue(name, ":")
 	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
 		dlockV0, dlockErr := loadProfile(ctx, name)
 		if dlockErr != nil {
 			return nil, dlockErr
 		}
-		return dlockrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
+		return genrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
 			if err := dlockEncProfile(dlockEnc, dlockV0); err != nil {
 				return err
 			}
@@ -36,7 +37,7 @@ func LoadProfile(ctx context.Context, name string) (Profile, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockErr = dlockrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
+	dlockErr = genrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
 		var err error
 		if dlockR0, err = dlockDecProfile(dlockDec); err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	dlockrt "github.com/dlock-go/dlock/runtime"
+	"github.com/dlock-go/dlock/runtime/genrt"
 )
 
 // JobWithDlock is *Job with the methods annotated with //dlock: directives run
@@ -38,7 +39,7 @@ func (dlockD *JobWithDlock) Run(ctx context.Context, day string) error {
 			return dlockErr
 		}
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/scheduler.(Job).Run:nightly-report:" + dlockrt.KeyValue(day, "-:")
+	dlockKey := "github.com/dlock-go/dlock/examples/scheduler.(Job).Run:nightly-report:" + genrt.KeyValue(day, "-:")
 	dlockL, dlockErr := dlockC.Once(ctx, dlockKey, dlockrt.WithTTL(10*time.Second))
 	if dlockErr != nil {
 		return dlockErr

@@ -6,7 +6,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
-	dlockrt "github.com/dlock-go/dlock/runtime"
+	"github.com/dlock-go/dlock/runtime/genrt"
 )
 
 var benchUser = User{ID: 7, Name: "ada", Tags: []string{"admin", "ops", "oncall"},
@@ -18,12 +18,12 @@ func BenchmarkCodec_User(b *testing.B) {
 	b.Run("generated", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			buf, err := dlockrt.EncodeTuple(1, func(enc *msgpack.Encoder) error { return dlockEncUser(enc, benchUser) })
+			buf, err := genrt.EncodeTuple(1, func(enc *msgpack.Encoder) error { return dlockEncUser(enc, benchUser) })
 			if err != nil {
 				b.Fatal(err)
 			}
 			var u User
-			if err := dlockrt.DecodeTuple(buf, 1, func(dec *msgpack.Decoder) (err error) { u, err = dlockDecUser(dec); return }); err != nil || u.ID != 7 {
+			if err := genrt.DecodeTuple(buf, 1, func(dec *msgpack.Decoder) (err error) { u, err = dlockDecUser(dec); return }); err != nil || u.ID != 7 {
 				b.Fatal(err)
 			}
 		}
@@ -45,12 +45,12 @@ func BenchmarkCodec_User(b *testing.B) {
 
 // The generated codec round-trips what the reflective one does.
 func TestCodec_User_roundTrip(t *testing.T) {
-	buf, err := dlockrt.EncodeTuple(1, func(enc *msgpack.Encoder) error { return dlockEncUser(enc, benchUser) })
+	buf, err := genrt.EncodeTuple(1, func(enc *msgpack.Encoder) error { return dlockEncUser(enc, benchUser) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	var u User
-	if err := dlockrt.DecodeTuple(buf, 1, func(dec *msgpack.Decoder) (err error) { u, err = dlockDecUser(dec); return }); err != nil {
+	if err := genrt.DecodeTuple(buf, 1, func(dec *msgpack.Decoder) (err error) { u, err = dlockDecUser(dec); return }); err != nil {
 		t.Fatal(err)
 	}
 	if u.ID != benchUser.ID || u.Name != benchUser.Name || len(u.Tags) != 3 || !u.Seen.Equal(benchUser.Seen) || u.Friends["dee"] != 4 {
@@ -60,10 +60,10 @@ func TestCodec_User_roundTrip(t *testing.T) {
 
 // Decoding garbage fails with an error, never a panic.
 func FuzzDecodeUser(f *testing.F) {
-	buf, _ := dlockrt.EncodeTuple(1, func(enc *msgpack.Encoder) error { return dlockEncUser(enc, benchUser) })
+	buf, _ := genrt.EncodeTuple(1, func(enc *msgpack.Encoder) error { return dlockEncUser(enc, benchUser) })
 	f.Add(buf)
 	f.Add([]byte{0x91, 0x95})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		dlockrt.DecodeTuple(b, 1, func(dec *msgpack.Decoder) error { _, err := dlockDecUser(dec); return err })
+		genrt.DecodeTuple(b, 1, func(dec *msgpack.Decoder) error { _, err := dlockDecUser(dec); return err })
 	})
 }

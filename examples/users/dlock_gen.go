@@ -10,6 +10,7 @@ import (
 	"time"
 
 	dlockrt "github.com/dlock-go/dlock/runtime"
+	"github.com/dlock-go/dlock/runtime/genrt"
 	msgpack "github.com/vmihailenco/msgpack/v5"
 )
 
@@ -23,13 +24,13 @@ func LoadUser(ctx context.Context, id int64) (User, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/users.loadUser#96b256f1:user:" + dlockrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
+	dlockKey := "github.com/dlock-go/dlock/examples/users.loadUser#96b256f1:user:" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
 	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
 		dlockV0, dlockErr := loadUser(ctx, id)
 		if dlockErr != nil {
 			return nil, dlockErr
 		}
-		return dlockrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
+		return genrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
 			if err := dlockEncUser(dlockEnc, dlockV0); err != nil {
 				return err
 			}
@@ -39,7 +40,7 @@ func LoadUser(ctx context.Context, id int64) (User, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockErr = dlockrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
+	dlockErr = genrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
 		var err error
 		if dlockR0, err = dlockDecUser(dlockDec); err != nil {
 			return err
@@ -62,7 +63,7 @@ func CountActive(ctx context.Context, since time.Duration, tags []string) (int, 
 	if dlockErr != nil {
 		return dlockR0, dlockR1, dlockErr
 	}
-	dlockKey, dlockErr := dlockrt.DigestKey("github.com/dlock-go/dlock/examples/users.countActive#157d47b7", 2, func(dlockEnc *msgpack.Encoder) error {
+	dlockKey, dlockErr := genrt.DigestKey("github.com/dlock-go/dlock/examples/users.countActive#157d47b7", 2, func(dlockEnc *msgpack.Encoder) error {
 		if err := dlockEncTimeDuration(dlockEnc, since); err != nil {
 			return err
 		}
@@ -79,7 +80,7 @@ func CountActive(ctx context.Context, since time.Duration, tags []string) (int, 
 		if dlockErr != nil {
 			return nil, dlockErr
 		}
-		return dlockrt.EncodeTuple(2, func(dlockEnc *msgpack.Encoder) error {
+		return genrt.EncodeTuple(2, func(dlockEnc *msgpack.Encoder) error {
 			if err := dlockEncInt(dlockEnc, dlockV0); err != nil {
 				return err
 			}
@@ -92,7 +93,7 @@ func CountActive(ctx context.Context, since time.Duration, tags []string) (int, 
 	if dlockErr != nil {
 		return dlockR0, dlockR1, dlockErr
 	}
-	dlockErr = dlockrt.DecodeTuple(dlockB, 2, func(dlockDec *msgpack.Decoder) error {
+	dlockErr = genrt.DecodeTuple(dlockB, 2, func(dlockDec *msgpack.Decoder) error {
 		var err error
 		if dlockR0, err = dlockDecInt(dlockDec); err != nil {
 			return err
@@ -116,7 +117,7 @@ func Reindex(ctx context.Context, shard string) error {
 	if dlockErr != nil {
 		return dlockErr
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/users.reindex:reindex:" + dlockrt.KeyValue(shard, ":")
+	dlockKey := "github.com/dlock-go/dlock/examples/users.reindex:reindex:" + genrt.KeyValue(shard, ":")
 	dlockL, dlockErr := dlockC.Once(ctx, dlockKey, dlockrt.WithTTL(2*time.Second))
 	if dlockErr != nil {
 		return dlockErr
@@ -137,7 +138,7 @@ func Export(ctx context.Context, tenant string) error {
 	if dlockErr != nil {
 		return dlockErr
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/users.export:export:" + dlockrt.KeyValue(tenant, ":")
+	dlockKey := "github.com/dlock-go/dlock/examples/users.export:export:" + genrt.KeyValue(tenant, ":")
 	dlockWait, dlockCancel := context.WithTimeout(ctx, 5*time.Second)
 	dlockP, dlockErr := dlockC.Semaphore(dlockKey, 2).Acquire(dlockWait)
 	dlockCancel()
@@ -182,13 +183,13 @@ func (dlockD *StoreWithDlock) Get(ctx context.Context, id int64) (*User, error) 
 			return dlockR0, dlockErr
 		}
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/users.(Store).Get#804b2744:store-user:" + dlockrt.KeyValue(strconv.FormatInt(int64(id), 10), "-:")
+	dlockKey := "github.com/dlock-go/dlock/examples/users.(Store).Get#804b2744:store-user:" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), "-:")
 	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
 		dlockV0, dlockErr := dlockD.Store.Get(ctx, id)
 		if dlockErr != nil {
 			return nil, dlockErr
 		}
-		return dlockrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
+		return genrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
 			if err := dlockEncPtrUser(dlockEnc, dlockV0); err != nil {
 				return err
 			}
@@ -198,7 +199,7 @@ func (dlockD *StoreWithDlock) Get(ctx context.Context, id int64) (*User, error) 
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockErr = dlockrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
+	dlockErr = genrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
 		var err error
 		if dlockR0, err = dlockDecPtrUser(dlockDec); err != nil {
 			return err
@@ -220,13 +221,13 @@ func LoadProfile(ctx context.Context, id int64) (Profile, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/users.loadProfile#4b32dc93:user:" + dlockrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
+	dlockKey := "github.com/dlock-go/dlock/examples/users.loadProfile#4b32dc93:user:" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
 	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
 		dlockV0, dlockErr := loadProfile(ctx, id)
 		if dlockErr != nil {
 			return nil, dlockErr
 		}
-		return dlockrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
+		return genrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
 			if err := dlockEncProfile(dlockEnc, dlockV0); err != nil {
 				return err
 			}
@@ -236,7 +237,7 @@ func LoadProfile(ctx context.Context, id int64) (Profile, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockErr = dlockrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
+	dlockErr = genrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
 		var err error
 		if dlockR0, err = dlockDecProfile(dlockDec); err != nil {
 			return err
@@ -258,13 +259,13 @@ func LoadDoc(ctx context.Context, tenant string, id string) (string, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/users.loadDoc#9dfbd650:doc:" + dlockrt.KeyValue(tenant, ":") + ":" + dlockrt.KeyValue(id, ":")
+	dlockKey := "github.com/dlock-go/dlock/examples/users.loadDoc#9dfbd650:doc:" + genrt.KeyValue(tenant, ":") + ":" + genrt.KeyValue(id, ":")
 	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
 		dlockV0, dlockErr := loadDoc(ctx, tenant, id)
 		if dlockErr != nil {
 			return nil, dlockErr
 		}
-		return dlockrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
+		return genrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
 			if err := dlockEncString(dlockEnc, dlockV0); err != nil {
 				return err
 			}
@@ -274,7 +275,7 @@ func LoadDoc(ctx context.Context, tenant string, id string) (string, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockErr = dlockrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
+	dlockErr = genrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
 		var err error
 		if dlockR0, err = dlockDecString(dlockDec); err != nil {
 			return err
@@ -317,15 +318,15 @@ func (dlockD *TenantStoreWithDlock) Get(ctx context.Context, id int64) (string, 
 		}
 	}
 	if dlockD.TenantStore == nil {
-		return dlockR0, dlockrt.NilKeyValue("s.Tenant")
+		return dlockR0, genrt.NilKeyValue("s.Tenant")
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/users.(TenantStore).Get#9dfbd650:tenant-user:" + dlockrt.KeyValue(dlockD.TenantStore.Tenant, "-:") + ":" + dlockrt.KeyValue(strconv.FormatInt(int64(id), 10), "-:")
+	dlockKey := "github.com/dlock-go/dlock/examples/users.(TenantStore).Get#9dfbd650:tenant-user:" + genrt.KeyValue(dlockD.TenantStore.Tenant, "-:") + ":" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), "-:")
 	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
 		dlockV0, dlockErr := dlockD.TenantStore.Get(ctx, id)
 		if dlockErr != nil {
 			return nil, dlockErr
 		}
-		return dlockrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
+		return genrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
 			if err := dlockEncString(dlockEnc, dlockV0); err != nil {
 				return err
 			}
@@ -335,7 +336,7 @@ func (dlockD *TenantStoreWithDlock) Get(ctx context.Context, id int64) (string, 
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockErr = dlockrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
+	dlockErr = genrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
 		var err error
 		if dlockR0, err = dlockDecString(dlockDec); err != nil {
 			return err
@@ -357,13 +358,13 @@ func LoadGone(ctx context.Context, id int64) (string, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockKey := "github.com/dlock-go/dlock/examples/users.loadGone#9dfbd650:gone:" + dlockrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
+	dlockKey := "github.com/dlock-go/dlock/examples/users.loadGone#9dfbd650:gone:" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
 	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
 		dlockV0, dlockErr := loadGone(ctx, id)
 		if dlockErr != nil {
 			return nil, dlockErr
 		}
-		return dlockrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
+		return genrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
 			if err := dlockEncString(dlockEnc, dlockV0); err != nil {
 				return err
 			}
@@ -373,7 +374,7 @@ func LoadGone(ctx context.Context, id int64) (string, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
-	dlockErr = dlockrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
+	dlockErr = genrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
 		var err error
 		if dlockR0, err = dlockDecString(dlockDec); err != nil {
 			return err
@@ -459,7 +460,7 @@ func dlockDecMapStringToInt64(dec *msgpack.Decoder) (map[string]int64, error) {
 	if err != nil || n < 0 {
 		return nil, err
 	}
-	v := make(map[string]int64, dlockrt.SliceCap(n))
+	v := make(map[string]int64, genrt.SliceCap(n))
 	for range n {
 		k, err := dlockDecString(dec)
 		if err != nil {
@@ -517,7 +518,7 @@ func dlockEncPtrUser(enc *msgpack.Encoder, v *User) error {
 
 // dlockDecPtrUser decodes a *User.
 func dlockDecPtrUser(dec *msgpack.Decoder) (*User, error) {
-	if dlockrt.PeekNil(dec) {
+	if genrt.PeekNil(dec) {
 		return nil, dec.DecodeNil()
 	}
 	x, err := dlockDecUser(dec)
@@ -549,7 +550,7 @@ func dlockDecSliceString(dec *msgpack.Decoder) ([]string, error) {
 	if err != nil || n < 0 {
 		return nil, err
 	}
-	v := make([]string, 0, dlockrt.SliceCap(n))
+	v := make([]string, 0, genrt.SliceCap(n))
 	for range n {
 		x, err := dlockDecString(dec)
 		if err != nil {
@@ -584,12 +585,12 @@ func dlockDecTimeDuration(dec *msgpack.Decoder) (time.Duration, error) {
 
 // dlockEncTimeTime encodes a time.Time.
 func dlockEncTimeTime(enc *msgpack.Encoder, v time.Time) error {
-	return dlockrt.EncodeTime(enc, v)
+	return genrt.EncodeTime(enc, v)
 }
 
 // dlockDecTimeTime decodes a time.Time.
 func dlockDecTimeTime(dec *msgpack.Decoder) (time.Time, error) {
-	return dlockrt.DecodeTime(dec)
+	return genrt.DecodeTime(dec)
 }
 
 // dlockEncUser encodes a User.

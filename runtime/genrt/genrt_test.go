@@ -1,0 +1,44 @@
+package genrt
+
+import (
+	"errors"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/dlock-go/dlock/internal/mpcheck"
+)
+
+// P21: the generated codecs' decoder refuses declared lengths beyond the
+// input before msgpack allocates them; valid tuples still decode.
+func TestDecodeTuple_lengthPrefixAllocatesNothing(t *testing.T) {
+	for _, a := range []string{"\x91\xdb\x7f\xff\xff\xff", "\x91\xc6\x7f\xff\xff\xff", "\x91\xdd\x7f\xff\xff\xff", "\x91\xdf\x0f\xff\xff\xff\x01", "\x91\xc9\x7f\xff\xff\xff\x01"} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		err := DecodeTuple([]byte(a), 1, func(dec *msgpack.Decoder) error {
+			_, err := dec.DecodeInterface()
+			return err
+		})
+		runtime.ReadMemStats(&after)
+		if !errors.Is(err, ErrDecode) {
+			t.Errorf("DecodeTuple(%x) = %v; want ErrDecode", a, err)
+		}
+		if d := after.TotalAlloc - before.TotalAlloc; d > 64<<10 {
+			t.Errorf("DecodeTuple(%x) allocated %d bytes; want < 64 KiB", a, d)
+		}
+	}
+	b, err := EncodeTuple(3, func(enc *msgpack.Encoder) error {
+		enc.EncodeString("s")
+		enc.EncodeMap(map[string]any{"a": []any{1, "x", nil, 2.5}})
+		return enc.Encode(time.Unix(1, 2).UTC())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mpcheck.Lengths(b); err != nil {
+		t.Fatalf("Lengths of a valid tuple = %v", err)
+	}
+}
+

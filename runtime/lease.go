@@ -38,7 +38,7 @@ type lease struct {
 	released bool       // Release or Close ran the release script
 	err      error      // why it ended
 	done     chan struct{}
-	stop     chan struct{} // closed when the lease ends: stops a renewal's retries
+	stop     chan struct{}       // closed when the lease ends: stops a renewal's retries
 	onEnd    map[int]func(error) // called once when the lease ends (Context)
 	nextEnd  int
 

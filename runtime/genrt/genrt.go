@@ -211,4 +211,3 @@ func Ascend(coder any) {
 // SliceCap bounds the capacity a decoder allocates up front for n
 // elements, so a corrupt length cannot make it allocate gigabytes.
 func SliceCap(n int) int { return min(max(n, 0), 1024) }
-

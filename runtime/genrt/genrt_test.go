@@ -41,4 +41,3 @@ func TestDecodeTuple_lengthPrefixAllocatesNothing(t *testing.T) {
 		t.Fatalf("Lengths of a valid tuple = %v", err)
 	}
 }
-

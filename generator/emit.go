@@ -441,6 +441,18 @@ func (e *emitter) heldBody(w *wrapper, acquire jen.Code, v string) []jen.Code {
 
 func (e *emitter) fanoutBody(w *wrapper, opts []jen.Code) []jen.Code {
 	n := len(w.results)
+	ctxParam := jen.Id(w.ctxName).Qual("context", "Context")
+	switch n {
+	case 0: // genrt.Fanout0 does the rest
+		job := jen.Func().Params(ctxParam).Error().Block(jen.Return(e.call(w, w.ctxName)))
+		return []jen.Code{jen.Return(jen.Qual(genrtPath, "Fanout0").Call(
+			append([]jen.Code{jen.Id(w.ctxName), jen.Id("dlockC"), jen.Id("dlockKey"), job}, opts...)...))}
+	case 1: // genrt.Fanout1 with the result's codecs
+		r := w.results[0]
+		job := jen.Func().Params(ctxParam).Params(e.typ(r), jen.Error()).Block(jen.Return(e.call(w, w.ctxName)))
+		return []jen.Code{jen.Return(jen.Qual(genrtPath, "Fanout1").Call(
+			append([]jen.Code{jen.Id(w.ctxName), jen.Id("dlockC"), jen.Id("dlockKey"), job, jen.Id(e.encName(r)), jen.Id(e.decName(r))}, opts...)...))}
+	}
 	var vals []jen.Code
 	var encode []jen.Code
 	var decode []jen.Code

@@ -23,29 +23,9 @@ func LoadProduct(ctx context.Context, id int) (Product, error) {
 		return dlockR0, dlockErr
 	}
 	dlockKey := "github.com/dlock-go/dlock/examples/httpcache.loadProduct#ab4c64ac:product:" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
-	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
-		dlockV0, dlockErr := loadProduct(ctx, id)
-		if dlockErr != nil {
-			return nil, dlockErr
-		}
-		return genrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
-			if err := dlockEncProduct(dlockEnc, dlockV0); err != nil {
-				return err
-			}
-			return nil
-		})
-	}, dlockrt.WithTTL(5*time.Second), dlockrt.WithTimeout(10*time.Second))
-	if dlockErr != nil {
-		return dlockR0, dlockErr
-	}
-	dlockErr = genrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
-		var err error
-		if dlockR0, err = dlockDecProduct(dlockDec); err != nil {
-			return err
-		}
-		return nil
-	})
-	return dlockR0, dlockErr
+	return genrt.Fanout1(ctx, dlockC, dlockKey, func(ctx context.Context) (Product, error) {
+		return loadProduct(ctx, id)
+	}, dlockEncProduct, dlockDecProduct, dlockrt.WithTTL(5*time.Second), dlockrt.WithTimeout(10*time.Second))
 }
 
 var _ func(context.Context, int) (Product, error) = loadProduct

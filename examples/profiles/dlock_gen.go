@@ -22,29 +22,9 @@ func LoadProfile(ctx context.Context, name string) (Profile, error) {
 		return dlockR0, dlockErr
 	}
 	dlockKey := "github.com/dlock-go/dlock/examples/profiles.loadProfile#dfcf86a8:profile:" + genrt.KeyValue(name, ":")
-	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
-		dlockV0, dlockErr := loadProfile(ctx, name)
-		if dlockErr != nil {
-			return nil, dlockErr
-		}
-		return genrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
-			if err := dlockEncProfile(dlockEnc, dlockV0); err != nil {
-				return err
-			}
-			return nil
-		})
-	}, dlockrt.WithTTL(5*time.Second))
-	if dlockErr != nil {
-		return dlockR0, dlockErr
-	}
-	dlockErr = genrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
-		var err error
-		if dlockR0, err = dlockDecProfile(dlockDec); err != nil {
-			return err
-		}
-		return nil
-	})
-	return dlockR0, dlockErr
+	return genrt.Fanout1(ctx, dlockC, dlockKey, func(ctx context.Context) (Profile, error) {
+		return loadProfile(ctx, name)
+	}, dlockEncProfile, dlockDecProfile, dlockrt.WithTTL(5*time.Second))
 }
 
 var _ func(context.Context, string) (Profile, error) = loadProfile

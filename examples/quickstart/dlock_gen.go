@@ -22,29 +22,9 @@ func BuildReport(ctx context.Context, day string) (Report, error) {
 		return dlockR0, dlockErr
 	}
 	dlockKey := "github.com/dlock-go/dlock/examples/quickstart.buildReport#92d742cb:report:" + genrt.KeyValue(day, ":")
-	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
-		dlockV0, dlockErr := buildReport(ctx, day)
-		if dlockErr != nil {
-			return nil, dlockErr
-		}
-		return genrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
-			if err := dlockEncReport(dlockEnc, dlockV0); err != nil {
-				return err
-			}
-			return nil
-		})
-	}, dlockrt.WithTTL(5*time.Second))
-	if dlockErr != nil {
-		return dlockR0, dlockErr
-	}
-	dlockErr = genrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
-		var err error
-		if dlockR0, err = dlockDecReport(dlockDec); err != nil {
-			return err
-		}
-		return nil
-	})
-	return dlockR0, dlockErr
+	return genrt.Fanout1(ctx, dlockC, dlockKey, func(ctx context.Context) (Report, error) {
+		return buildReport(ctx, day)
+	}, dlockEncReport, dlockDecReport, dlockrt.WithTTL(5*time.Second))
 }
 
 var _ func(context.Context, string) (Report, error) = buildReport

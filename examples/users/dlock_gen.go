@@ -25,29 +25,9 @@ func LoadUser(ctx context.Context, id int64) (User, error) {
 		return dlockR0, dlockErr
 	}
 	dlockKey := "github.com/dlock-go/dlock/examples/users.loadUser#96b256f1:user:" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
-	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
-		dlockV0, dlockErr := loadUser(ctx, id)
-		if dlockErr != nil {
-			return nil, dlockErr
-		}
-		return genrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
-			if err := dlockEncUser(dlockEnc, dlockV0); err != nil {
-				return err
-			}
-			return nil
-		})
-	}, dlockrt.WithTTL(2*time.Second))
-	if dlockErr != nil {
-		return dlockR0, dlockErr
-	}
-	dlockErr = genrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
-		var err error
-		if dlockR0, err = dlockDecUser(dlockDec); err != nil {
-			return err
-		}
-		return nil
-	})
-	return dlockR0, dlockErr
+	return genrt.Fanout1(ctx, dlockC, dlockKey, func(ctx context.Context) (User, error) {
+		return loadUser(ctx, id)
+	}, dlockEncUser, dlockDecUser, dlockrt.WithTTL(2*time.Second))
 }
 
 var _ func(context.Context, int64) (User, error) = loadUser
@@ -184,29 +164,9 @@ func (dlockD *StoreWithDlock) Get(ctx context.Context, id int64) (*User, error) 
 		}
 	}
 	dlockKey := "github.com/dlock-go/dlock/examples/users.(Store).Get#804b2744:store-user:" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), "-:")
-	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
-		dlockV0, dlockErr := dlockD.Store.Get(ctx, id)
-		if dlockErr != nil {
-			return nil, dlockErr
-		}
-		return genrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
-			if err := dlockEncPtrUser(dlockEnc, dlockV0); err != nil {
-				return err
-			}
-			return nil
-		})
-	})
-	if dlockErr != nil {
-		return dlockR0, dlockErr
-	}
-	dlockErr = genrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
-		var err error
-		if dlockR0, err = dlockDecPtrUser(dlockDec); err != nil {
-			return err
-		}
-		return nil
-	})
-	return dlockR0, dlockErr
+	return genrt.Fanout1(ctx, dlockC, dlockKey, func(ctx context.Context) (*User, error) {
+		return dlockD.Store.Get(ctx, id)
+	}, dlockEncPtrUser, dlockDecPtrUser)
 }
 
 var _ func(*Store, context.Context, int64) (*User, error) = (*Store).Get
@@ -222,29 +182,9 @@ func LoadProfile(ctx context.Context, id int64) (Profile, error) {
 		return dlockR0, dlockErr
 	}
 	dlockKey := "github.com/dlock-go/dlock/examples/users.loadProfile#4b32dc93:user:" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
-	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
-		dlockV0, dlockErr := loadProfile(ctx, id)
-		if dlockErr != nil {
-			return nil, dlockErr
-		}
-		return genrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
-			if err := dlockEncProfile(dlockEnc, dlockV0); err != nil {
-				return err
-			}
-			return nil
-		})
-	}, dlockrt.WithTTL(2*time.Second))
-	if dlockErr != nil {
-		return dlockR0, dlockErr
-	}
-	dlockErr = genrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
-		var err error
-		if dlockR0, err = dlockDecProfile(dlockDec); err != nil {
-			return err
-		}
-		return nil
-	})
-	return dlockR0, dlockErr
+	return genrt.Fanout1(ctx, dlockC, dlockKey, func(ctx context.Context) (Profile, error) {
+		return loadProfile(ctx, id)
+	}, dlockEncProfile, dlockDecProfile, dlockrt.WithTTL(2*time.Second))
 }
 
 var _ func(context.Context, int64) (Profile, error) = loadProfile
@@ -260,29 +200,9 @@ func LoadDoc(ctx context.Context, tenant string, id string) (string, error) {
 		return dlockR0, dlockErr
 	}
 	dlockKey := "github.com/dlock-go/dlock/examples/users.loadDoc#9dfbd650:doc:" + genrt.KeyValue(tenant, ":") + ":" + genrt.KeyValue(id, ":")
-	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
-		dlockV0, dlockErr := loadDoc(ctx, tenant, id)
-		if dlockErr != nil {
-			return nil, dlockErr
-		}
-		return genrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
-			if err := dlockEncString(dlockEnc, dlockV0); err != nil {
-				return err
-			}
-			return nil
-		})
-	}, dlockrt.WithTTL(2*time.Second))
-	if dlockErr != nil {
-		return dlockR0, dlockErr
-	}
-	dlockErr = genrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
-		var err error
-		if dlockR0, err = dlockDecString(dlockDec); err != nil {
-			return err
-		}
-		return nil
-	})
-	return dlockR0, dlockErr
+	return genrt.Fanout1(ctx, dlockC, dlockKey, func(ctx context.Context) (string, error) {
+		return loadDoc(ctx, tenant, id)
+	}, dlockEncString, dlockDecString, dlockrt.WithTTL(2*time.Second))
 }
 
 var _ func(context.Context, string, string) (string, error) = loadDoc
@@ -321,29 +241,9 @@ func (dlockD *TenantStoreWithDlock) Get(ctx context.Context, id int64) (string, 
 		return dlockR0, genrt.NilKeyValue("s.Tenant")
 	}
 	dlockKey := "github.com/dlock-go/dlock/examples/users.(TenantStore).Get#9dfbd650:tenant-user:" + genrt.KeyValue(dlockD.TenantStore.Tenant, "-:") + ":" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), "-:")
-	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
-		dlockV0, dlockErr := dlockD.TenantStore.Get(ctx, id)
-		if dlockErr != nil {
-			return nil, dlockErr
-		}
-		return genrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
-			if err := dlockEncString(dlockEnc, dlockV0); err != nil {
-				return err
-			}
-			return nil
-		})
-	})
-	if dlockErr != nil {
-		return dlockR0, dlockErr
-	}
-	dlockErr = genrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
-		var err error
-		if dlockR0, err = dlockDecString(dlockDec); err != nil {
-			return err
-		}
-		return nil
-	})
-	return dlockR0, dlockErr
+	return genrt.Fanout1(ctx, dlockC, dlockKey, func(ctx context.Context) (string, error) {
+		return dlockD.TenantStore.Get(ctx, id)
+	}, dlockEncString, dlockDecString)
 }
 
 var _ func(*TenantStore, context.Context, int64) (string, error) = (*TenantStore).Get
@@ -359,29 +259,9 @@ func LoadGone(ctx context.Context, id int64) (string, error) {
 		return dlockR0, dlockErr
 	}
 	dlockKey := "github.com/dlock-go/dlock/examples/users.loadGone#9dfbd650:gone:" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
-	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
-		dlockV0, dlockErr := loadGone(ctx, id)
-		if dlockErr != nil {
-			return nil, dlockErr
-		}
-		return genrt.EncodeTuple(1, func(dlockEnc *msgpack.Encoder) error {
-			if err := dlockEncString(dlockEnc, dlockV0); err != nil {
-				return err
-			}
-			return nil
-		})
-	})
-	if dlockErr != nil {
-		return dlockR0, dlockErr
-	}
-	dlockErr = genrt.DecodeTuple(dlockB, 1, func(dlockDec *msgpack.Decoder) error {
-		var err error
-		if dlockR0, err = dlockDecString(dlockDec); err != nil {
-			return err
-		}
-		return nil
-	})
-	return dlockR0, dlockErr
+	return genrt.Fanout1(ctx, dlockC, dlockKey, func(ctx context.Context) (string, error) {
+		return loadGone(ctx, id)
+	}, dlockEncString, dlockDecString)
 }
 
 var _ func(context.Context, int64) (string, error) = loadGone

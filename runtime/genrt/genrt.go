@@ -7,6 +7,7 @@ package genrt
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -211,3 +212,40 @@ func Ascend(coder any) {
 // SliceCap bounds the capacity a decoder allocates up front for n
 // elements, so a corrupt length cannot make it allocate gigabytes.
 func SliceCap(n int) int { return min(max(n, 0), 1024) }
+
+// Fanout1 runs job once across the fleet for the concurrent callers of key
+// (see dlockrt.Client.Fanout) and hands each its one result, carried with
+// enc and dec as a one-element tuple. On an error the result is zero.
+func Fanout1[T any](ctx context.Context, c *dlockrt.Client, key string, job func(context.Context) (T, error),
+	enc func(*msgpack.Encoder, T) error, dec func(*msgpack.Decoder) (T, error), opts ...dlockrt.Option) (T, error) {
+	var zero T
+	b, err := c.Fanout(ctx, key, func(ctx context.Context) ([]byte, error) {
+		v, err := job(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return EncodeTuple(1, func(e *msgpack.Encoder) error { return enc(e, v) })
+	}, opts...)
+	if err != nil {
+		return zero, err
+	}
+	var v T
+	if err := DecodeTuple(b, 1, func(d *msgpack.Decoder) (err error) { v, err = dec(d); return err }); err != nil {
+		return zero, err
+	}
+	return v, nil
+}
+
+// Fanout0 is Fanout1 for a job with no result but its error.
+func Fanout0(ctx context.Context, c *dlockrt.Client, key string, job func(context.Context) error, opts ...dlockrt.Option) error {
+	b, err := c.Fanout(ctx, key, func(ctx context.Context) ([]byte, error) {
+		if err := job(ctx); err != nil {
+			return nil, err
+		}
+		return EncodeTuple(0, func(*msgpack.Encoder) error { return nil })
+	}, opts...)
+	if err != nil {
+		return err
+	}
+	return DecodeTuple(b, 0, func(*msgpack.Decoder) error { return nil })
+}

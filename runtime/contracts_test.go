@@ -5,6 +5,7 @@ import (
 	"errors"
 	goruntime "runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -193,5 +194,35 @@ func TestNew_refusesRing(t *testing.T) {
 	defer ring.Close()
 	if _, err := New(ring, nil); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("New(Ring) = %v; want ErrInvalid", err)
+	}
+}
+
+// A fanout job that panics fails its run with an error for every caller
+// (it is not re-raised: callers may be in other processes), and the
+// process goes on.
+func TestFanout_panickingJobIsAnErrorForEveryCaller(t *testing.T) {
+	a, b := newClient(t, newRedis(t), nil), newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	started, release := make(chan struct{}), make(chan struct{})
+	errs := make(chan error, 2)
+	go func() {
+		_, err := a.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
+			close(started)
+			<-release
+			panic("boom")
+		})
+		errs <- err
+	}()
+	<-started
+	go func() {
+		_, err := b.Fanout(t.Context(), k, func(context.Context) ([]byte, error) { return []byte("not me"), nil })
+		errs <- err
+	}()
+	waitFanSubscribers(t, k, 1)
+	close(release)
+	for range 2 {
+		if err := <-errs; err == nil || !strings.Contains(err.Error(), "panicked: boom") {
+			t.Fatalf("caller of a panicking job = %v; want its panic as an error", err)
+		}
 	}
 }

@@ -651,9 +651,11 @@ func (j *Job) markDone() error {
 	return nil
 }
 
-// Context is cancelled when the job should stop: its timeout passed, or its
-// lease was lost (then another caller may be running it). The cause
-// (context.Cause) says which.
+// Context is cancelled when the job should stop: its timeout passed
+// (cause ErrTimeout), its lease was lost (ErrLost: then another caller may
+// be running it), or the client closed (ErrClosed); context.Cause says
+// which. Unlike Lock.Context(parent), it takes no parent: a job runs for
+// every caller of the key, so no one caller's context may end it.
 func (j *Job) Context() context.Context {
 	if j == nil {
 		return closedCtx

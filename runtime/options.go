@@ -51,7 +51,10 @@ type Options struct {
 
 	// MaxResultSize is the largest fanout result, in bytes. A larger one
 	// fails at the leader and reaches every caller as ErrResultTooLarge.
-	// Default 1 MiB.
+	// It also bounds what this process accepts from Redis: use the same
+	// value in every process of a fleet (a result from a leader with a
+	// larger limit is dropped here, and this process's callers run the job
+	// again). Default 1 MiB.
 	MaxResultSize int
 
 	// FenceTTL is how long a released lock's key stays in Redis, keeping

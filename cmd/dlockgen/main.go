@@ -6,12 +6,14 @@
 //	dlockgen [-check] [-tags list] [-v] [packages]
 //
 // Packages default to "." and take the go command's patterns ("./...").
-// Put this line in one file of each package that has directives:
+// Add dlockgen as a tool of your module and put this line in one file of
+// each package that has directives:
 //
-//	//go:generate go run github.com/dlock-go/dlock/cmd/dlockgen
+//	go get -tool github.com/dlock-go/dlock/cmd/dlockgen
+//	//go:generate go tool dlockgen
 //
-// or add dlockgen as a tool dependency (go get -tool
-// github.com/dlock-go/dlock/cmd/dlockgen) and use "go tool dlockgen".
+// In CI, "go tool dlockgen -check ./..." fails when a generated file is
+// stale.
 //
 // # Directives
 //

@@ -135,3 +135,38 @@ func waitFree(t *testing.T, c *Client, keys []string, within time.Duration) {
 		return true
 	})
 }
+
+// P19 under one-way partitions (issue 13). With replies cut, Once's script
+// runs but its caller never hears of it; with requests cut, the request is
+// held in the network. Either way the caller gets ErrUnavailable within its
+// context, and once the partition heals the key is free at once (the late
+// reply is undone), not after its minute-long lease. (While replies are
+// cut the client cannot even open a connection: the key stays held until
+// then.)
+func TestLock_oneWayPartitions(t *testing.T) {
+	for _, toServer := range []bool{false, true} {
+		t.Run("cut to server="+strconv.FormatBool(toServer), func(t *testing.T) {
+			p := redistest.StartProxy(t, standaloneAddr(t))
+			rdb := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1})
+			t.Cleanup(func() { rdb.Close() })
+			c := newClient(t, rdb, &Options{OpTimeout: 500 * time.Millisecond})
+			direct := newClient(t, newRedis(t), nil)
+			k := key(t, "k")
+			if l, err := c.Once(t.Context(), key(t, "warm"), WithTTL(time.Minute)); err == nil {
+				l.Release(t.Context())
+			}
+			p.CutOneWay(toServer)
+			ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+			_, err := c.Once(ctx, k, WithTTL(time.Minute))
+			cancel()
+			if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("Once across a one-way partition = %v; want ErrUnavailable", err)
+			}
+			if toServer { // nothing reached the server
+				waitFree(t, direct, []string{k}, time.Second)
+			}
+			p.Restore()
+			waitFree(t, direct, []string{k}, 2*time.Second)
+		})
+	}
+}

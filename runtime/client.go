@@ -158,11 +158,11 @@ func (c *Client) check() error {
 //
 // undo (if not nil) makes an acquisition leave nothing behind when its
 // caller cannot know what it got: it is called, on a background goroutine
-// with a context bounded by Options.OpTimeout, when the caller left before
-// the reply (with the late reply's value, or nil when it failed), and when
-// the call failed in a way that may have reached Redis (a network error,
-// not an error reply). Exactly one side owns a late reply: the caller, if
-// the reply came before it left, else undo.
+// with a context bounded by Options.OpTimeout, when the caller leaves
+// before the reply (at once, and again with the late reply's value, or nil
+// when it failed), and when the call failed in a way that may have reached
+// Redis (a network error, not an error reply). Exactly one side owns a late
+// reply: the caller, if the reply came before it left, else undo.
 func (c *Client) run(ctx context.Context, s *redis.Script, keys []string, args []any, undo func(context.Context, any)) (any, error) {
 	if ctx.Done() == nil {
 		v, err := s.Run(ctx, c.rdb, keys, args...).Result()
@@ -208,6 +208,13 @@ func (c *Client) run(ctx context.Context, s *redis.Script, keys []string, args [
 				c.undo(ctx, nil, undo)
 			}
 			return r.v, redisErr(r.err)
+		}
+		if undo != nil {
+			// Undo now too, not only when the late reply comes: the reply
+			// may never come (lost, a one-way partition), and the client's
+			// own timeout may be long. Undoing is idempotent, and the late
+			// reply undoes again (a request delayed past this undo).
+			c.undo(ctx, nil, undo)
 		}
 		return nil, unavailable(ctx.Err())
 	}

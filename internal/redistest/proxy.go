@@ -15,6 +15,7 @@ type Proxy struct {
 	mu    sync.Mutex // protects the fields below
 	conns map[net.Conn]struct{}
 	cut   bool          // while true, bytes are held back (a black hole)
+	cutTo [2]bool       // one-way cuts: [0] client to server, [1] server to client
 	delay time.Duration // added before each forwarded chunk
 	flow  *sync.Cond    // broadcast when cut turns false
 }
@@ -44,10 +45,25 @@ func (p *Proxy) Cut() {
 	p.mu.Unlock()
 }
 
-// Restore lets traffic flow again after Cut; held bytes are delivered.
+// CutOneWay holds back the bytes of one direction only: toServer true
+// cuts requests (client to server), false cuts replies (server to
+// client), while the other direction flows.
+func (p *Proxy) CutOneWay(toServer bool) {
+	p.mu.Lock()
+	if toServer {
+		p.cutTo[0] = true
+	} else {
+		p.cutTo[1] = true
+	}
+	p.mu.Unlock()
+}
+
+// Restore lets traffic flow again after Cut or CutOneWay; held bytes are
+// delivered.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
 	p.cut = false
+	p.cutTo = [2]bool{}
 	p.delay = 0
 	p.flow.Broadcast()
 	p.mu.Unlock()
@@ -97,8 +113,8 @@ func (p *Proxy) serve(in net.Conn) {
 	p.mu.Unlock()
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); p.pipe(out, in) }()
-	go func() { defer wg.Done(); p.pipe(in, out) }()
+	go func() { defer wg.Done(); p.pipe(out, in, 0) }()
+	go func() { defer wg.Done(); p.pipe(in, out, 1) }()
 	wg.Wait()
 	p.mu.Lock()
 	delete(p.conns, in)
@@ -106,8 +122,9 @@ func (p *Proxy) serve(in net.Conn) {
 	p.mu.Unlock()
 }
 
-// pipe copies src to dst, honouring cut and delay, and closes both at the end.
-func (p *Proxy) pipe(dst, src net.Conn) {
+// pipe copies src to dst (direction dir: 0 to the server, 1 to the
+// client), honouring cuts and delay, and closes both at the end.
+func (p *Proxy) pipe(dst, src net.Conn, dir int) {
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 32<<10)
@@ -115,7 +132,7 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 		n, err := src.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
-			for p.cut {
+			for p.cut || p.cutTo[dir] {
 				p.flow.Wait()
 			}
 			d := p.delay

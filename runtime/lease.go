@@ -162,23 +162,25 @@ func (l *lease) renewed(sent time.Time, ttl time.Duration) {
 // finish ends the lease with err; it reports false if it had ended before.
 func (l *lease) finish(err error, released bool) bool {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if released {
 		if l.released {
+			l.mu.Unlock()
 			return false
 		}
 		l.released = true
 	}
+	var onEnd map[int]func(error)
 	if !l.ended {
 		l.ended = true
 		l.err = err
 		close(l.done)
 		close(l.stop)
 		l.c.clock.remove(l)
-		for _, f := range l.onEnd {
-			f(err)
-		}
-		l.onEnd = nil
+		onEnd, l.onEnd = l.onEnd, nil
+	}
+	l.mu.Unlock()
+	for _, f := range onEnd { // outside the lock: a callback may act on the lease
+		f(err)
 	}
 	return true
 }

@@ -567,17 +567,12 @@ func (f *flight) lead(gen string, sent time.Time) (*Job, error) {
 		}
 		j.abandon(why)
 	})
-	go func() {
-		select {
-		case <-l.done:
-			// The lease ended before Complete (lost, taken over as an
-			// Extend found, released by Close): whatever the job returns
-			// now may be caused by that, so it is never published, and the
-			// callers join again. (After Complete, abandon does nothing.)
-			j.abandon(l.errNow())
-		case <-j.ctx.Done():
-		}
-	}()
+	// The lease ending before Complete (lost, taken over as an Extend
+	// found, released by Close) abandons the job: whatever it returns now
+	// may be caused by that, so it is never published, and the callers
+	// join again. After Complete, abandon does nothing. (A callback of the
+	// lease, not a goroutine per leader.)
+	l.afterEnd(j.abandon)
 	return j, nil
 }
 

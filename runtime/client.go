@@ -166,9 +166,7 @@ func (c *Client) check() error {
 func (c *Client) run(ctx context.Context, s *redis.Script, keys []string, args []any, undo func(context.Context, any)) (any, error) {
 	if ctx.Done() == nil {
 		v, err := s.Run(ctx, c.rdb, keys, args...).Result()
-		if err != nil && undo != nil && ambiguous(err) {
-			c.undo(ctx, nil, undo)
-		}
+		c.undoIfAmbiguous(ctx, err, undo)
 		return v, redisErr(err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -197,16 +195,12 @@ func (c *Client) run(ctx context.Context, s *redis.Script, keys []string, args [
 	}()
 	select {
 	case r := <-ch:
-		if r.err != nil && undo != nil && ambiguous(r.err) {
-			c.undo(ctx, nil, undo)
-		}
+		c.undoIfAmbiguous(ctx, r.err, undo)
 		return r.v, redisErr(r.err)
 	case <-ctx.Done():
 		if !owner.CompareAndSwap(0, 2) { // the reply came first: it is the caller's
 			r := <-ch
-			if r.err != nil && undo != nil && ambiguous(r.err) {
-				c.undo(ctx, nil, undo)
-			}
+			c.undoIfAmbiguous(ctx, r.err, undo)
 			return r.v, redisErr(r.err)
 		}
 		if undo != nil {
@@ -217,6 +211,14 @@ func (c *Client) run(ctx context.Context, s *redis.Script, keys []string, args [
 			c.undo(ctx, nil, undo)
 		}
 		return nil, unavailable(ctx.Err())
+	}
+}
+
+// undoIfAmbiguous runs undo when err says the call may still have run in
+// Redis.
+func (c *Client) undoIfAmbiguous(ctx context.Context, err error, undo func(context.Context, any)) {
+	if err != nil && undo != nil && ambiguous(err) {
+		c.undo(ctx, nil, undo)
 	}
 }
 

@@ -1,0 +1,484 @@
+package history
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// never is the return time of an operation whose effect may come at any
+// later moment, or never (an unacknowledged release, a published run).
+const never = math.MaxInt64
+
+// Options tunes Check.
+type Options struct {
+	// Settle extends each Reset window past its end: clients still talk
+	// to a demoted server, or still hold what a jump expired, a little
+	// after the fault's driver saw it over. Default 1s.
+	Settle time.Duration
+	// Timeout bounds each porcupine check. Default 60s.
+	Timeout time.Duration
+	// HTMLDir is where a failing check writes porcupine's visualization of
+	// the offending history. Default os.TempDir().
+	HTMLDir string
+	// Name prefixes the visualization's file name.
+	Name string
+}
+
+// A Row of the report: one fault (or "no fault": operations outside every
+// window) and one promise.
+type Row struct {
+	Fault, Promise string
+	Ops            int // operations during the fault's windows
+	In, Out        int // violations inside the documented windows, and outside them
+	Verdict        string
+}
+
+// A Report is what Check found.
+type Report struct {
+	Rows []Row
+	// Failures describes each violation outside the documented windows,
+	// naming the visualization written for it; empty when the history
+	// keeps every promise.
+	Failures []string
+}
+
+// Markdown renders the report as a table.
+func (r *Report) Markdown() string {
+	var b strings.Builder
+	b.WriteString("| fault | promise | operations | violations in documented windows | violations outside | checker |\n| --- | --- | --- | --- | --- | --- |\n")
+	for _, row := range r.Rows {
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %s |\n", row.Fault, row.Promise, row.Ops, row.In, row.Out, row.Verdict)
+	}
+	return b.String()
+}
+
+// span is one recorded operation: its call and, if seen, its return.
+type span struct {
+	call Event
+	ret  *Event
+}
+
+func (s span) end() int64 {
+	if s.ret == nil {
+		return never
+	}
+	return s.ret.T
+}
+
+type window struct {
+	name, effect, target string
+	t0, t1               int64
+}
+
+// hold is one lease of a lock or semaphore: believed from its acquire's
+// return until its end's call (release, loss, or its process's death).
+type hold struct {
+	n               int // lease number, for the models
+	proc, key       string
+	limit           int
+	token           int64
+	acqCall, acqRet int64
+	endCall, endRet int64
+	relaxedEnd      int64  // endCall with the pause windows excused
+	excusedBy       string // the pause window that relaxed it
+	kind            string
+}
+
+type history struct {
+	windows []window
+	holds   map[string][]*hold // by kind
+	runs    []span             // fanout runs
+	calls   []span             // fanout callers with an outcome
+	procs   map[string]int     // client IDs for the visualization
+}
+
+// Check reads every *.jsonl history file in dir and checks the promises.
+func Check(dir string, o Options) (*Report, error) {
+	if o.Settle == 0 {
+		o.Settle = time.Second
+	}
+	if o.Timeout == 0 {
+		o.Timeout = time.Minute
+	}
+	if o.HTMLDir == "" {
+		o.HTMLDir = os.TempDir()
+	}
+	h, err := load(dir)
+	if err != nil {
+		return nil, err
+	}
+	for i := range h.windows {
+		if h.windows[i].effect == Reset {
+			h.windows[i].t1 += o.Settle.Nanoseconds()
+		}
+	}
+	h.relax()
+	r := &Report{}
+	for _, p := range []struct {
+		kind, promise string
+		model         porcupine.Model
+	}{
+		{Lock, "lock: one believed holder, growing tokens", lockModel},
+		{Semaphore, "semaphore: at most limit believed holders", semModel},
+		{Fanout, "fanout: each caller gets a published outcome of its key", fanoutModel},
+	} {
+		var ops [][2]int64 // every operation's interval, for the rows
+		var viol []violation
+		var strict, relaxed []porcupine.Operation
+		if p.kind == Fanout {
+			ops, viol = h.fanoutFacts()
+			strict, relaxed = h.fanoutOps()
+		} else {
+			ops, viol = h.holdFacts(p.kind)
+			strict, relaxed = h.holdOps(p.kind)
+		}
+		if len(ops) == 0 {
+			continue
+		}
+		verdict, failure := h.verdict(p.model, strict, relaxed, o, p.kind)
+		if failure != "" {
+			r.Failures = append(r.Failures, failure)
+		}
+		for _, v := range viol {
+			if v.window == "" {
+				r.Failures = append(r.Failures, p.kind+": "+v.what)
+			}
+		}
+		r.Rows = append(r.Rows, h.rows(p.promise, ops, viol, verdict)...)
+	}
+	return r, nil
+}
+
+func load(dir string) (*history, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.jsonl"))
+	if err != nil {
+		return nil, err
+	}
+	type id struct {
+		proc string
+		id   int64
+	}
+	spans := map[id]*span{}
+	var order []id
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var e Event
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				// A process killed mid-write leaves at most a torn last line.
+				continue
+			}
+			k := id{e.Proc, e.ID}
+			if !e.Ret {
+				spans[k] = &span{call: e}
+				order = append(order, k)
+			} else if s := spans[k]; s != nil {
+				s.ret = &e
+			}
+		}
+		f.Close()
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	h := &history{holds: map[string][]*hold{}, procs: map[string]int{}}
+	leases := map[id]*hold{}
+	for _, k := range order {
+		s := spans[k]
+		e := s.call
+		if _, ok := h.procs[e.Proc]; !ok {
+			h.procs[e.Proc] = len(h.procs)
+		}
+		switch {
+		case e.Kind == Fault:
+			h.windows = append(h.windows, window{e.Op, e.Effect, e.Target, e.T, s.end()})
+		case e.Kind == Fanout && e.Op == Run:
+			h.runs = append(h.runs, *s)
+		case e.Kind == Fanout && e.Op == Call:
+			if s.ret != nil && s.ret.Err == "" {
+				h.calls = append(h.calls, *s)
+			}
+		case e.Op == Acquire:
+			// A failed or unanswered acquire never made a believed holder
+			// (an ambiguous one that took the key anyway is undone, and
+			// meanwhile holds it for nobody): it constrains nothing.
+			if s.ret == nil || s.ret.Err != "" {
+				continue
+			}
+			l := &hold{n: len(leases) + 1, proc: e.Proc, key: e.Key, limit: e.Limit, token: s.ret.Token,
+				acqCall: e.T, acqRet: s.ret.T, endCall: -1, kind: e.Kind}
+			leases[k] = l
+			h.holds[e.Kind] = append(h.holds[e.Kind], l)
+		case e.Op == Release || e.Op == Lost:
+			l := leases[id{e.Proc, e.Lease}]
+			if l == nil || l.endCall >= 0 {
+				continue
+			}
+			l.endCall, l.endRet = e.T, s.end()
+			if e.Op == Lost {
+				l.endRet = e.T
+			} else if s.ret != nil && s.ret.Err != "" {
+				l.endRet = never // unacknowledged: the key lapses some time later
+			}
+		}
+	}
+	// A holder whose process was killed stops believing at its death; one
+	// with no end at all (the run stopped under it) may end any time.
+	for _, ls := range h.holds {
+		for _, l := range ls {
+			if l.endCall >= 0 {
+				continue
+			}
+			l.endCall, l.endRet = l.acqRet, never
+			for _, w := range h.windows {
+				if w.effect == Kill && w.target == l.proc && w.t0 >= l.acqRet {
+					l.endCall, l.endRet = w.t0, w.t0
+				}
+			}
+		}
+	}
+	return h, nil
+}
+
+// relax excuses the pause windows: a lease of a process paused while it
+// held may have lapsed at any moment after it was granted.
+func (h *history) relax() {
+	for _, ls := range h.holds {
+		for _, l := range ls {
+			l.relaxedEnd = l.endCall
+			for _, w := range h.windows {
+				if w.effect == Pause && w.target == l.proc && w.t0 <= l.endCall && l.acqCall <= w.t1 {
+					l.relaxedEnd, l.excusedBy = l.acqRet, w.name
+				}
+			}
+		}
+	}
+}
+
+// resetOps are the Reset windows as model operations.
+func (h *history) resetOps() []porcupine.Operation {
+	var ops []porcupine.Operation
+	for _, w := range h.windows {
+		if w.effect == Reset {
+			ops = append(ops, porcupine.Operation{ClientId: len(h.procs), Input: input{op: Reset, proc: w.name}, Call: w.t0, Return: w.t1})
+		}
+	}
+	return ops
+}
+
+func (h *history) holdOps(kind string) (strict, relaxed []porcupine.Operation) {
+	for _, l := range h.holds[kind] {
+		c := h.procs[l.proc]
+		acq := porcupine.Operation{ClientId: c, Input: input{op: Acquire, proc: l.proc, lease: l.n, token: l.token, limit: l.limit},
+			Call: l.acqCall, Return: l.acqRet, Metadata: l.key}
+		rel := porcupine.Operation{ClientId: c, Input: input{op: Release, proc: l.proc, lease: l.n},
+			Call: l.endCall, Return: max(l.endRet, l.endCall), Metadata: l.key}
+		strict = append(strict, acq, rel)
+		rel.Call = l.relaxedEnd
+		relaxed = append(relaxed, acq, rel)
+	}
+	return strict, append(relaxed, h.resetOps()...)
+}
+
+func (h *history) fanoutOps() (strict, relaxed []porcupine.Operation) {
+	for _, r := range h.runs {
+		strict = append(strict, porcupine.Operation{ClientId: h.procs[r.call.Proc],
+			Input: input{op: Run, proc: r.call.Proc, value: r.call.Value}, Call: r.call.T, Return: never, Metadata: r.call.Key})
+	}
+	for _, c := range h.calls {
+		strict = append(strict, porcupine.Operation{ClientId: h.procs[c.call.Proc],
+			Input: input{op: Call, proc: c.call.Proc, value: c.ret.Value}, Call: c.call.T, Return: c.ret.T, Metadata: c.call.Key})
+	}
+	return strict, append(slices.Clone(strict), h.resetOps()...)
+}
+
+// verdict checks the strict history and, if needed, the relaxed one; a
+// relaxed history that fails is written out for porcupine's visualization.
+func (h *history) verdict(m porcupine.Model, strict, relaxed []porcupine.Operation, o Options, kind string) (verdict, failure string) {
+	if porcupine.CheckOperationsTimeout(m, strict, o.Timeout) == porcupine.Ok {
+		return "linearizable", ""
+	}
+	res, info := porcupine.CheckOperationsVerbose(m, relaxed, o.Timeout)
+	switch res {
+	case porcupine.Ok:
+		return "linearizable once the windows are excused", ""
+	case porcupine.Unknown:
+		return "UNKNOWN (checker timed out)", fmt.Sprintf("%s: the checker timed out after %v on %d operations", kind, o.Timeout, len(relaxed))
+	}
+	path := filepath.Join(o.HTMLDir, fmt.Sprintf("%shistory-%s.html", o.Name, kind))
+	if err := porcupine.VisualizePath(m, info, path); err != nil {
+		return "NOT LINEARIZABLE", fmt.Sprintf("%s: not linearizable outside the documented windows (visualization failed: %v)", kind, err)
+	}
+	return "NOT LINEARIZABLE", fmt.Sprintf("%s: not linearizable outside the documented windows; see %s", kind, path)
+}
+
+// A violation counted directly (the checker says whether any exist; these
+// say how many, and where).
+type violation struct {
+	t      int64  // when it happened
+	window string // the documented window it falls in; "" outside all
+	what   string
+}
+
+// resetDuring names a Reset window that meets [t0, t1], if any.
+func (h *history) resetDuring(t0, t1 int64) string {
+	for _, w := range h.windows {
+		if w.effect == Reset && w.t0 <= t1 && t0 <= w.t1 {
+			return w.name
+		}
+	}
+	return ""
+}
+
+// holdFacts returns every operation's interval and the violations: two
+// believed holders of a lock at once, a token not larger than one granted
+// earlier, more believed holders of a semaphore than its limit.
+func (h *history) holdFacts(kind string) ([][2]int64, []violation) {
+	var ops [][2]int64
+	byKey := map[string][]*hold{}
+	for _, l := range h.holds[kind] {
+		ops = append(ops, [2]int64{l.acqCall, l.acqRet}, [2]int64{l.endCall, max(l.endRet, l.endCall)})
+		byKey[l.key] = append(byKey[l.key], l)
+	}
+	var viol []violation
+	for key, ls := range byKey {
+		sort.Slice(ls, func(i, j int) bool { return ls[i].acqRet < ls[j].acqRet })
+		var active []*hold
+		for _, l := range ls {
+			active = slices.DeleteFunc(active, func(a *hold) bool { return a.endCall <= l.acqRet })
+			limit := max(l.limit, 1)
+			if len(active) >= limit {
+				first := l.acqCall
+				win := ""
+				for _, a := range active {
+					first = min(first, a.acqCall)
+					if a.excusedBy != "" {
+						win = a.excusedBy
+					}
+				}
+				if win == "" {
+					win = h.resetDuring(first, l.acqRet)
+				}
+				viol = append(viol, violation{l.acqRet, win, fmt.Sprintf("%s: lease %d of %s granted while %d others believed they held it", key, l.n, l.proc, len(active))})
+			}
+			active = append(active, l)
+		}
+		if kind != Lock {
+			continue
+		}
+		// Tokens: a grant that surely came after another (its acquire
+		// was called after the other's returned) has a larger token.
+		byCall := slices.Clone(ls)
+		sort.Slice(byCall, func(i, j int) bool { return byCall[i].acqCall < byCall[j].acqCall })
+		var best *hold
+		i := 0
+		for _, l := range byCall {
+			for ; i < len(ls) && ls[i].acqRet < l.acqCall; i++ {
+				if best == nil || ls[i].token > best.token {
+					best = ls[i]
+				}
+			}
+			if best != nil && l.token <= best.token {
+				viol = append(viol, violation{l.acqRet, h.resetDuring(best.acqCall, l.acqRet),
+					fmt.Sprintf("%s: lease %d of %s got token %d after lease %d got %d", key, l.n, l.proc, l.token, best.n, best.token)})
+			}
+		}
+	}
+	return ops, viol
+}
+
+// fanoutFacts returns every operation's interval and the outcomes no run
+// of the key produced.
+func (h *history) fanoutFacts() ([][2]int64, []violation) {
+	var ops [][2]int64
+	produced := map[string]bool{}
+	for _, r := range h.runs {
+		ops = append(ops, [2]int64{r.call.T, r.call.T})
+		produced[r.call.Key+"\x00"+r.call.Value] = true
+	}
+	var viol []violation
+	for _, c := range h.calls {
+		ops = append(ops, [2]int64{c.call.T, c.ret.T})
+		if !produced[c.call.Key+"\x00"+c.ret.Value] {
+			viol = append(viol, violation{c.ret.T, "", fmt.Sprintf("%s: %s got %q, which no run of the key returned", c.call.Key, c.call.Proc, c.ret.Value)})
+		}
+	}
+	return ops, viol
+}
+
+// rows attributes operations and violations to the faults whose windows
+// they meet; the rest make the "no fault" row.
+func (h *history) rows(promise string, ops [][2]int64, viol []violation, verdict string) []Row {
+	var names []string
+	wins := map[string][]window{}
+	for _, w := range h.windows {
+		if _, ok := wins[w.name]; !ok {
+			names = append(names, w.name)
+		}
+		wins[w.name] = append(wins[w.name], w)
+	}
+	meets := func(name string, t0, t1 int64) bool {
+		for _, w := range wins[name] {
+			if w.t0 <= t1 && t0 <= max(w.t1, w.t0) {
+				return true
+			}
+		}
+		return false
+	}
+	rows := map[string]*Row{}
+	row := func(name string) *Row {
+		if rows[name] == nil {
+			rows[name] = &Row{Fault: name, Promise: promise, Verdict: verdict}
+		}
+		return rows[name]
+	}
+	row("no fault")
+	for _, name := range names {
+		row(name)
+	}
+	for _, o := range ops {
+		hit := false
+		for _, name := range names {
+			if meets(name, o[0], o[1]) {
+				row(name).Ops++
+				hit = true
+			}
+		}
+		if !hit {
+			row("no fault").Ops++
+		}
+	}
+	for _, v := range viol {
+		if v.window != "" {
+			row(v.window).In++
+			continue
+		}
+		name := "no fault"
+		for _, n := range names {
+			if meets(n, v.t, v.t) {
+				name = n
+			}
+		}
+		row(name).Out++
+	}
+	var out []Row
+	for _, name := range append([]string{"no fault"}, names...) {
+		out = append(out, *rows[name])
+	}
+	return out
+}

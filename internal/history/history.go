@@ -1,0 +1,146 @@
+// Package history records what the processes of a soak did, as
+// invoke/complete events on one clock, and checks the record against
+// sequential models of dlock's promises with porcupine (a linearizability
+// checker): a lock's believed holders never overlap and its fencing tokens
+// grow with real time; a semaphore never has more believed holders than its
+// limit; every fanout caller gets an outcome that a run of its key
+// published, and not one superseded before it called.
+//
+// Each process appends its events to its own file as they happen (one
+// write per event, so a process killed with SIGKILL loses nothing it
+// finished); stamps come from CLOCK_MONOTONIC, which every process on the
+// machine shares. The soak's driver records the faults it injects as
+// windows. Check reads the files back, checks each promise twice (strictly,
+// and with the documented windows — a process paused past its lease, a
+// failover or restart that lost acknowledged writes, a server clock jump —
+// excused) and reports violations in and out of the windows.
+package history
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Now is CLOCK_MONOTONIC in nanoseconds: one clock for every process on
+// the machine (Go's own monotonic readings start at each process's birth).
+func Now() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		panic(err)
+	}
+	return ts.Nano()
+}
+
+// Kinds of objects, each with its model.
+const (
+	Lock      = "lock"
+	Semaphore = "sem"
+	Fanout    = "fanout"
+	Fault     = "fault"
+)
+
+// Operations.
+const (
+	Acquire = "acquire" // lock, sem: Key, Limit (sem); returns Token or Err
+	Release = "release" // lock, sem: Lease (the acquire's ID); the holder stops believing at its call
+	Lost    = "lost"    // lock, sem: Lease; Done was seen closed (call only)
+	Run     = "run"     // fanout: a job returned Value (call only: it may be published any time later, or never)
+	Call    = "call"    // fanout: a caller; returns Value, or Err when it got no outcome
+)
+
+// Effects of a fault window on the models.
+const (
+	Pause = "pause" // Proc stopped: its leases may have lapsed at any time
+	Kill  = "kill"  // Proc died: its holders stop believing
+	Reset = "reset" // the server may have lost acknowledged writes or dropped keys early
+	None  = ""      // no effect on the models (network faults): windows for the report only
+)
+
+// An Event is one line of a history file: the call of an operation (Ret
+// false) or its return (Ret true, with the same Proc and ID).
+type Event struct {
+	Proc  string `json:"p"`
+	ID    int64  `json:"id"`
+	Ret   bool   `json:"r,omitempty"`
+	T     int64  `json:"t"`
+	Kind  string `json:"k,omitempty"`
+	Op    string `json:"o,omitempty"`
+	Key   string `json:"key,omitempty"`
+	Lease int64  `json:"l,omitempty"`   // release, lost: the acquire's ID
+	Limit int    `json:"lim,omitempty"` // semaphore acquire
+	Token int64  `json:"tok,omitempty"` // lock acquire's return
+	Value string `json:"v,omitempty"`   // fanout: run's and caller's outcome
+	Err   string `json:"e,omitempty"`   // return: the operation failed (no outcome)
+
+	// Fault windows (Kind Fault, Op the fault's name): Effect, and the
+	// process it hit (Pause, Kill).
+	Effect string `json:"eff,omitempty"`
+	Target string `json:"tgt,omitempty"`
+}
+
+// A Recorder appends one process's events to its file.
+type Recorder struct {
+	proc string
+
+	mu   sync.Mutex // protects the fields below
+	f    *os.File
+	next int64
+	err  error // the first write error
+}
+
+// Create opens the history file path for the process proc, which names
+// the process in every event and must be unique within the soak.
+func Create(path, proc string) (*Recorder, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &Recorder{proc: proc, f: f}, nil
+}
+
+// Call records the call of an operation, stamped now, and returns its ID.
+func (r *Recorder) Call(e Event) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.next++
+	e.Proc, e.ID, e.Ret, e.T = r.proc, r.next, false, Now()
+	r.write(e)
+	return e.ID
+}
+
+// Return records the return of the operation id, stamped now; e carries
+// its outputs (Token, Value, Err).
+func (r *Recorder) Return(id int64, e Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e.Proc, e.ID, e.Ret, e.T = r.proc, id, true, Now()
+	r.write(e)
+}
+
+// write is one write(2) per event: a SIGKILL later loses nothing.
+func (r *Recorder) write(e Event) {
+	b, err := json.Marshal(e)
+	if err == nil {
+		_, err = r.f.Write(append(b, '\n'))
+	}
+	if err != nil && r.err == nil {
+		r.err = err
+	}
+}
+
+// Close closes the file and returns the first error any write met.
+func (r *Recorder) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.f.Close(); err != nil && r.err == nil {
+		r.err = err
+	}
+	if r.err != nil {
+		return fmt.Errorf("history of %s: %w", r.proc, r.err)
+	}
+	return nil
+}

@@ -47,6 +47,9 @@ type Client struct {
 // *redis.Client (standalone or Sentinel), New adds a dial hook to it (and to
 // Options.PubSub) that notices when connections reach a new primary, so the
 // client's subscription follows a failover; it stays after Close, inert.
+// New makes no round trip to Redis, except to check the server's eviction
+// policy under Options.Eviction EvictionRefuse (by default it checks in the
+// background and logs a warning).
 func New(rdb redis.UniversalClient, opts *Options) (*Client, error) {
 	if isNil(rdb) {
 		return nil, invalid("nil redis client")
@@ -70,6 +73,10 @@ func New(rdb redis.UniversalClient, opts *Options) (*Client, error) {
 	}
 	c.mux = newMux(ps, o.Logger)
 	c.mux.watchFailover(rdb, ps)
+	if err := c.checkEvictionAtNew(); err != nil {
+		c.Close()
+		return nil, err
+	}
 	return c, nil
 }
 

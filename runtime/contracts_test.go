@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/dlock-go/dlock/internal/redistest"
 )
 
 // P26: keys no longer used leave nothing lasting in Redis: after 10^4
@@ -226,26 +224,5 @@ func TestFanout_panickingJobIsAnErrorForEveryCaller(t *testing.T) {
 		if err := <-errs; err == nil || !strings.Contains(err.Error(), "panicked: boom") {
 			t.Fatalf("caller of a panicking job = %v; want its panic as an error", err)
 		}
-	}
-}
-
-// CheckEviction says when the server may evict dlock's keys.
-func TestClient_CheckEviction(t *testing.T) {
-	srv := redistest.StartServer(t)
-	admin := srv.Client()
-	c := newClient(t, srv.Client(), nil)
-	if err := c.CheckEviction(t.Context()); err != nil {
-		t.Fatalf("CheckEviction without maxmemory = %v; want nil", err)
-	}
-	for _, policy := range []string{"allkeys-lru", "volatile-ttl"} {
-		admin.ConfigSet(t.Context(), "maxmemory", "100mb")
-		admin.ConfigSet(t.Context(), "maxmemory-policy", policy)
-		if err := c.CheckEviction(t.Context()); !errors.Is(err, ErrEvictable) {
-			t.Fatalf("CheckEviction with %s = %v; want ErrEvictable", policy, err)
-		}
-	}
-	admin.ConfigSet(t.Context(), "maxmemory-policy", "noeviction")
-	if err := c.CheckEviction(t.Context()); err != nil {
-		t.Fatalf("CheckEviction with noeviction = %v; want nil", err)
 	}
 }

@@ -14,10 +14,52 @@ import (
 // holds it: mutual exclusion is lost without any error.
 var ErrEvictable = errors.New("dlock: the server may evict dlock's keys (maxmemory-policy)")
 
+// EvictionCheck is what New does about eviction (Options.Eviction).
+type EvictionCheck int
+
+const (
+	// EvictionWarn: New asks the server in the background (within
+	// Options.OpTimeout) and logs a warning on Options.Logger when dlock's
+	// keys may be evicted; a policy it cannot read (CONFIG refused, Redis
+	// unreachable) is logged at Info level. New itself makes no round trip.
+	EvictionWarn EvictionCheck = iota
+	// EvictionRefuse: New asks the server before it returns (within
+	// Options.OpTimeout) and fails with an error matching ErrEvictable when
+	// dlock's keys may be evicted, or with CheckEviction's error when the
+	// policy cannot be read (Redis unreachable: ErrUnavailable; CONFIG
+	// refused: ErrNoPermission).
+	EvictionRefuse
+	// EvictionIgnore: New does not ask.
+	EvictionIgnore
+)
+
+// checkEvictionAtNew does what Options.Eviction says; it returns an error
+// only under EvictionRefuse.
+func (c *Client) checkEvictionAtNew() error {
+	switch c.opts.Eviction {
+	case EvictionRefuse:
+		ctx, cancel := context.WithTimeout(c.bg, c.opts.OpTimeout)
+		defer cancel()
+		return c.CheckEviction(ctx)
+	case EvictionWarn:
+		c.goTracked(func() {
+			ctx, cancel := context.WithTimeout(c.bg, c.opts.OpTimeout)
+			defer cancel()
+			switch err := c.CheckEviction(ctx); {
+			case errors.Is(err, ErrEvictable):
+				c.opts.Logger.Warn("dlock: Redis may evict dlock's keys: a lock evicted while held is lost without any error", "err", err)
+			case err != nil && !errors.Is(err, ErrClosed) && c.bg.Err() == nil:
+				c.opts.Logger.Info("dlock: could not read the server's maxmemory-policy; make sure it is noeviction", "err", err)
+			}
+		})
+	}
+	return nil
+}
+
 // CheckEviction asks the server (each primary, on a Cluster) for its
 // maxmemory-policy and returns an error matching ErrEvictable when it may
 // evict dlock's keys: any policy but noeviction, when maxmemory is set. Call
-// it at start-up; New does not, so that it makes no round trip. A server
+// it at start-up (New does, as Options.Eviction says). A server
 // that refuses CONFIG GET (a managed Redis, an ACL without it) yields an
 // error matching ErrUnavailable or ErrNoPermission: the policy is unknown.
 func (c *Client) CheckEviction(ctx context.Context) error {

@@ -72,6 +72,10 @@ type Options struct {
 	// client's own timeouts. Default 5s.
 	OpTimeout time.Duration
 
+	// Eviction says what New does about a server whose maxmemory-policy
+	// may evict dlock's keys (see CheckEviction). Default EvictionWarn.
+	Eviction EvictionCheck
+
 	// Observer receives events for metrics and tracing. Default: none.
 	Observer Observer
 
@@ -90,6 +94,9 @@ func (o *Options) resolve() (Options, error) {
 	}
 	if strings.ContainsAny(r.Prefix, "{}") {
 		return r, invalid("prefix %q contains '{' or '}'", r.Prefix)
+	}
+	if r.Eviction < EvictionWarn || r.Eviction > EvictionIgnore {
+		return r, invalid("unknown Options.Eviction %d", r.Eviction)
 	}
 	if r.TTL < 0 || r.RetryDelay < 0 || r.FenceTTL < 0 || r.OpTimeout < 0 || r.Retries < 0 ||
 		r.FanoutTimeout < 0 || r.ResultTTL < 0 || r.MaxResultSize < 0 {

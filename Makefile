@@ -29,15 +29,17 @@ fuzz-short:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseDirective$$' -fuzztime $(FUZZTIME) ./generator/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseKeyTemplate$$' -fuzztime $(FUZZTIME) ./generator/
 
-# Installs redis-server and redis-sentinel from Debian's packages when they
-# are missing and we are root on Debian/Ubuntu; otherwise says how and fails.
+# Installs redis-server, redis-sentinel and faketime (the soak jumps the
+# server's clock with libfaketime) from Debian's packages when they are
+# missing and we are root on Debian/Ubuntu; otherwise says how and fails.
+FAKETIME_LIB ?= /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
 redis:
-	@if command -v redis-server >/dev/null && command -v redis-sentinel >/dev/null; then exit 0; fi; \
+	@if command -v redis-server >/dev/null && command -v redis-sentinel >/dev/null && [ -e "$(FAKETIME_LIB)" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing redis-server and redis-sentinel"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-sentinel >/dev/null; \
+		echo "installing redis-server, redis-sentinel and faketime"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-sentinel faketime >/dev/null; \
 	else \
-		echo "redis-server and redis-sentinel are needed: sudo apt-get update && sudo apt-get install -y redis-server redis-sentinel"; \
+		echo "redis-server, redis-sentinel and faketime are needed: sudo apt-get update && sudo apt-get install -y redis-server redis-sentinel faketime"; \
 		exit 1; \
 	fi
 
@@ -58,10 +60,16 @@ gen-check:
 bench: redis
 	cd bench && $(GO) run . -out ../docs
 
-# make soak: the fault-schedule soaks (runtime/soak_test.go: standalone with
-# server restarts, Sentinel failovers; soak_cluster_test.go: Cluster failovers
-# and slot migrations) for SOAK (2m) each, and the heap check over 10^6
-# operations; make test runs short versions of them all.
+# make soak: the fault-schedule soaks (runtime/soak_test.go: standalone
+# with kills, pauses, network faults, restarts without persistence and
+# clock jumps, and Sentinel failovers; soak_cluster_test.go: Cluster
+# failovers and slot migrations) for SOAK (2m) each, every operation
+# recorded and checked by porcupine (internal/history), then prints one
+# table: fault × promise. Also the heap check over 10^6 operations. make
+# test runs short versions of them all.
 SOAK ?= 2m
+SOAK_REPORT ?= $(CURDIR)/soak-report.md
 soak: redis
-	DLOCK_SOAK=$(SOAK) $(GO) test -race -count=1 -timeout 60m -run 'TestSoak' -v ./runtime/
+	rm -f $(SOAK_REPORT)
+	DLOCK_SOAK=$(SOAK) DLOCK_SOAK_REPORT=$(SOAK_REPORT) $(GO) test -race -count=1 -timeout 60m -run 'TestSoak' -v ./runtime/ > soak.log 2>&1; \
+	status=$$?; cat $(SOAK_REPORT) 2>/dev/null; grep -E '^(--- |FAIL|ok)' soak.log; echo "(full log: soak.log)"; exit $$status

@@ -153,16 +153,21 @@ func TestCluster_Fanout_acrossMoveAndFailover(t *testing.T) {
 func clusterFault(cl *redistest.Cluster, fault string, s int) {
 	switch fault {
 	case "move":
-		from := cl.Owner(s)
-		for _, n := range cl.Nodes {
-			if n != from && cl.IsPrimary(n) && cl.OwnsSlots(n) {
-				cl.MoveSlot(s, n)
-				return
-			}
-		}
+		cl.MoveSlot(s, otherPrimary(cl, s))
 	case "failover":
 		cl.FailoverSlot(s)
 	}
+}
+
+// otherPrimary is a primary serving slots other than the one that owns s.
+func otherPrimary(cl *redistest.Cluster, s int) *redistest.Server {
+	from := cl.Owner(s)
+	for _, n := range cl.Nodes {
+		if n != from && cl.IsPrimary(n) && cl.OwnsSlots(n) {
+			return n
+		}
+	}
+	panic("no other primary")
 }
 
 func waiterConfirmed(c *Client) bool {

@@ -22,15 +22,7 @@ func TestCluster_operationsSucceedWhileSlotIsHalfMigrated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	from := cl.Owner(s)
-	finish := func() {}
-	for _, n := range cl.Nodes {
-		if n != from && cl.IsPrimary(n) && cl.OwnsSlots(n) {
-			finish = cl.HalfMigrate(s, n)
-			break
-		}
-	}
-	defer finish()
+	defer cl.HalfMigrate(s, otherPrimary(cl, s))()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
 	step := func(what string, err error) {

@@ -5,14 +5,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlock-go/dlock/internal/history"
 	"github.com/dlock-go/dlock/internal/slot"
 )
 
 // The soak on a Cluster whose primaries fail over and whose slots move
-// under the hot keys (the package's shared cluster: the faults leave it
-// healthy for the tests that follow). make test runs it for 8s.
+// under the hot keys, or stay half-migrated (MIGRATING/IMPORTING) for a
+// while (the package's shared cluster: the faults leave it healthy for the
+// tests that follow). make test runs each fault once.
 func TestSoak_clusterFaults(t *testing.T) {
-	dur, _ := soakDuration(t, 8*time.Second)
 	cl := sharedCluster(t).For(t)
 	c := newClient(t, cl.Client(), &Options{Prefix: "x"}) // for the slots of the hot keys
 	var slots []int
@@ -20,9 +21,16 @@ func TestSoak_clusterFaults(t *testing.T) {
 		slots = append(slots, slot.Of(mustTag(t, c, k)))
 	}
 	step := 0
+	next := func() int { step++; return slots[step%len(slots)] }
 	faults := []soakFault{
-		{"Cluster primary failover", func() { step++; cl.FailoverSlot(slots[step%len(slots)]) }},
-		{"Cluster slot migration", func() { step++; clusterFault(cl, "move", slots[step%len(slots)]) }},
+		{"Cluster primary failover", history.Reset, func() { cl.FailoverSlot(next()) }},
+		{"Cluster slot migration", history.None, func() { clusterFault(cl, "move", next()) }},
+		{"Cluster slot half-migrated 500ms", history.None, func() {
+			s := next()
+			finish := cl.HalfMigrate(s, otherPrimary(cl, s))
+			time.Sleep(500 * time.Millisecond)
+			finish()
+		}},
 	}
-	runSoak(t, dur, []string{"CLUSTER=" + strings.Join(cl.Addrs(), ",")}, faults)
+	runSoak(t, "Cluster", soakDuration(t), []string{"CLUSTER=" + strings.Join(cl.Addrs(), ",")}, faults)
 }

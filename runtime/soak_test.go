@@ -2,10 +2,12 @@ package dlockrt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,21 +17,28 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/dlock-go/dlock/internal/history"
 	"github.com/dlock-go/dlock/internal/redistest"
 )
 
 func init() { helpers["soaker"] = helperSoaker }
 
-// helperSoaker is one process of the soak: lockers (fenced, under the
-// oracle), semaphore users (occupancy oracle, limit 2) and fanout callers
-// (one key per 300ms round; the job counts its runs), for MILLIS. Every
-// call that returns later than its deadline + 1s is counted as late:<ID>.
-// At the end it reports its leftover subscriptions. Env: LOCK_ADDR,
-// ORACLE_ADDR, ORACLE, ID, MILLIS, and SENTINELS or CLUSTER (addresses,
-// comma-separated) instead of LOCK_ADDR.
+// helperSoaker is one process of the soak: lockers (two hot keys),
+// semaphore users (limit 2) and fanout callers (one key per 300ms round; a
+// quarter of the runs fail), until the file STOP_FILE exists; on a standalone server it also
+// loses a script's reply now and then (its own fault, recorded as a
+// window), each operation recorded in the
+// history file HISTORY as process ID (see internal/history). A holder
+// believes it holds from the acquire's return until it calls Release or
+// sees Done closed. Every call that returns later than its deadline + 1s
+// is counted as late:<ID> in the stats on ORACLE_ADDR; at the end the
+// process counts its leftover subscriptions there. Env: LOCK_ADDR,
+// ORACLE_ADDR, ORACLE, ID, STOP_FILE, HISTORY, and SENTINELS or CLUSTER
+// (addresses, comma-separated) instead of LOCK_ADDR.
 func helperSoaker() int {
 	env := os.Getenv
-	var rdb redis.UniversalClient = redis.NewClient(&redis.Options{Addr: env("LOCK_ADDR"), MaxRetries: -1})
+	dropper := redistest.NewReplyDropper()
+	var rdb redis.UniversalClient = redis.NewClient(&redis.Options{Addr: env("LOCK_ADDR"), MaxRetries: -1, Dialer: dropper.Dial})
 	if s := env("SENTINELS"); s != "" {
 		rdb = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: redistest.MasterName, SentinelAddrs: strings.Split(s, ",")})
 	}
@@ -43,10 +52,17 @@ func helperSoaker() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	o := oracle{rdb: ordb, name: name}
-	stats := o.keys("")[2]
-	millis, _ := strconv.Atoi(env("MILLIS"))
-	stop := time.Now().Add(time.Duration(millis) * time.Millisecond)
+	rec, err := history.Create(env("HISTORY"), "p"+id)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	stats := oracle{name: name}.keys("")[2]
+	deadline := time.Now().Add(10 * time.Minute) // in case the driver died
+	running := func() bool {
+		_, err := os.Stat(env("STOP_FILE"))
+		return os.IsNotExist(err) && time.Now().Before(deadline)
+	}
 	timed := func(limit time.Duration, f func(ctx context.Context)) {
 		ctx, cancel := context.WithTimeout(context.Background(), limit)
 		defer cancel()
@@ -57,188 +73,274 @@ func helperSoaker() int {
 		}
 	}
 	sem := c.Semaphore("sem", 2)
-	occ := []string{name + ":occ", stats}
 	var wg sync.WaitGroup
+	if env("LOCK_ADDR") != "" {
+		wg.Go(func() { // lost replies: now and then, one script's reply is lost after the server ran it
+			for running() {
+				time.Sleep(time.Duration(500+rand.IntN(1000)) * time.Millisecond)
+				w := rec.Call(history.Event{Kind: history.Fault, Op: "a script's reply lost (server ran it)", Effect: history.None})
+				dropper.Arm("evalsha")
+				select {
+				case <-dropper.Dropped():
+				case <-time.After(time.Second):
+					dropper.Arm("")
+				}
+				rec.Return(w, history.Event{})
+			}
+		})
+	}
 	for range 2 {
 		wg.Go(func() { // locks
-			for time.Now().Before(stop) {
+			for running() {
 				timed(3*time.Second, func(ctx context.Context) {
-					l, err := c.Lock(ctx, "k"+strconv.Itoa(rand.IntN(2)))
+					key := "k" + strconv.Itoa(rand.IntN(2))
+					op := rec.Call(history.Event{Kind: history.Lock, Op: history.Acquire, Key: key})
+					l, err := c.Lock(ctx, key)
 					if err != nil {
+						rec.Return(op, history.Event{Err: err.Error()})
 						return
 					}
-					defer l.Release(ctx)
-					if id, err := o.enter(ctx, l.key, l.Token()); err == nil {
-						time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
-						o.leave(ctx, l.key, id)
-					}
+					rec.Return(op, history.Event{Token: l.Token()})
+					soakHold(ctx, rec, history.Lock, op, l.Done(), l.Release)
 				})
 			}
 		})
 		wg.Go(func() { // semaphores
-			for time.Now().Before(stop) {
+			for running() {
 				timed(3*time.Second, func(ctx context.Context) {
-					sem.Do(ctx, func(ctx context.Context) error {
-						pid := newOwnerID()
-						if err := occEnter.Run(ctx, ordb, occ, pid, 800, 2).Err(); err != nil {
-							return err
-						}
-						time.Sleep(time.Duration(rand.IntN(5)) * time.Millisecond)
-						return ordb.ZRem(context.WithoutCancel(ctx), occ[0], pid).Err() // recorded even if the lease ended meanwhile
-					})
+					op := rec.Call(history.Event{Kind: history.Semaphore, Op: history.Acquire, Key: "sem", Limit: 2})
+					p, err := sem.Acquire(ctx)
+					if err != nil {
+						rec.Return(op, history.Event{Err: err.Error()})
+						return
+					}
+					rec.Return(op, history.Event{})
+					soakHold(ctx, rec, history.Semaphore, op, p.Done(), p.Release)
 				})
 			}
 		})
 		wg.Go(func() { // fanouts
-			for time.Now().Before(stop) {
+			for running() {
 				round := "fan" + strconv.FormatInt(time.Now().UnixMilli()/300, 10)
 				timed(3*time.Second, func(ctx context.Context) {
+					op := rec.Call(history.Event{Kind: history.Fanout, Op: history.Call, Key: round})
 					b, err := c.Fanout(ctx, round, func(ctx context.Context) ([]byte, error) {
-						ordb.Incr(ctx, name+":runs:"+round)
-						ordb.SAdd(ctx, name+":rounds", round)
 						time.Sleep(50 * time.Millisecond)
-						return []byte(newOwnerID()), nil
+						v := newOwnerID()
+						if rand.IntN(4) == 0 {
+							rec.Call(history.Event{Kind: history.Fanout, Op: history.Run, Key: round, Value: "error " + v})
+							return nil, errors.New("error " + v)
+						}
+						rec.Call(history.Event{Kind: history.Fanout, Op: history.Run, Key: round, Value: v})
+						return []byte(v), nil
 					}, WithTimeout(2*time.Second))
-					if err == nil {
-						ordb.SAdd(ctx, name+":got:"+round, b)
+					var re *RemoteError
+					switch {
+					case err == nil:
+						rec.Return(op, history.Event{Value: string(b)})
+					case errors.As(err, &re):
+						rec.Return(op, history.Event{Value: re.Message})
+					default:
+						rec.Return(op, history.Event{Err: err.Error()})
 					}
 				})
 			}
 		})
 	}
 	wg.Wait()
-	deadline := time.Now().Add(3 * time.Second)
-	for c.mux.numChannels() > 0 && time.Now().Before(deadline) {
+	settled := time.Now().Add(3 * time.Second)
+	for c.mux.numChannels() > 0 && time.Now().Before(settled) {
 		time.Sleep(10 * time.Millisecond) // the writer unsubscribes in the background
 	}
 	ordb.HIncrBy(context.Background(), stats, "leftover", int64(c.mux.numChannels()))
 	c.Close()
+	if err := rec.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	return 0
 }
 
-// soakFault is one step of a fault schedule.
+// soakHold is a holder's critical section of 0-4ms: it stops believing
+// when it sees done closed (recorded as Lost) or when it calls release.
+func soakHold(ctx context.Context, rec *history.Recorder, kind string, lease int64, done <-chan struct{}, release func(context.Context) error) {
+	select {
+	case <-done:
+	case <-time.After(time.Duration(rand.IntN(5)) * time.Millisecond):
+	}
+	select {
+	case <-done:
+		rec.Call(history.Event{Kind: kind, Op: history.Lost, Lease: lease})
+		release(ctx)
+		return
+	default:
+	}
+	op := rec.Call(history.Event{Kind: kind, Op: history.Release, Lease: lease})
+	if err := release(ctx); err != nil {
+		rec.Return(op, history.Event{Err: err.Error()})
+		return
+	}
+	rec.Return(op, history.Event{})
+}
+
+// soakFault is one step of a fault schedule: effect says what it may do
+// to the promises (history.Reset: lose acknowledged writes or drop keys
+// early; history.None: nothing, if dlock is right).
 type soakFault struct {
-	name string
-	do   func()
+	name   string
+	effect string
+	do     func()
 }
 
 // The soak: three processes run locks, semaphores and fanouts on hot keys
 // through a TCP proxy while a fault schedule runs: SIGKILL of a process
 // (restarted), SIGSTOP of a process past its leases, CLIENT KILL TYPE
-// pubsub, the network cut and slowed, and (DLOCK_SOAK set) the server
-// restarted. The table at the end is the report; the test fails on callers
-// of live processes past their deadline or subscriptions left behind.
-// make test runs it for 6s; make soak for DLOCK_SOAK (e.g. 2m).
+// pubsub, the network cut both ways and one way, slowed, the server
+// restarted without persistence, and the server's clock jumped forward
+// past the leases and back. The checked history is the report (see
+// soakReport). make test runs each fault once (about 15s); make soak runs
+// the schedule for DLOCK_SOAK.
 func TestSoak(t *testing.T) {
-	dur, long := soakDuration(t, 6*time.Second)
-	srv := redistest.StartServer(t)
+	srv := redistest.StartFakeClockServer(t)
 	proxy := redistest.StartProxy(t, srv.Addr())
 	admin := srv.Client()
+	for5 := func(f func()) func() {
+		return func() { f(); time.Sleep(500 * time.Millisecond); proxy.Restore() }
+	}
 	faults := []soakFault{
-		{"CLIENT KILL TYPE pubsub", func() { admin.Do(context.Background(), "CLIENT", "KILL", "TYPE", "pubsub") }},
-		{"network cut 500ms", func() {
-			proxy.Cut()
-			time.Sleep(500 * time.Millisecond)
-			proxy.Restore()
-			proxy.DropAll()
-		}},
-		{"network delayed 20ms for 500ms", func() {
-			proxy.Delay(20 * time.Millisecond)
-			time.Sleep(500 * time.Millisecond)
-			proxy.Restore()
-		}},
+		{"CLIENT KILL TYPE pubsub", history.None, func() { admin.Do(context.Background(), "CLIENT", "KILL", "TYPE", "pubsub") }},
+		{"network cut 500ms", history.None, func() { for5(proxy.Cut)(); proxy.DropAll() }},
+		{"requests lost 500ms (one way)", history.None, for5(func() { proxy.CutOneWay(true) })},
+		{"replies lost 500ms (one way)", history.None, for5(func() { proxy.CutOneWay(false) })},
+		{"network delayed 20ms for 500ms", history.None, for5(func() { proxy.Delay(20 * time.Millisecond) })},
+		{"redis-server restart without persistence", history.Reset, srv.Restart},
+		{"server clock jumps 2s forward", history.Reset, func() { srv.JumpClock(2 * time.Second) }},
+		// Until the clock is past its old readings again, a key that
+		// expires and is taken afresh gets a smaller token.
+		{"server clock jumps 2s back", history.ClockBack, func() { srv.JumpClock(-2 * time.Second); time.Sleep(2 * time.Second) }},
 	}
-	if long {
-		faults = append(faults, soakFault{"redis-server restart", srv.Restart})
-	}
-	runSoak(t, dur, []string{"LOCK_ADDR=" + proxy.Addr()}, faults)
+	runSoak(t, "standalone", soakDuration(t), []string{"LOCK_ADDR=" + proxy.Addr()}, faults)
 }
 
-// The soak on a Sentinel group, failing over now and then.
+// The soak on a Sentinel group: a split brain (the primary cut off from
+// its replica and the Sentinels while clients still reach it; the
+// Sentinels promote the replica, and the old primary's writes are lost
+// when it rejoins as a replica), and forced failovers. make test runs each
+// fault once (about 35s: a split brain and its healing take 20s).
 func TestSoak_sentinelFailovers(t *testing.T) {
-	dur, _ := soakDuration(t, 8*time.Second)
 	g := redistest.StartSentinel(t)
-	faults := []soakFault{{"Sentinel failover", func() { g.Failover() }}}
-	runSoak(t, dur, []string{"SENTINELS=" + strings.Join(g.SentinelAddrs(), ",")}, faults)
+	faults := []soakFault{
+		{"Sentinel split brain (primary cut from replica and Sentinels)", history.Reset, func() { g.SplitBrain(); g.Heal() }},
+		{"Sentinel failover", history.Reset, func() { g.Failover() }},
+	}
+	runSoak(t, "Sentinel", soakDuration(t), []string{"SENTINELS=" + strings.Join(g.SentinelAddrs(), ",")}, faults)
 }
 
-func soakDuration(t *testing.T, short time.Duration) (time.Duration, bool) {
+// soakDuration is DLOCK_SOAK (make soak), or 0 (make test): then every
+// fault of the schedule runs once.
+func soakDuration(t *testing.T) time.Duration {
 	v := os.Getenv("DLOCK_SOAK")
 	if v == "" {
-		return short, false
+		return 0
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil {
 		t.Fatalf("DLOCK_SOAK=%q: %v", v, err)
 	}
-	return d, true
+	return d
 }
 
-// runSoak runs three soaker processes (env says where Redis is) for dur,
-// interleaving kill -9, SIGSTOP and the given faults, then reports.
-func runSoak(t *testing.T, dur time.Duration, env []string, extra []soakFault) {
+// runSoak runs three soaker processes (env says where Redis is) while it
+// injects the given faults, kill -9 and SIGSTOP in turn, each recorded as
+// a window of the history: every fault once when dur is 0, else again and
+// again for dur. Then it stops the processes and checks the history.
+func runSoak(t *testing.T, setup string, dur time.Duration, env []string, extra []soakFault) {
 	name := "soak-" + strconv.Itoa(rand.IntN(1e9))
-	start := func(id int, ms int64) *exec.Cmd {
-		return startHelper(t, "soaker", append(env, "ORACLE_ADDR="+standaloneAddr(t),
-			"ORACLE="+name, "ID="+strconv.Itoa(id), "MILLIS="+strconv.FormatInt(ms, 10))...)
+	dir := t.TempDir()
+	stopFile := filepath.Join(dir, "stop")
+	start := func(id int) *exec.Cmd {
+		return startHelper(t, "soaker", append(env, "ORACLE_ADDR="+standaloneAddr(t), "HISTORY="+filepath.Join(dir, strconv.Itoa(id)+".jsonl"),
+			"ORACLE="+name, "ID="+strconv.Itoa(id), "STOP_FILE="+stopFile)...)
 	}
-	var mu sync.Mutex
-	procs := map[int]*exec.Cmd{}
-	for id := range 3 {
-		procs[id] = start(id, dur.Milliseconds())
-	}
-	end := time.Now().Add(dur - 2*time.Second)
-	paused := map[string]bool{}
-	count := map[string]int{}
-	faults := append([]soakFault{
-		{"kill -9 a client process", nil},
-		{"SIGSTOP a holder past its TTL", nil},
-	}, extra...)
-	for step := 0; time.Now().Before(end); step++ {
-		time.Sleep(700 * time.Millisecond) // the load runs between faults
-		f := faults[step%len(faults)]
-		switch f.name {
-		case "kill -9 a client process": // and start another in its place
-			mu.Lock()
-			victim := procs[step%3]
-			procs[step%3] = start(10+step, time.Until(end.Add(time.Second)).Milliseconds())
-			mu.Unlock()
-			victim.Process.Kill()
-		case "SIGSTOP a holder past its TTL":
-			mu.Lock()
-			p := procs[(step+1)%3]
-			mu.Unlock()
-			p.Process.Signal(syscall.SIGSTOP)
-			time.Sleep(1500 * time.Millisecond)
-			p.Process.Signal(syscall.SIGCONT)
-			for _, e := range p.Env {
-				if id, ok := strings.CutPrefix(e, "ID="); ok {
-					paused["late:"+id] = true
-				}
-			}
-		default:
-			f.do()
-		}
-		count[f.name]++
-	}
-	mu.Lock()
-	for _, p := range procs {
-		p.Wait()
-	}
-	mu.Unlock()
-	soakReport(t, name, dur, count, paused)
-}
-
-// soakReport reads the oracle, prints the table and fails on what must
-// never happen.
-func soakReport(t *testing.T, name string, dur time.Duration, faults map[string]int, paused map[string]bool) {
-	ctx := context.Background()
-	o := oracle{rdb: newRedis(t), name: name}
-	sections, overlaps, stale, err := o.stats(ctx)
+	drv, err := history.Create(filepath.Join(dir, "driver.jsonl"), "driver")
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, _ := o.rdb.HGetAll(ctx, o.keys("")[2]).Result()
+	window := func(name, effect string, target int, f func()) {
+		tgt := ""
+		if target >= 0 {
+			tgt = "p" + strconv.Itoa(target)
+		}
+		w := drv.Call(history.Event{Kind: history.Fault, Op: name, Effect: effect, Target: tgt})
+		f()
+		drv.Return(w, history.Event{})
+	}
+	began := time.Now()
+	procs := map[int]*exec.Cmd{}
+	ids := map[int]int{}
+	for id := range 3 {
+		procs[id], ids[id] = start(id), id
+	}
+	paused := map[string]bool{}
+	count := map[string]int{}
+	faults := append(extra,
+		soakFault{"kill -9 a client process", history.Kill, nil},
+		soakFault{"SIGSTOP a holder 1.5s (past its 1s TTL)", history.Pause, nil})
+	var killed []*exec.Cmd
+	for step := 0; step < len(faults) || time.Since(began) < dur; step++ {
+		time.Sleep(700 * time.Millisecond) // the load runs between faults
+		f := faults[step%len(faults)]
+		switch f.effect {
+		case history.Kill: // and start another in its place
+			victim, id := procs[step%3], ids[step%3]
+			procs[step%3], ids[step%3] = start(10+step), 10+step
+			window(f.name, f.effect, id, func() { victim.Process.Kill() })
+			killed = append(killed, victim)
+		case history.Pause:
+			p, id := procs[(step+1)%3], ids[(step+1)%3]
+			window(f.name, f.effect, id, func() {
+				p.Process.Signal(syscall.SIGSTOP)
+				time.Sleep(1500 * time.Millisecond)
+				p.Process.Signal(syscall.SIGCONT)
+			})
+			paused["late:"+strconv.Itoa(id)] = true
+		default:
+			window(f.name, f.effect, -1, f.do)
+		}
+		count[f.name]++
+	}
+	time.Sleep(time.Second) // the load after the last fault
+	if err := os.WriteFile(stopFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range procs {
+		p.Wait()
+	}
+	for _, p := range killed {
+		p.Wait()
+	}
+	if err := drv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	soakReport(t, setup, name, dir, time.Since(began), count, paused)
+}
+
+// soakReport checks the history (internal/history: porcupine against
+// the lock, semaphore and fanout models; violations inside the documented
+// windows — a process paused past its lease, a restart or failover that
+// lost acknowledged writes, a clock jump past the leases — are counted and
+// excused, any other fails the test, with porcupine's visualization of it
+// written to a file the failure names) and what must hold whatever the
+// faults: nobody alive waits past its deadline, nothing is left
+// subscribed, and work goes on. With DLOCK_SOAK_REPORT set, the table is
+// appended to that file (make soak prints it).
+func soakReport(t *testing.T, setup, name, dir string, dur time.Duration, faults map[string]int, paused map[string]bool) {
+	ctx := context.Background()
+	rep, err := history.Check(dir, history.Options{Name: strings.ReplaceAll(t.Name(), "/", "_") + "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := newRedis(t).HGetAll(ctx, oracle{name: name}.keys("")[2]).Result()
 	late := 0
 	for k, v := range all {
 		if strings.HasPrefix(k, "late:") && !paused[k] {
@@ -246,35 +348,28 @@ func soakReport(t *testing.T, name string, dur time.Duration, faults map[string]
 			late += n
 		}
 	}
-	rounds, _ := o.rdb.SMembers(ctx, name+":rounds").Result()
-	dupRuns, split := 0, 0
-	for _, r := range rounds {
-		if n, _ := o.rdb.Get(ctx, name+":runs:"+r).Int(); n > 1 {
-			dupRuns++
-		}
-		if n, _ := o.rdb.SCard(ctx, name+":got:"+r).Result(); n > 1 {
-			split++
-		}
-	}
-	over, _ := strconv.Atoi(all["over"])
 	leftover, _ := strconv.Atoi(all["leftover"])
-	grants, _ := strconv.Atoi(all["grants"])
-	report := fmt.Sprintf("%s, %v, faults %v\n", t.Name(), dur, faults) +
-		fmt.Sprintf("| check | count |\n| --- | --- |\n| lock critical sections | %d |\n| overlapping leases (pauses, failovers, lost writes) | %d |\n"+
-			"| stale fencing tokens (lost updates without fencing; the oracle refused them) | %d |\n"+
-			"| fanout rounds | %d |\n| rounds run more than once (takeovers after a pause or kill) | %d |\n| rounds whose callers got different results | %d |\n"+
-			"| semaphore grants | %d |\n| permits above the limit | %d |\n| calls of live processes past their deadline | %d |\n| subscriptions left behind | %d |\n",
-			sections, overlaps, stale, len(rounds), dupRuns, split, grants, over, late, leftover)
-	t.Log("\n" + report)
-	if os.Getenv("DLOCK_SOAK") != "" {
-		fmt.Print(report)
+	work := map[string]int{}
+	for _, r := range rep.Rows {
+		work[strings.Fields(r.Promise)[0]] += r.Ops
 	}
-	// Pauses past a lease and lost writes can let two holders overlap, hand
-	// a stale token to the resource (which fencing refuses), or exceed a
-	// semaphore's limit: the documented risks, reported above. What must
-	// hold whatever the faults: nobody alive waits past its deadline,
-	// nothing is left subscribed, and work goes on.
-	if late != 0 || leftover != 0 || sections == 0 || grants == 0 || len(rounds) == 0 {
-		t.Fatalf("soak found: %d late calls, %d leftover subscriptions, %d sections, %d grants, %d fanout rounds (see the table)", late, leftover, sections, grants, len(rounds))
+	table := rep.Markdown(setup)
+	t.Logf("%s, %v, faults %v\n%s", t.Name(), dur, faults, table)
+	if path := os.Getenv("DLOCK_SOAK_REPORT"); path != "" {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := f.Stat(); st.Size() > 0 {
+			_, table, _ = strings.Cut(strings.SplitN(table, "\n", 2)[1], "\n") // rows only
+		}
+		f.WriteString(table)
+		f.Close()
+	}
+	if len(rep.Failures) > 0 {
+		t.Errorf("the history breaks a promise outside the documented windows:\n%s", strings.Join(rep.Failures, "\n"))
+	}
+	if late != 0 || leftover != 0 || work["lock:"] == 0 || work["semaphore:"] == 0 || work["fanout:"] == 0 {
+		t.Errorf("soak found: %d late calls, %d leftover subscriptions; operations %v", late, leftover, work)
 	}
 }

@@ -21,9 +21,9 @@ const never = math.MaxInt64
 
 // Options tunes Check.
 type Options struct {
-	// Settle extends each Reset window past its end: clients still talk
-	// to a demoted server, or still hold what a jump expired, a little
-	// after the fault's driver saw it over. Default 1s.
+	// Settle extends each Reset and ClockBack window past its end: clients
+	// still talk to a demoted server, or still hold what a jump expired, a
+	// little after the fault's driver saw it over. Default 1s.
 	Settle time.Duration
 	// Timeout bounds each porcupine check. Default 60s.
 	Timeout time.Duration
@@ -52,12 +52,13 @@ type Report struct {
 	Failures []string
 }
 
-// Markdown renders the report as a table.
-func (r *Report) Markdown() string {
+// Markdown renders the report as a table, naming the setup (standalone,
+// Sentinel, Cluster) in its first column.
+func (r *Report) Markdown(setup string) string {
 	var b strings.Builder
-	b.WriteString("| fault | promise | operations | violations in documented windows | violations outside | checker |\n| --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| setup | fault | promise | operations | violations in documented windows | violations outside | checker |\n| --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, row := range r.Rows {
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %s |\n", row.Fault, row.Promise, row.Ops, row.In, row.Out, row.Verdict)
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %d | %s |\n", setup, row.Fault, row.Promise, row.Ops, row.In, row.Out, row.Verdict)
 	}
 	return b.String()
 }
@@ -118,7 +119,7 @@ func Check(dir string, o Options) (*Report, error) {
 		return nil, err
 	}
 	for i := range h.windows {
-		if h.windows[i].effect == Reset {
+		if e := h.windows[i].effect; e == Reset || e == ClockBack {
 			h.windows[i].t1 += o.Settle.Nanoseconds()
 		}
 	}
@@ -270,12 +271,12 @@ func (h *history) relax() {
 	}
 }
 
-// resetOps are the Reset windows as model operations.
+// resetOps are the Reset and ClockBack windows as model operations.
 func (h *history) resetOps() []porcupine.Operation {
 	var ops []porcupine.Operation
 	for _, w := range h.windows {
-		if w.effect == Reset {
-			ops = append(ops, porcupine.Operation{ClientId: len(h.procs), Input: input{op: Reset, proc: w.name}, Call: w.t0, Return: w.t1})
+		if w.effect == Reset || w.effect == ClockBack {
+			ops = append(ops, porcupine.Operation{ClientId: len(h.procs), Input: input{op: w.effect, proc: w.name}, Call: w.t0, Return: w.t1})
 		}
 	}
 	return ops
@@ -335,10 +336,11 @@ type violation struct {
 	what   string
 }
 
-// resetDuring names a Reset window that meets [t0, t1], if any.
-func (h *history) resetDuring(t0, t1 int64) string {
+// windowDuring names a window of one of the effects that meets [t0, t1],
+// if any.
+func (h *history) windowDuring(t0, t1 int64, effects ...string) string {
 	for _, w := range h.windows {
-		if w.effect == Reset && w.t0 <= t1 && t0 <= w.t1 {
+		if slices.Contains(effects, w.effect) && w.t0 <= t1 && t0 <= w.t1 {
 			return w.name
 		}
 	}
@@ -372,7 +374,7 @@ func (h *history) holdFacts(kind string) ([][2]int64, []violation) {
 					}
 				}
 				if win == "" {
-					win = h.resetDuring(first, l.acqRet)
+					win = h.windowDuring(first, l.acqRet, Reset)
 				}
 				viol = append(viol, violation{l.acqRet, win, fmt.Sprintf("%s: lease %d of %s granted while %d others believed they held it", key, l.n, l.proc, len(active))})
 			}
@@ -394,7 +396,7 @@ func (h *history) holdFacts(kind string) ([][2]int64, []violation) {
 				}
 			}
 			if best != nil && l.token <= best.token {
-				viol = append(viol, violation{l.acqRet, h.resetDuring(best.acqCall, l.acqRet),
+				viol = append(viol, violation{l.acqRet, h.windowDuring(best.acqCall, l.acqRet, Reset, ClockBack),
 					fmt.Sprintf("%s: lease %d of %s got token %d after lease %d got %d", key, l.n, l.proc, l.token, best.n, best.token)})
 			}
 		}

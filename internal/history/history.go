@@ -57,7 +57,11 @@ const (
 	Pause = "pause" // Proc stopped: its leases may have lapsed at any time
 	Kill  = "kill"  // Proc died: its holders stop believing
 	Reset = "reset" // the server may have lost acknowledged writes or dropped keys early
-	None  = ""      // no effect on the models (network faults): windows for the report only
+	// ClockBack: the server's clock went back; until it is past its old
+	// readings again (the window's end), a key that expires and is taken
+	// afresh may get a smaller fencing token (tokens are its clock in µs).
+	ClockBack = "clock back"
+	None      = "" // no effect on the models (network faults): windows for the report only
 )
 
 // An Event is one line of a history file: the call of an operation (Ret

@@ -11,7 +11,7 @@ import (
 // An input is one operation of a model (everything is known at its call
 // but the moment it took effect, so no outputs).
 type input struct {
-	op    string // Acquire, Release (also Lost), Run, Call, or Reset
+	op    string // Acquire, Release (also Lost), Run, Call, Reset, or ClockBack
 	proc  string
 	lease int   // lock, sem: which lease
 	token int64 // lock Acquire
@@ -29,7 +29,8 @@ type lockState struct {
 // lockModel: Acquire is legal on a free lock with a token larger than any
 // granted before; a Release ends its lease's hold (releasing a lease that
 // no longer holds — after a Reset — changes nothing); a Reset (a fault
-// that lost writes) frees the lock and forgets its tokens.
+// that lost writes) frees the lock and forgets its tokens; a ClockBack
+// forgets its tokens.
 var lockModel = porcupine.Model{
 	Partition: byKey,
 	Init:      func() any { return lockState{} },
@@ -45,6 +46,8 @@ var lockModel = porcupine.Model{
 			return true, s
 		case Reset:
 			return true, lockState{}
+		case ClockBack:
+			return true, lockState{holder: s.holder}
 		}
 		return false, s
 	},
@@ -91,6 +94,8 @@ var semModel = porcupine.Model{
 			return true, semState(strings.Join(slices.DeleteFunc(h, func(x string) bool { return x == id }), ","))
 		case Reset:
 			return true, semState("")
+		case ClockBack:
+			return true, s
 		}
 		return false, s
 	},
@@ -119,6 +124,8 @@ var fanoutModel = porcupine.Model{
 			return s == i.value || s == anyOutcome, s
 		case Reset:
 			return true, anyOutcome
+		case ClockBack:
+			return true, s
 		}
 		return false, s
 	},
@@ -146,7 +153,7 @@ func describe(in, _ any) string {
 	case Call:
 		return fmt.Sprintf("%s: call → %q", i.proc, i.value)
 	}
-	return i.op
+	return fmt.Sprintf("%s (%s)", i.op, i.proc) // a fault window: proc is its name
 }
 
 // byKey partitions a history by key: the promises are per key. The key is

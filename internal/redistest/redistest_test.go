@@ -3,6 +3,7 @@ package redistest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -115,5 +116,92 @@ func TestCluster_MoveSlotAndFailover(t *testing.T) {
 	// does not yet know as its replica: this once timed out).
 	if back := cl.FailoverSlot(s); back != to {
 		t.Fatalf("failover back returned %s; want %s", back.Addr(), to.Addr())
+	}
+}
+
+// clockSkew is the server's wall clock (TIME) minus ours.
+func clockSkew(t *testing.T, c *redis.Client) time.Duration {
+	t.Helper()
+	before := time.Now()
+	now, err := c.Time(t.Context()).Result()
+	if err != nil {
+		t.Fatalf("TIME: %v", err)
+	}
+	return now.Sub(before)
+}
+
+func TestServer_JumpClock(t *testing.T) {
+	s := StartFakeClockServer(t)
+	c := s.Client()
+	ctx := t.Context()
+	near := func(step string, want time.Duration) {
+		t.Helper()
+		if got := clockSkew(t, c); got < want-time.Second || got > want+time.Second {
+			t.Fatalf("%s: server clock is %v off; want %v ± 1s", step, got, want)
+		}
+	}
+	near("start", 0)
+	s.JumpClock(5 * time.Second)
+	near("after +5s", 5*time.Second)
+	s.JumpClock(-5 * time.Second)
+	near("after -5s", 0)
+	s.JumpClock(-5 * time.Second)
+	near("after another -5s", -5*time.Second)
+	s.Restart()
+	near("after restart", -5*time.Second)
+	s.JumpClock(5 * time.Second)
+
+	// A key set to live 3s is gone at once when the clock jumps 5s.
+	if err := c.Set(ctx, "k", "v", 3*time.Second).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if ttl, err := c.PTTL(ctx, "k").Result(); err != nil || ttl <= 2*time.Second {
+		t.Fatalf("PTTL before the jump = %v, %v; want about 3s", ttl, err)
+	}
+	s.JumpClock(5 * time.Second)
+	if ttl, err := c.PTTL(ctx, "k").Result(); err != nil || ttl != -2 {
+		t.Fatalf("PTTL after a 5s jump = %v, %v; want -2 (no key)", ttl, err)
+	}
+	if n, err := c.Exists(ctx, "k").Result(); err != nil || n != 0 {
+		t.Fatalf("EXISTS after a 5s jump = %d, %v; want 0", n, err)
+	}
+}
+
+func TestSentinel_SplitBrain(t *testing.T) {
+	g := StartSentinel(t)
+	ctx := t.Context()
+	old, promoted := g.SplitBrain()
+	if old == promoted {
+		t.Fatalf("SplitBrain: primary still %s", old)
+	}
+	if p, err := g.PrimaryAddr(ctx); err != nil || p != promoted {
+		t.Fatalf("sentinels' primary = %s, %v; want %s", p, err, promoted)
+	}
+	oc := redis.NewClient(&redis.Options{Addr: old})
+	defer oc.Close()
+	nc := redis.NewClient(&redis.Options{Addr: promoted})
+	defer nc.Close()
+	// Two primaries: each takes its own write.
+	if err := oc.Set(ctx, "k", "old", 0).Err(); err != nil {
+		t.Fatalf("SET on the old primary: %v", err)
+	}
+	if err := nc.Set(ctx, "k", "new", 0).Err(); err != nil {
+		t.Fatalf("SET on the new primary: %v", err)
+	}
+	if v, err := oc.Get(ctx, "k").Result(); err != nil || v != "old" {
+		t.Fatalf("GET on the old primary = %q, %v; want old", v, err)
+	}
+	if v, err := nc.Get(ctx, "k").Result(); err != nil || v != "new" {
+		t.Fatalf("GET on the new primary = %q, %v; want new", v, err)
+	}
+
+	g.Heal()
+	r, err := oc.Do(ctx, "ROLE").Slice()
+	if err != nil || len(r) < 3 || r[0] != "slave" || fmt.Sprint(r[1], ":", r[2]) != promoted {
+		t.Fatalf("ROLE of the old primary = %v, %v; want a replica of %s", r, err, promoted)
+	}
+	// The write the old primary acknowledged during the split is lost.
+	if v, err := oc.Get(ctx, "k").Result(); err != nil || v != "new" {
+		t.Fatalf("GET on the old primary after Heal = %q, %v; want new", v, err)
 	}
 }

@@ -1,6 +1,7 @@
 // Package redistest starts real Redis servers for tests: standalone servers,
 // Sentinel groups and Clusters on free loopback ports, with helpers to kill,
-// pause, resume and restart them, and a TCP proxy that cuts and delays
+// pause, resume and restart them, to jump a server's clock (libfaketime) and
+// split a Sentinel group's brain, and a TCP proxy that cuts and delays
 // traffic. Nothing here mocks Redis.
 //
 // Servers are started by the test (or TestMain) that needs them and stopped
@@ -65,9 +66,13 @@ type Server struct {
 	args func(s *Server) []string // the command line for the current port
 	TLS  *tls.Config              // for clients, when the server speaks only TLS
 
-	mu   sync.Mutex // protects cmd, done
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd exits
+	env       []string // the process environment if not nil (else the test's)
+	clockFile string   // libfaketime's timestamp file, "" on the real clock
+
+	mu    sync.Mutex // protects cmd, done, clock
+	cmd   *exec.Cmd
+	done  chan struct{} // closed when cmd exits
+	clock time.Duration // the offset in clockFile (JumpClock)
 }
 
 // Addr is host:port of the server.
@@ -86,7 +91,12 @@ func (s *Server) Client() *redis.Client {
 func StartServer(t TB, extra ...string) *Server {
 	t.Helper()
 	bin := Binary(t, "redis-server")
-	return startProcess(t, bin, nil, func(s *Server) []string {
+	return startProcess(t, bin, nil, serverArgs(extra))
+}
+
+// serverArgs is StartServer's command line: the defaults, then extra.
+func serverArgs(extra []string) func(s *Server) []string {
+	return func(s *Server) []string {
 		return append([]string{
 			"--port", strconv.Itoa(s.Port),
 			"--bind", "127.0.0.1",
@@ -97,14 +107,20 @@ func StartServer(t TB, extra ...string) *Server {
 			"--loglevel", "warning",
 			"--logfile", filepath.Join(s.dir, "redis.log"),
 		}, extra...)
-	})
+	}
 }
 
 // startProcess starts bin on a free port with the command line args gives,
 // retrying on another port when the first one was taken meanwhile.
 func startProcess(t TB, bin string, tlsConf *tls.Config, args func(s *Server) []string) *Server {
 	t.Helper()
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), args: args, TLS: tlsConf}
+	return launch(t, &Server{t: t, bin: bin, dir: t.TempDir(), args: args, TLS: tlsConf})
+}
+
+// launch starts s, whose fields but Port are set, on a free port, retrying
+// on another port when the first one was taken meanwhile.
+func launch(t TB, s *Server) *Server {
+	t.Helper()
 	var lastErr error
 	for range 5 {
 		s.Port = FreePort(t)
@@ -113,13 +129,14 @@ func startProcess(t TB, bin string, tlsConf *tls.Config, args func(s *Server) []
 			return s
 		}
 	}
-	t.Fatalf("redistest: start %s: %v", filepath.Base(bin), lastErr)
+	t.Fatalf("redistest: start %s: %v", filepath.Base(s.bin), lastErr)
 	return nil
 }
 
 func (s *Server) start() error {
 	cmd := exec.Command(s.bin, s.args(s)...)
 	cmd.Dir = s.dir
+	cmd.Env = s.env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return err

@@ -21,14 +21,15 @@ const never = math.MaxInt64
 
 // Options tunes Check.
 type Options struct {
-	// Settle extends each Reset and ClockBack window past its end: clients
-	// still talk to a demoted server, or still hold what a jump expired, a
-	// little after the fault's driver saw it over. Default 1s.
-	Settle time.Duration
 	// Timeout bounds each porcupine check. Default 60s.
 	Timeout time.Duration
+	// MaxOps is the largest partition (one key's operations) given to
+	// porcupine, whose memory grows with its square; a larger one is
+	// checked by the direct sweep alone (exact for locks and semaphores).
+	// Default 30000.
+	MaxOps int
 	// HTMLDir is where a failing check writes porcupine's visualization of
-	// the offending history. Default os.TempDir().
+	// the offending key's history. Default os.TempDir().
 	HTMLDir string
 	// Name prefixes the visualization's file name.
 	Name string
@@ -38,9 +39,9 @@ type Options struct {
 // window) and one promise.
 type Row struct {
 	Fault, Promise string
-	Ops            int // operations during the fault's windows
-	In, Out        int // violations inside the documented windows, and outside them
-	Verdict        string
+	Ops            int    // operations during the fault's windows
+	In, Out        int    // violations inside the documented windows, and outside them
+	Verdict        string // porcupine's, on the promise's whole history
 }
 
 // A Report is what Check found.
@@ -56,7 +57,7 @@ type Report struct {
 // Sentinel, Cluster) in its first column.
 func (r *Report) Markdown(setup string) string {
 	var b strings.Builder
-	b.WriteString("| setup | fault | promise | operations | violations in documented windows | violations outside | checker |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| setup | fault | promise | operations | violations in documented windows | violations outside | checker (whole history) |\n| --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, row := range r.Rows {
 		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %d | %s |\n", setup, row.Fault, row.Promise, row.Ops, row.In, row.Out, row.Verdict)
 	}
@@ -91,13 +92,14 @@ type hold struct {
 	acqCall, acqRet int64
 	endCall, endRet int64
 	relaxedEnd      int64  // endCall with the pause windows excused
-	excusedBy       string // the pause window that relaxed it
-	kind            string
+	excusedBy       string // the window that relaxed it (a pause), or that it was granted in (a reset)
+	unchecked       bool   // granted during a Reset window: left out of the relaxed check
 }
 
 type history struct {
 	windows []window
 	holds   map[string][]*hold // by kind
+	leads   map[string][]int64 // fanout: when each job of a key started, sorted
 	runs    []span             // fanout runs
 	calls   []span             // fanout callers with an outcome
 	procs   map[string]int     // client IDs for the visualization
@@ -105,11 +107,11 @@ type history struct {
 
 // Check reads every *.jsonl history file in dir and checks the promises.
 func Check(dir string, o Options) (*Report, error) {
-	if o.Settle == 0 {
-		o.Settle = time.Second
-	}
 	if o.Timeout == 0 {
 		o.Timeout = time.Minute
+	}
+	if o.MaxOps == 0 {
+		o.MaxOps = 30000
 	}
 	if o.HTMLDir == "" {
 		o.HTMLDir = os.TempDir()
@@ -117,11 +119,6 @@ func Check(dir string, o Options) (*Report, error) {
 	h, err := load(dir)
 	if err != nil {
 		return nil, err
-	}
-	for i := range h.windows {
-		if e := h.windows[i].effect; e == Reset || e == ClockBack {
-			h.windows[i].t1 += o.Settle.Nanoseconds()
-		}
 	}
 	h.relax()
 	r := &Report{}
@@ -146,10 +143,8 @@ func Check(dir string, o Options) (*Report, error) {
 		if len(ops) == 0 {
 			continue
 		}
-		verdict, failure := h.verdict(p.model, strict, relaxed, o, p.kind)
-		if failure != "" {
-			r.Failures = append(r.Failures, failure)
-		}
+		verdict, failures := h.verdict(p.model, strict, relaxed, o, p.kind)
+		r.Failures = append(r.Failures, failures...)
 		for _, v := range viol {
 			if v.window == "" {
 				r.Failures = append(r.Failures, p.kind+": "+v.what)
@@ -171,6 +166,7 @@ func load(dir string) (*history, error) {
 	}
 	spans := map[id]*span{}
 	var order []id
+	last := map[string]int64{} // each process's last event
 	for _, name := range files {
 		f, err := os.Open(name)
 		if err != nil {
@@ -178,14 +174,23 @@ func load(dir string) (*history, error) {
 		}
 		sc := bufio.NewScanner(f)
 		sc.Buffer(nil, 1<<20)
+		var torn []byte
 		for sc.Scan() {
+			if torn != nil {
+				return nil, fmt.Errorf("%s: malformed line %q", name, torn)
+			}
 			var e Event
 			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 				// A process killed mid-write leaves at most a torn last line.
+				torn = slices.Clone(sc.Bytes())
 				continue
 			}
 			k := id{e.Proc, e.ID}
+			last[e.Proc] = max(last[e.Proc], e.T)
 			if !e.Ret {
+				if spans[k] != nil {
+					return nil, fmt.Errorf("%s: operation %d of %s recorded twice (two processes with one name?)", name, e.ID, e.Proc)
+				}
 				spans[k] = &span{call: e}
 				order = append(order, k)
 			} else if s := spans[k]; s != nil {
@@ -197,7 +202,7 @@ func load(dir string) (*history, error) {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	h := &history{holds: map[string][]*hold{}, procs: map[string]int{}}
+	h := &history{holds: map[string][]*hold{}, leads: map[string][]int64{}, procs: map[string]int{}}
 	leases := map[id]*hold{}
 	for _, k := range order {
 		s := spans[k]
@@ -207,7 +212,11 @@ func load(dir string) (*history, error) {
 		}
 		switch {
 		case e.Kind == Fault:
-			h.windows = append(h.windows, window{e.Op, e.Effect, e.Target, e.T, s.end()})
+			// A window its recorder never closed (it was killed) ends
+			// with the recorder's last event.
+			h.windows = append(h.windows, window{e.Op, e.Effect, e.Target, e.T, min(s.end(), last[e.Proc])})
+		case e.Kind == Fanout && e.Op == Lead:
+			h.leads[e.Key] = append(h.leads[e.Key], e.Since)
 		case e.Kind == Fanout && e.Op == Run:
 			h.runs = append(h.runs, *s)
 		case e.Kind == Fanout && e.Op == Call:
@@ -222,7 +231,7 @@ func load(dir string) (*history, error) {
 				continue
 			}
 			l := &hold{n: len(leases) + 1, proc: e.Proc, key: e.Key, limit: e.Limit, token: s.ret.Token,
-				acqCall: e.T, acqRet: s.ret.T, endCall: -1, kind: e.Kind}
+				acqCall: e.T, acqRet: s.ret.T, endCall: -1}
 			leases[k] = l
 			h.holds[e.Kind] = append(h.holds[e.Kind], l)
 		case e.Op == Release || e.Op == Lost:
@@ -237,6 +246,9 @@ func load(dir string) (*history, error) {
 				l.endRet = never // unacknowledged: the key lapses some time later
 			}
 		}
+	}
+	for _, l := range h.leads {
+		slices.Sort(l)
 	}
 	// A holder whose process was killed stops believing at its death; one
 	// with no end at all (the run stopped under it) may end any time.
@@ -256,16 +268,32 @@ func load(dir string) (*history, error) {
 	return h, nil
 }
 
-// relax excuses the pause windows: a lease of a process paused while it
-// held may have lapsed at any moment after it was granted.
+// in reports whether t falls in a window of one of the effects, and which.
+func (h *history) in(t int64, effects ...string) (string, bool) {
+	for _, w := range h.windows {
+		if slices.Contains(effects, w.effect) && w.t0 <= t && t <= w.t1 {
+			return w.name, true
+		}
+	}
+	return "", false
+}
+
+// relax excuses the documented windows, for the relaxed check: a lease of
+// a process paused while it believed it held may have lapsed at any
+// moment from the pause on (or from its grant, if later); a lease granted
+// during a Reset window (the grant may have been on a server that lost it)
+// is not checked.
 func (h *history) relax() {
 	for _, ls := range h.holds {
 		for _, l := range ls {
 			l.relaxedEnd = l.endCall
 			for _, w := range h.windows {
 				if w.effect == Pause && w.target == l.proc && w.t0 <= l.endCall && l.acqCall <= w.t1 {
-					l.relaxedEnd, l.excusedBy = l.acqRet, w.name
+					l.relaxedEnd, l.excusedBy = max(l.acqRet, w.t0), w.name
 				}
+			}
+			if name, ok := h.in(l.acqCall, Reset); ok {
+				l.unchecked, l.excusedBy = true, name
 			}
 		}
 	}
@@ -276,7 +304,8 @@ func (h *history) resetOps() []porcupine.Operation {
 	var ops []porcupine.Operation
 	for _, w := range h.windows {
 		if w.effect == Reset || w.effect == ClockBack {
-			ops = append(ops, porcupine.Operation{ClientId: len(h.procs), Input: input{op: w.effect, proc: w.name}, Call: w.t0, Return: w.t1})
+			ops = append(ops, porcupine.Operation{ClientId: len(h.procs), Input: input{op: w.effect, proc: w.name, until: w.t1},
+				Call: w.t0, Return: w.t1})
 		}
 	}
 	return ops
@@ -285,47 +314,145 @@ func (h *history) resetOps() []porcupine.Operation {
 func (h *history) holdOps(kind string) (strict, relaxed []porcupine.Operation) {
 	for _, l := range h.holds[kind] {
 		c := h.procs[l.proc]
-		acq := porcupine.Operation{ClientId: c, Input: input{op: Acquire, proc: l.proc, lease: l.n, token: l.token, limit: l.limit},
+		acq := porcupine.Operation{ClientId: c, Input: input{op: Acquire, proc: l.proc, lease: l.n, token: l.token, limit: l.limit, call: l.acqCall},
 			Call: l.acqCall, Return: l.acqRet, Metadata: l.key}
 		rel := porcupine.Operation{ClientId: c, Input: input{op: Release, proc: l.proc, lease: l.n},
 			Call: l.endCall, Return: max(l.endRet, l.endCall), Metadata: l.key}
 		strict = append(strict, acq, rel)
-		rel.Call = l.relaxedEnd
-		relaxed = append(relaxed, acq, rel)
+		if !l.unchecked {
+			rel.Call = l.relaxedEnd
+			relaxed = append(relaxed, acq, rel)
+		}
 	}
 	return strict, append(relaxed, h.resetOps()...)
 }
 
+// fanoutOps: a run may publish from its job's return until the next job of
+// its key started (a later generation leads then, and an earlier one can
+// no longer publish), or never; a run whose job returned after that
+// published nothing. The relaxed check leaves out callers that called
+// during a Reset window.
 func (h *history) fanoutOps() (strict, relaxed []porcupine.Operation) {
+	var runs, calls []porcupine.Operation
 	for _, r := range h.runs {
-		strict = append(strict, porcupine.Operation{ClientId: h.procs[r.call.Proc],
-			Input: input{op: Run, proc: r.call.Proc, value: r.call.Value}, Call: r.call.T, Return: never, Metadata: r.call.Key})
+		leads := h.leads[r.call.Key]
+		until := int64(never)
+		if i, _ := slices.BinarySearch(leads, r.call.Since+1); i < len(leads) {
+			until = leads[i]
+		}
+		if r.call.T > until {
+			continue
+		}
+		runs = append(runs, porcupine.Operation{ClientId: h.procs[r.call.Proc],
+			Input: input{op: Run, proc: r.call.Proc, value: r.call.Value}, Call: r.call.T, Return: until, Metadata: r.call.Key})
 	}
 	for _, c := range h.calls {
-		strict = append(strict, porcupine.Operation{ClientId: h.procs[c.call.Proc],
-			Input: input{op: Call, proc: c.call.Proc, value: c.ret.Value}, Call: c.call.T, Return: c.ret.T, Metadata: c.call.Key})
+		op := porcupine.Operation{ClientId: h.procs[c.call.Proc],
+			Input: input{op: Call, proc: c.call.Proc, value: c.ret.Value}, Call: c.call.T, Return: c.ret.T, Metadata: c.call.Key}
+		strict = append(strict, op)
+		if _, ok := h.in(c.call.T, Reset); !ok {
+			calls = append(calls, op)
+		}
 	}
-	return strict, append(slices.Clone(strict), h.resetOps()...)
+	return append(strict, runs...), append(append(calls, runs...), h.resetOps()...)
 }
 
-// verdict checks the strict history and, if needed, the relaxed one; a
-// relaxed history that fails is written out for porcupine's visualization.
-func (h *history) verdict(m porcupine.Model, strict, relaxed []porcupine.Operation, o Options, kind string) (verdict, failure string) {
-	if porcupine.CheckOperationsTimeout(m, strict, o.Timeout) == porcupine.Ok {
-		return "linearizable", ""
+// byKey partitions a history by key (the promises are per key); a fault
+// window's operation (no key) joins every partition whose operations it
+// meets in time.
+func byKey(ops []porcupine.Operation) (keys []string, parts [][]porcupine.Operation) {
+	var faults []porcupine.Operation
+	m := map[string][]porcupine.Operation{}
+	for _, o := range ops {
+		k, ok := o.Metadata.(string)
+		if !ok {
+			faults = append(faults, o)
+			continue
+		}
+		if _, seen := m[k]; !seen {
+			keys = append(keys, k)
+		}
+		m[k] = append(m[k], o)
 	}
-	res, info := porcupine.CheckOperationsVerbose(m, relaxed, o.Timeout)
-	switch res {
-	case porcupine.Ok:
-		return "linearizable once the windows are excused", ""
-	case porcupine.Unknown:
-		return "UNKNOWN (checker timed out)", fmt.Sprintf("%s: the checker timed out after %v on %d operations", kind, o.Timeout, len(relaxed))
+	slices.Sort(keys)
+	for _, k := range keys {
+		p := m[k]
+		first, last := int64(never), int64(0)
+		for _, o := range p {
+			first = min(first, o.Call)
+			if o.Return != never {
+				last = max(last, o.Return)
+			} else {
+				last = max(last, o.Call)
+			}
+		}
+		for _, f := range faults {
+			if f.Call <= last && first <= f.Return {
+				p = append(p, f)
+			}
+		}
+		parts = append(parts, p)
 	}
-	path := filepath.Join(o.HTMLDir, fmt.Sprintf("%shistory-%s.html", o.Name, kind))
-	if err := porcupine.VisualizePath(m, info, path); err != nil {
-		return "NOT LINEARIZABLE", fmt.Sprintf("%s: not linearizable outside the documented windows (visualization failed: %v)", kind, err)
+	return keys, parts
+}
+
+// verdict checks each key's strict history and, where that fails, its
+// relaxed one; a relaxed history that fails is written out for porcupine's
+// visualization. A key with more than MaxOps operations is left to the
+// direct sweep.
+func (h *history) verdict(m porcupine.Model, strict, relaxed []porcupine.Operation, o Options, kind string) (verdict string, failures []string) {
+	keys, strictParts := byKey(strict)
+	rkeys, relaxedParts := byKey(relaxed)
+	relaxedOf := map[string][]porcupine.Operation{}
+	for i, k := range rkeys {
+		relaxedOf[k] = relaxedParts[i]
 	}
-	return "NOT LINEARIZABLE", fmt.Sprintf("%s: not linearizable outside the documented windows; see %s", kind, path)
+	excused, skipped := 0, 0
+	for i, k := range keys {
+		if len(strictParts[i]) > o.MaxOps {
+			skipped++
+			continue
+		}
+		if porcupine.CheckOperationsTimeout(m, strictParts[i], o.Timeout) == porcupine.Ok {
+			continue
+		}
+		res, info := porcupine.CheckOperationsVerbose(m, relaxedOf[k], o.Timeout)
+		switch res {
+		case porcupine.Ok:
+			excused++
+			continue
+		case porcupine.Unknown:
+			failures = append(failures, fmt.Sprintf("%s: %s: the checker timed out after %v on %d operations", kind, k, o.Timeout, len(relaxedOf[k])))
+			continue
+		}
+		path := filepath.Join(o.HTMLDir, fmt.Sprintf("%shistory-%s-%s.html", o.Name, kind, safeName(k)))
+		if err := porcupine.VisualizePath(m, info, path); err != nil {
+			failures = append(failures, fmt.Sprintf("%s: %s: not linearizable outside the documented windows (visualization failed: %v)", kind, k, err))
+			continue
+		}
+		failures = append(failures, fmt.Sprintf("%s: %s: not linearizable outside the documented windows; see %s", kind, k, path))
+	}
+	switch {
+	case len(failures) > 0:
+		verdict = "NOT LINEARIZABLE"
+	case excused > 0:
+		verdict = "linearizable outside the windows"
+	default:
+		verdict = "linearizable"
+	}
+	if skipped > 0 {
+		verdict += fmt.Sprintf(" (%d keys over %d operations: sweep only)", skipped, o.MaxOps)
+	}
+	return verdict, failures
+}
+
+func safeName(k string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == os.PathSeparator || r < ' ' {
+			return '_'
+		}
+		return r
+	}, k)
 }
 
 // A violation counted directly (the checker says whether any exist; these
@@ -336,9 +463,9 @@ type violation struct {
 	what   string
 }
 
-// windowDuring names a window of one of the effects that meets [t0, t1],
+// windowMeets names a window of one of the effects that meets [t0, t1],
 // if any.
-func (h *history) windowDuring(t0, t1 int64, effects ...string) string {
+func (h *history) windowMeets(t0, t1 int64, effects ...string) string {
 	for _, w := range h.windows {
 		if slices.Contains(effects, w.effect) && w.t0 <= t1 && t0 <= w.t1 {
 			return w.name
@@ -349,12 +476,15 @@ func (h *history) windowDuring(t0, t1 int64, effects ...string) string {
 
 // holdFacts returns every operation's interval and the violations: two
 // believed holders of a lock at once, a token not larger than one granted
-// earlier, more believed holders of a semaphore than its limit.
+// earlier, more believed holders of a semaphore than its limit. An
+// overlap is excused when a lease in it was excused (a pause, a grant
+// during a Reset) or when a Reset window fell while the earlier held; a
+// smaller token only when it was asked for during a ClockBack window.
 func (h *history) holdFacts(kind string) ([][2]int64, []violation) {
 	var ops [][2]int64
 	byKey := map[string][]*hold{}
 	for _, l := range h.holds[kind] {
-		ops = append(ops, [2]int64{l.acqCall, l.acqRet}, [2]int64{l.endCall, max(l.endRet, l.endCall)})
+		ops = append(ops, [2]int64{l.acqCall, l.acqRet}, [2]int64{l.endCall, l.endCall})
 		byKey[l.key] = append(byKey[l.key], l)
 	}
 	var viol []violation
@@ -363,18 +493,16 @@ func (h *history) holdFacts(kind string) ([][2]int64, []violation) {
 		var active []*hold
 		for _, l := range ls {
 			active = slices.DeleteFunc(active, func(a *hold) bool { return a.endCall <= l.acqRet })
-			limit := max(l.limit, 1)
-			if len(active) >= limit {
-				first := l.acqCall
-				win := ""
+			if len(active) >= max(l.limit, 1) {
+				first, win := l.acqCall, l.excusedBy
 				for _, a := range active {
 					first = min(first, a.acqCall)
-					if a.excusedBy != "" {
+					if win == "" {
 						win = a.excusedBy
 					}
 				}
 				if win == "" {
-					win = h.windowDuring(first, l.acqRet, Reset)
+					win = h.windowMeets(first, l.acqRet, Reset)
 				}
 				viol = append(viol, violation{l.acqRet, win, fmt.Sprintf("%s: lease %d of %s granted while %d others believed they held it", key, l.n, l.proc, len(active))})
 			}
@@ -396,7 +524,7 @@ func (h *history) holdFacts(kind string) ([][2]int64, []violation) {
 				}
 			}
 			if best != nil && l.token <= best.token {
-				viol = append(viol, violation{l.acqRet, h.windowDuring(best.acqCall, l.acqRet, Reset, ClockBack),
+				viol = append(viol, violation{l.acqRet, h.windowMeets(l.acqCall, l.acqRet, ClockBack),
 					fmt.Sprintf("%s: lease %d of %s got token %d after lease %d got %d", key, l.n, l.proc, l.token, best.n, best.token)})
 			}
 		}
@@ -436,38 +564,31 @@ func (h *history) rows(promise string, ops [][2]int64, viol []violation, verdict
 	}
 	meets := func(name string, t0, t1 int64) bool {
 		for _, w := range wins[name] {
-			if w.t0 <= t1 && t0 <= max(w.t1, w.t0) {
+			if w.t0 <= t1 && t0 <= w.t1 {
 				return true
 			}
 		}
 		return false
 	}
 	rows := map[string]*Row{}
-	row := func(name string) *Row {
-		if rows[name] == nil {
-			rows[name] = &Row{Fault: name, Promise: promise, Verdict: verdict}
-		}
-		return rows[name]
-	}
-	row("no fault")
-	for _, name := range names {
-		row(name)
+	for _, name := range append([]string{"no fault"}, names...) {
+		rows[name] = &Row{Fault: name, Promise: promise, Verdict: verdict}
 	}
 	for _, o := range ops {
 		hit := false
 		for _, name := range names {
 			if meets(name, o[0], o[1]) {
-				row(name).Ops++
+				rows[name].Ops++
 				hit = true
 			}
 		}
 		if !hit {
-			row("no fault").Ops++
+			rows["no fault"].Ops++
 		}
 	}
 	for _, v := range viol {
 		if v.window != "" {
-			row(v.window).In++
+			rows[v.window].In++
 			continue
 		}
 		name := "no fault"
@@ -476,7 +597,7 @@ func (h *history) rows(promise string, ops [][2]int64, viol []violation, verdict
 				name = n
 			}
 		}
-		row(name).Out++
+		rows[name].Out++
 	}
 	var out []Row
 	for _, name := range append([]string{"no fault"}, names...) {

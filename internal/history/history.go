@@ -48,7 +48,8 @@ const (
 	Acquire = "acquire" // lock, sem: Key, Limit (sem); returns Token or Err
 	Release = "release" // lock, sem: Lease (the acquire's ID); the holder stops believing at its call
 	Lost    = "lost"    // lock, sem: Lease; Done was seen closed (call only)
-	Run     = "run"     // fanout: a job returned Value (call only: it may be published any time later, or never)
+	Lead    = "lead"    // fanout: a job started, at Since (call only); its generation led the key from before then
+	Run     = "run"     // fanout: a job that started at Since returned Value (call only: it may be published later, or never)
 	Call    = "call"    // fanout: a caller; returns Value, or Err when it got no outcome
 )
 
@@ -78,6 +79,7 @@ type Event struct {
 	Limit int    `json:"lim,omitempty"` // semaphore acquire
 	Token int64  `json:"tok,omitempty"` // lock acquire's return
 	Value string `json:"v,omitempty"`   // fanout: run's and caller's outcome
+	Since int64  `json:"s,omitempty"`   // fanout lead and run: when the job started (Now)
 	Err   string `json:"e,omitempty"`   // return: the operation failed (no outcome)
 
 	// Fault windows (Kind Fault, Op the fault's name): Effect, and the

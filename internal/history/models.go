@@ -12,42 +12,49 @@ import (
 // but the moment it took effect, so no outputs).
 type input struct {
 	op    string // Acquire, Release (also Lost), Run, Call, Reset, or ClockBack
-	proc  string
-	lease int   // lock, sem: which lease
-	token int64 // lock Acquire
-	limit int   // sem Acquire
+	proc  string // for a fault window: its name
+	lease int    // lock, sem: which lease
+	token int64  // lock Acquire
+	limit int    // sem Acquire
+	call  int64  // lock Acquire: when it was called
+	until int64  // ClockBack: the end of its window
 	value string
 }
 
-// lockState: the believed holder (0: none) and the largest token granted
-// since the last reset.
+// lockState: the believed holder (0: none), the largest token granted,
+// and after a ClockBack the largest token granted before it (floor), which
+// binds again the acquires called after its window (until).
 type lockState struct {
-	holder int
-	last   int64
+	holder       int
+	last         int64
+	floor, until int64
 }
 
 // lockModel: Acquire is legal on a free lock with a token larger than any
 // granted before; a Release ends its lease's hold (releasing a lease that
 // no longer holds — after a Reset — changes nothing); a Reset (a fault
-// that lost writes) frees the lock and forgets its tokens; a ClockBack
-// forgets its tokens.
+// that lost writes or dropped keys) frees the lock (the tokens, the
+// server's clock, still grow); a ClockBack lets the acquires called before
+// its window ends have smaller tokens.
 var lockModel = porcupine.Model{
-	Partition: byKey,
-	Init:      func() any { return lockState{} },
+	Init: func() any { return lockState{} },
 	Step: func(state, in, _ any) (bool, any) {
 		s, i := state.(lockState), in.(input)
 		switch i.op {
 		case Acquire:
-			return s.holder == 0 && i.token > s.last, lockState{i.lease, i.token}
+			ok := s.holder == 0 && i.token > s.last && (i.call <= s.until || i.token > s.floor)
+			s.holder, s.last = i.lease, i.token
+			return ok, s
 		case Release:
 			if s.holder == i.lease {
 				s.holder = 0
 			}
 			return true, s
 		case Reset:
-			return true, lockState{}
+			s.holder = 0
+			return true, s
 		case ClockBack:
-			return true, lockState{holder: s.holder}
+			return true, lockState{holder: s.holder, floor: max(s.floor, s.last), until: i.until}
 		}
 		return false, s
 	},
@@ -76,8 +83,7 @@ func (s semState) holders() []string {
 // ends a lease's hold; Reset (lost writes, keys dropped early) forgets
 // every holder.
 var semModel = porcupine.Model{
-	Partition: byKey,
-	Init:      func() any { return semState("") },
+	Init: func() any { return semState("") },
 	Step: func(state, in, _ any) (bool, any) {
 		s, i := state.(semState), in.(input)
 		h := s.holders()
@@ -108,20 +114,23 @@ var semModel = porcupine.Model{
 const anyOutcome = "\x00any"
 
 // fanoutModel: a key's outcome is a register. A Run publishes its value
-// (at some moment after its job returned, or never); a caller's outcome
-// must be the register's value at some moment of its call: published
-// before it returned, by a run of its key, and not superseded before it
-// called. A Reset (lost writes) lets the register hold any older value.
+// (at some moment after its job returned and before the next generation's
+// job started, or never); a caller's outcome must be the register's value
+// at some moment of its call: published before it returned, by a run of
+// its key, and not superseded before it called. A Reset (lost writes)
+// lets the register hold any older value, until a caller reads one.
 var fanoutModel = porcupine.Model{
-	Partition: byKey,
-	Init:      func() any { return "" },
+	Init: func() any { return "" },
 	Step: func(state, in, _ any) (bool, any) {
 		s, i := state.(string), in.(input)
 		switch i.op {
 		case Run:
 			return true, i.value
 		case Call:
-			return s == i.value || s == anyOutcome, s
+			if s == anyOutcome {
+				return true, i.value
+			}
+			return s == i.value, s
 		case Reset:
 			return true, anyOutcome
 		case ClockBack:
@@ -154,30 +163,4 @@ func describe(in, _ any) string {
 		return fmt.Sprintf("%s: call → %q", i.proc, i.value)
 	}
 	return fmt.Sprintf("%s (%s)", i.op, i.proc) // a fault window: proc is its name
-}
-
-// byKey partitions a history by key: the promises are per key. The key is
-// in each operation's Metadata; a Reset (Metadata nil) belongs to every
-// partition.
-func byKey(ops []porcupine.Operation) [][]porcupine.Operation {
-	var resets []porcupine.Operation
-	m := map[string][]porcupine.Operation{}
-	var keys []string
-	for _, o := range ops {
-		k, ok := o.Metadata.(string)
-		if !ok {
-			resets = append(resets, o)
-			continue
-		}
-		if _, seen := m[k]; !seen {
-			keys = append(keys, k)
-		}
-		m[k] = append(m[k], o)
-	}
-	slices.Sort(keys)
-	var out [][]porcupine.Operation
-	for _, k := range keys {
-		out = append(out, append(m[k], resets...))
-	}
-	return out
 }

@@ -89,7 +89,7 @@ func TestSoak_checkerSeesAClockJumpOverlap(t *testing.T) {
 	if len(rep.Failures) == 0 {
 		t.Fatal("without its window the overlap passed")
 	}
-	html, _ := filepath.Glob(filepath.Join(dir, "history-lock-*.html"))
+	html, _ := filepath.Glob(filepath.Join(dir, "history-lock-holders-*.html"))
 	if len(html) != 1 || !strings.Contains(rep.Failures[0], html[0]) {
 		t.Fatalf("failure %q; visualizations %v", rep.Failures[0], html)
 	}

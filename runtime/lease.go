@@ -50,6 +50,19 @@ type lease struct {
 // was not confirmed is declared lost.
 func lossMargin(ttl time.Duration) time.Duration { return min(ttl/20, 50*time.Millisecond) }
 
+// lapsed reports whether a lease of ttl whose acquire was sent at sent
+// would already be declared lost: its reply came too late (the process
+// was paused, the network held the reply). Such a grant is given back, not
+// returned: its caller would hold a lock that another may already have,
+// with Done closing only after it returned.
+func lapsed(sent time.Time, ttl time.Duration) error {
+	if time.Now().Before(sent.Add(ttl - lossMargin(ttl))) {
+		return nil
+	}
+	return fmt.Errorf("%w: the grant arrived %v after it was asked for, past its %v lease", ErrUnavailable,
+		time.Since(sent).Round(time.Millisecond), ttl)
+}
+
 // start begins tracking a lease acquired with a command sent at sent. It
 // reports false, and tracks nothing, when the client is closing: then the
 // caller must release what it acquired.

@@ -22,6 +22,11 @@ type Lock struct {
 // when Redis cannot be reached, one matching ErrUnavailable. It never waits
 // past ctx. It takes WithTTL, WithRetries and WithWatchdog; any other
 // option is an ErrInvalid error.
+//
+// A grant whose reply arrives after its lease would have ended (the
+// process was paused, the network held the reply) is given back and
+// reported as an ErrUnavailable error: a returned lock's lease is live.
+// The same holds for Lock, LockMulti and a semaphore's permits.
 func (c *Client) Once(ctx context.Context, key string, opts ...Option) (*Lock, error) {
 	set, cfg, err := c.prepare("Once", onceOpts, []string{key}, opts)
 	if err != nil {

@@ -212,15 +212,20 @@ func (s *lockset) release(ctx context.Context) (released, total int, err error) 
 }
 
 // hold starts the lease of an acquired lockset. When the client is
-// closing it releases the locks instead and returns ErrClosed.
+// closing, or the grant came too late (see lapsed), it releases the locks
+// instead and returns ErrClosed or an ErrUnavailable error.
 func (s *lockset) hold(ctx context.Context, cfg callConfig, sent time.Time) (*lease, error) {
 	l := &lease{c: s.c, kind: s.kind(), key: s.keys[0], called: s.called,
 		ttl: cfg.ttl, watchdog: cfg.watchdog, extend: s.extend, release: s.release}
-	if !l.start(ctx, sent) {
+	err := lapsed(sent, cfg.ttl)
+	if err == nil && !l.start(ctx, sent) {
+		err = ErrClosed
+	}
+	if err != nil {
 		rctx, cancel := s.c.detached(ctx)
 		defer cancel()
 		s.releaseGroups(rctx, len(s.groups))
-		return nil, ErrClosed
+		return nil, err
 	}
 	return l, nil
 }

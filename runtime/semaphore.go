@@ -125,6 +125,10 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 			p := &Permit{s: s, id: permit}
 			p.lease = &lease{c: s.c, kind: "semaphore", key: s.key, called: called,
 				ttl: cfg.ttl, watchdog: cfg.watchdog, extend: p.extend, release: p.releaseAll}
+			if err := lapsed(sent, cfg.ttl); err != nil {
+				s.release(ctx, permit, "")
+				return nil, err
+			}
 			if !p.lease.start(ctx, sent) { // Close began meanwhile
 				s.release(ctx, permit, "")
 				return nil, ErrClosed

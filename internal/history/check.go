@@ -122,28 +122,33 @@ func Check(dir string, o Options) (*Report, error) {
 	}
 	h.relax()
 	r := &Report{}
-	for _, p := range []struct {
-		kind, promise string
-		model         porcupine.Model
-	}{
-		{Lock, "lock: one believed holder, growing tokens", lockModel},
-		{Semaphore, "semaphore: at most limit believed holders", semModel},
-		{Fanout, "fanout: each caller gets a published outcome of its key", fanoutModel},
+	for _, p := range []struct{ kind, promise string }{
+		{Lock, "lock: one believed holder, growing tokens"},
+		{Semaphore, "semaphore: at most limit believed holders"},
+		{Fanout, "fanout: each caller gets a published outcome of its key"},
 	} {
 		var ops [][2]int64 // every operation's interval, for the rows
 		var viol []violation
-		var strict, relaxed []porcupine.Operation
-		if p.kind == Fanout {
+		var checks []modelCheck
+		switch p.kind {
+		case Fanout:
 			ops, viol = h.fanoutFacts()
-			strict, relaxed = h.fanoutOps()
-		} else {
+			strict, relaxed := h.fanoutOps()
+			checks = []modelCheck{{"", fanoutModel, strict, relaxed}}
+		case Lock:
 			ops, viol = h.holdFacts(p.kind)
-			strict, relaxed = h.holdOps(p.kind)
+			strict, relaxed := h.holdOps(p.kind)
+			tokens, clock := h.tokenOps()
+			checks = []modelCheck{{"holders", holdModel, strict, relaxed}, {"tokens", tokenModel, tokens, clock}}
+		default:
+			ops, viol = h.holdFacts(p.kind)
+			strict, relaxed := h.holdOps(p.kind)
+			checks = []modelCheck{{"", holdModel, strict, relaxed}}
 		}
 		if len(ops) == 0 {
 			continue
 		}
-		verdict, failures := h.verdict(p.model, strict, relaxed, o, p.kind)
+		verdict, failures := h.verdict(checks, o, p.kind)
 		r.Failures = append(r.Failures, failures...)
 		for _, v := range viol {
 			if v.window == "" {
@@ -299,11 +304,11 @@ func (h *history) relax() {
 	}
 }
 
-// resetOps are the Reset and ClockBack windows as model operations.
+// resetOps are the Reset windows as model operations.
 func (h *history) resetOps() []porcupine.Operation {
 	var ops []porcupine.Operation
 	for _, w := range h.windows {
-		if w.effect == Reset || w.effect == ClockBack {
+		if w.effect == Reset {
 			ops = append(ops, porcupine.Operation{ClientId: len(h.procs), Input: input{op: w.effect, proc: w.name, until: w.t1},
 				Call: w.t0, Return: w.t1})
 		}
@@ -311,11 +316,13 @@ func (h *history) resetOps() []porcupine.Operation {
 	return ops
 }
 
+// holdOps are the believed holds: an Acquire at the moment the caller got
+// its lease, a Release from when the holder stopped believing.
 func (h *history) holdOps(kind string) (strict, relaxed []porcupine.Operation) {
 	for _, l := range h.holds[kind] {
 		c := h.procs[l.proc]
-		acq := porcupine.Operation{ClientId: c, Input: input{op: Acquire, proc: l.proc, lease: l.n, token: l.token, limit: l.limit, call: l.acqCall},
-			Call: l.acqCall, Return: l.acqRet, Metadata: l.key}
+		acq := porcupine.Operation{ClientId: c, Input: input{op: Acquire, proc: l.proc, lease: l.n, token: l.token, limit: max(l.limit, 1)},
+			Call: l.acqRet, Return: l.acqRet, Metadata: l.key}
 		rel := porcupine.Operation{ClientId: c, Input: input{op: Release, proc: l.proc, lease: l.n},
 			Call: l.endCall, Return: max(l.endRet, l.endCall), Metadata: l.key}
 		strict = append(strict, acq, rel)
@@ -325,6 +332,23 @@ func (h *history) holdOps(kind string) (strict, relaxed []porcupine.Operation) {
 		}
 	}
 	return strict, append(relaxed, h.resetOps()...)
+}
+
+// tokenOps are the lock grants, each during its acquire's call, with the
+// ClockBack windows for the relaxed check.
+func (h *history) tokenOps() (strict, relaxed []porcupine.Operation) {
+	for _, l := range h.holds[Lock] {
+		strict = append(strict, porcupine.Operation{ClientId: h.procs[l.proc], Input: input{op: Acquire, proc: l.proc, lease: l.n, token: l.token, call: l.acqCall},
+			Call: l.acqCall, Return: l.acqRet, Metadata: l.key})
+	}
+	relaxed = slices.Clone(strict)
+	for _, w := range h.windows {
+		if w.effect == ClockBack {
+			relaxed = append(relaxed, porcupine.Operation{ClientId: len(h.procs), Input: input{op: w.effect, proc: w.name, until: w.t1},
+				Call: w.t0, Return: w.t1})
+		}
+	}
+	return strict, relaxed
 }
 
 // fanoutOps: a run may publish from its job's return until the next job of
@@ -396,41 +420,52 @@ func byKey(ops []porcupine.Operation) (keys []string, parts [][]porcupine.Operat
 	return keys, parts
 }
 
-// verdict checks each key's strict history and, where that fails, its
-// relaxed one; a relaxed history that fails is written out for porcupine's
+// A modelCheck is one model over a promise's operations, strictly and with the
+// documented windows excused.
+type modelCheck struct {
+	name            string // of the model, for the visualization's file
+	model           porcupine.Model
+	strict, relaxed []porcupine.Operation
+}
+
+// verdict runs each check per key, strictly and, where that fails,
+// relaxed; a relaxed history that fails is written out for porcupine's
 // visualization. A key with more than MaxOps operations is left to the
 // direct sweep.
-func (h *history) verdict(m porcupine.Model, strict, relaxed []porcupine.Operation, o Options, kind string) (verdict string, failures []string) {
-	keys, strictParts := byKey(strict)
-	rkeys, relaxedParts := byKey(relaxed)
-	relaxedOf := map[string][]porcupine.Operation{}
-	for i, k := range rkeys {
-		relaxedOf[k] = relaxedParts[i]
-	}
+func (h *history) verdict(checks []modelCheck, o Options, kind string) (verdict string, failures []string) {
 	excused, skipped := 0, 0
-	for i, k := range keys {
-		if len(strictParts[i]) > o.MaxOps {
-			skipped++
-			continue
+	for _, c := range checks {
+		keys, strictParts := byKey(c.strict)
+		rkeys, relaxedParts := byKey(c.relaxed)
+		relaxedOf := map[string][]porcupine.Operation{}
+		for i, k := range rkeys {
+			relaxedOf[k] = relaxedParts[i]
 		}
-		if porcupine.CheckOperationsTimeout(m, strictParts[i], o.Timeout) == porcupine.Ok {
-			continue
+		what := strings.TrimSpace(kind + " " + c.name)
+		for i, k := range keys {
+			if len(strictParts[i]) > o.MaxOps {
+				skipped++
+				continue
+			}
+			if porcupine.CheckOperationsTimeout(c.model, strictParts[i], o.Timeout) == porcupine.Ok {
+				continue
+			}
+			res, info := porcupine.CheckOperationsVerbose(c.model, relaxedOf[k], o.Timeout)
+			switch res {
+			case porcupine.Ok:
+				excused++
+				continue
+			case porcupine.Unknown:
+				failures = append(failures, fmt.Sprintf("%s: %s: the checker timed out after %v on %d operations", what, k, o.Timeout, len(relaxedOf[k])))
+				continue
+			}
+			path := filepath.Join(o.HTMLDir, fmt.Sprintf("%shistory-%s-%s.html", o.Name, strings.ReplaceAll(what, " ", "-"), safeName(k)))
+			if err := porcupine.VisualizePath(c.model, info, path); err != nil {
+				failures = append(failures, fmt.Sprintf("%s: %s: not linearizable outside the documented windows (visualization failed: %v)", what, k, err))
+				continue
+			}
+			failures = append(failures, fmt.Sprintf("%s: %s: not linearizable outside the documented windows; see %s", what, k, path))
 		}
-		res, info := porcupine.CheckOperationsVerbose(m, relaxedOf[k], o.Timeout)
-		switch res {
-		case porcupine.Ok:
-			excused++
-			continue
-		case porcupine.Unknown:
-			failures = append(failures, fmt.Sprintf("%s: %s: the checker timed out after %v on %d operations", kind, k, o.Timeout, len(relaxedOf[k])))
-			continue
-		}
-		path := filepath.Join(o.HTMLDir, fmt.Sprintf("%shistory-%s-%s.html", o.Name, kind, safeName(k)))
-		if err := porcupine.VisualizePath(m, info, path); err != nil {
-			failures = append(failures, fmt.Sprintf("%s: %s: not linearizable outside the documented windows (visualization failed: %v)", kind, k, err))
-			continue
-		}
-		failures = append(failures, fmt.Sprintf("%s: %s: not linearizable outside the documented windows; see %s", kind, k, path))
 	}
 	switch {
 	case len(failures) > 0:

@@ -88,10 +88,10 @@ func TestCheck_lockOverlapFailsWithVisualization(t *testing.T) {
 		call("a", 2, 5, release(1)), ret("a", 2, 6, Event{}),
 		call("b", 2, 7, release(1)), ret("b", 2, 8, Event{}),
 	)
-	if len(r.Failures) != 2 || !strings.Contains(r.Failures[0], filepath.Join(dir, "history-lock-k.html")) {
+	if len(r.Failures) != 2 || !strings.Contains(r.Failures[0], filepath.Join(dir, "history-lock-holders-k.html")) {
 		t.Fatalf("failures: %q", r.Failures)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "history-lock-k.html")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "history-lock-holders-k.html")); err != nil {
 		t.Fatal(err)
 	}
 	if got := row(t, r, "no fault", Lock); got.Out != 1 || got.Verdict != "NOT LINEARIZABLE" {

@@ -16,55 +16,40 @@ type input struct {
 	lease int    // lock, sem: which lease
 	token int64  // lock Acquire
 	limit int    // sem Acquire
-	call  int64  // lock Acquire: when it was called
+	call  int64  // lock Acquire (tokens): when it was called
 	until int64  // ClockBack: the end of its window
 	value string
 }
 
-// lockState: the believed holder (0: none), the largest token granted,
-// and after a ClockBack the largest token granted before it (floor), which
-// binds again the acquires called after its window (until).
-type lockState struct {
-	holder       int
-	last         int64
-	floor, until int64
+// tokenState: the largest token granted, and after a ClockBack the
+// largest granted before it (floor), which binds again the acquires called
+// after its window (until).
+type tokenState struct {
+	last, floor, until int64
 }
 
-// lockModel: Acquire is legal on a free lock with a token larger than any
-// granted before; a Release ends its lease's hold (releasing a lease that
-// no longer holds — after a Reset — changes nothing); a Reset (a fault
-// that lost writes or dropped keys) frees the lock (the tokens, the
-// server's clock, still grow); a ClockBack lets the acquires called before
-// its window ends have smaller tokens.
-var lockModel = porcupine.Model{
-	Init: func() any { return lockState{} },
+// tokenModel: fencing tokens grow with the real-time order of grants (a
+// grant happens during its acquire's call). A ClockBack lets the acquires
+// called before its window ends have smaller tokens. (Who holds is
+// holdModel's business.)
+var tokenModel = porcupine.Model{
+	Init: func() any { return tokenState{} },
 	Step: func(state, in, _ any) (bool, any) {
-		s, i := state.(lockState), in.(input)
+		s, i := state.(tokenState), in.(input)
 		switch i.op {
 		case Acquire:
-			ok := s.holder == 0 && i.token > s.last && (i.call <= s.until || i.token > s.floor)
-			s.holder, s.last = i.lease, i.token
+			ok := i.token > s.last && (i.call <= s.until || i.token > s.floor)
+			s.last = i.token
 			return ok, s
-		case Release:
-			if s.holder == i.lease {
-				s.holder = 0
-			}
-			return true, s
-		case Reset:
-			s.holder = 0
-			return true, s
 		case ClockBack:
-			return true, lockState{holder: s.holder, floor: max(s.floor, s.last), until: i.until}
+			return true, tokenState{floor: max(s.floor, s.last), until: i.until}
 		}
 		return false, s
 	},
 	DescribeOperation: describe,
 	DescribeState: func(state any) string {
-		s := state.(lockState)
-		if s.holder == 0 {
-			return fmt.Sprintf("free, last token %d", s.last)
-		}
-		return fmt.Sprintf("held by lease %d, token %d", s.holder, s.last)
+		s := state.(tokenState)
+		return fmt.Sprintf("last token %d", s.last)
 	},
 }
 
@@ -79,10 +64,12 @@ func (s semState) holders() []string {
 	return strings.Split(string(s), ",")
 }
 
-// semModel: Acquire is legal while fewer than limit leases hold; Release
-// ends a lease's hold; Reset (lost writes, keys dropped early) forgets
-// every holder.
-var semModel = porcupine.Model{
+// holdModel: who believes they hold a lock (limit 1) or a semaphore. An
+// Acquire — at the moment its caller got the lease, when its belief
+// starts — is legal while fewer than limit leases hold; Release ends a
+// lease's hold (Release of a lease that no longer holds changes nothing);
+// Reset (lost writes, keys dropped early) forgets every holder.
+var holdModel = porcupine.Model{
 	Init: func() any { return semState("") },
 	Step: func(state, in, _ any) (bool, any) {
 		s, i := state.(semState), in.(input)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,68 +16,118 @@ import (
 // Found by the soak's checker: a grant whose reply arrives after its lease
 // ended in Redis (the process was paused, the network held the reply) was
 // returned as a held lock — whose Done closed at once, while another
-// client may already hold the key. Such a grant is given back: the caller
-// gets an ErrUnavailable error, never a lock or permit, and nothing stays
-// held by nobody.
-func TestLock_grantArrivingAfterItsLeaseIsGivenBack(t *testing.T) {
+// client may already hold the key. Now such a grant is asked for again by
+// the same owner: the caller gets a live lease, or ErrNotAcquired when
+// another took the key meanwhile, or (every reply late) an ErrUnavailable
+// error; never a lease that has ended.
+func TestLock_grantArrivingAfterItsLeaseIsNotReturned(t *testing.T) {
 	srv, proxy, c := lateClient(t)
 	admin := srv.Client()
-	k := key(t, "late")
-	lockKey := c.opts.Prefix + ":{" + k + "}:lock"
-	err := heldReply(t, proxy, func(ctx context.Context) error {
-		l, err := c.Once(ctx, k, WithTTL(200*time.Millisecond))
-		if l != nil {
-			return errors.New("Once returned a lock whose lease had ended")
-		}
-		return err
-	}, func(ctx context.Context) bool { return admin.Exists(ctx, lockKey).Val() == 1 },
-		func(ctx context.Context) bool { return admin.Exists(ctx, lockKey).Val() == 0 })
-	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "past its 200ms lease") {
-		t.Fatalf("Once with its reply held past the lease = %v; want an ErrUnavailable error", err)
-	}
 	other := newClient(t, admin, nil)
-	l, err := other.Once(t.Context(), k)
-	if err != nil {
-		t.Fatalf("Once by another client afterwards = %v; want the key free", err)
+	ttl := WithTTL(200 * time.Millisecond)
+	for _, takenMeanwhile := range []bool{false, true} {
+		k := key(t, "late")
+		lockKey := c.opts.Prefix + ":{" + k + "}:lock"
+		var l *Lock
+		err := heldReply(t, proxy, func(ctx context.Context) (err error) {
+			l, err = c.Once(ctx, k, ttl)
+			return err
+		}, func(ctx context.Context) bool { return admin.Exists(ctx, lockKey).Val() == 1 },
+			func(ctx context.Context) bool {
+				if admin.Exists(ctx, lockKey).Val() != 0 {
+					return false
+				}
+				if takenMeanwhile {
+					if _, err := other.Once(ctx, k); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return true
+			})
+		if takenMeanwhile {
+			if !errors.Is(err, ErrNotAcquired) || l != nil {
+				t.Fatalf("Once whose late grant was taken meanwhile = %v, %v; want ErrNotAcquired", l, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("Once with its first reply held past the lease = %v; want the lock, asked for again", err)
+		}
+		select {
+		case <-l.Done():
+			t.Fatalf("Once returned a lock whose lease had ended: %v", l.Err())
+		default:
+		}
+		if pttl := admin.PTTL(t.Context(), lockKey).Val(); pttl <= 0 {
+			t.Fatalf("the returned lock's key has PTTL %v; want it held", pttl)
+		}
+		l.Release(t.Context())
 	}
-	l.Release(t.Context())
+
+	// Every reply late: given back, ErrUnavailable.
+	proxy.Delay(150 * time.Millisecond) // each way: every round trip outlasts the lease
+	l, err := c.Once(t.Context(), key(t, "always-late"), ttl)
+	proxy.Restore()
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "past its 200ms lease") || l != nil {
+		t.Fatalf("Once with every reply past the lease = %v, %v; want an ErrUnavailable error", l, err)
+	}
+	if l, err := other.Once(t.Context(), key(t, "always-late")); err != nil {
+		t.Fatalf("Once by another client after the grant was given back = %v; want the key free", err)
+	} else {
+		l.Release(t.Context())
+	}
 }
 
 // The same for a semaphore permit.
-func TestSemaphore_grantArrivingAfterItsLeaseIsGivenBack(t *testing.T) {
+func TestSemaphore_grantArrivingAfterItsLeaseIsNotReturned(t *testing.T) {
 	srv, proxy, c := lateClient(t)
 	admin := srv.Client()
-	k := key(t, "late")
-	semKey := c.opts.Prefix + ":{" + k + "}:sem"
-	deadline := int64(0)
-	err := heldReply(t, proxy, func(ctx context.Context) error {
-		p, err := c.Semaphore(k, 1).TryAcquire(ctx, WithTTL(200*time.Millisecond))
-		if p != nil {
-			return errors.New("TryAcquire returned a permit whose lease had ended")
-		}
-		return err
-	}, func(ctx context.Context) bool {
-		// The holder's entry: its score is the lease's end on the server's clock.
-		zs, _ := admin.ZRangeByScoreWithScores(ctx, semKey, &redis.ZRangeBy{Min: "0", Max: "(10000000000000"}).Result()
-		for _, z := range zs {
-			if strings.HasPrefix(z.Member.(string), "h") {
-				deadline = int64(z.Score)
-				return true
+	other := newClient(t, admin, nil)
+	for _, takenMeanwhile := range []bool{false, true} {
+		k := key(t, "late")
+		semKey := c.opts.Prefix + ":{" + k + "}:sem"
+		deadline := int64(0)
+		var p *Permit
+		err := heldReply(t, proxy, func(ctx context.Context) (err error) {
+			p, err = c.Semaphore(k, 1).TryAcquire(ctx, WithTTL(200*time.Millisecond))
+			return err
+		}, func(ctx context.Context) bool {
+			// The holder's entry: its score is the lease's end on the server's clock.
+			zs, _ := admin.ZRangeByScoreWithScores(ctx, semKey, &redis.ZRangeBy{Min: "0", Max: "(10000000000000"}).Result()
+			for _, z := range zs {
+				if strings.HasPrefix(z.Member.(string), "h") {
+					deadline = int64(z.Score)
+					return true
+				}
 			}
+			return false
+		}, func(ctx context.Context) bool {
+			now, err := admin.Time(ctx).Result()
+			if err != nil || now.UnixMilli() <= deadline {
+				return false
+			}
+			if takenMeanwhile {
+				if _, err := other.Semaphore(k, 1).TryAcquire(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return true
+		})
+		if takenMeanwhile {
+			if !errors.Is(err, ErrNotAcquired) || p != nil {
+				t.Fatalf("TryAcquire whose late grant was taken meanwhile = %v, %v; want ErrNotAcquired", p, err)
+			}
+			continue
 		}
-		return false
-	}, func(ctx context.Context) bool {
-		now, err := admin.Time(ctx).Result()
-		return err == nil && now.UnixMilli() > deadline
-	})
-	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "past its 200ms lease") {
-		t.Fatalf("TryAcquire with its reply held past the lease = %v; want an ErrUnavailable error", err)
+		if err != nil {
+			t.Fatalf("TryAcquire with its first reply held past the lease = %v; want the permit, asked for again", err)
+		}
+		now, _ := admin.Time(t.Context()).Result()
+		if score, err := admin.ZScore(t.Context(), semKey, "h"+p.id).Result(); err != nil || int64(score) <= now.UnixMilli() {
+			t.Fatalf("the returned permit's entry: %v, %v (server time %d); want a live lease", score, err, now.UnixMilli())
+		}
+		p.Release(t.Context())
 	}
-	p, err := newClient(t, admin, nil).Semaphore(k, 1).TryAcquire(t.Context())
-	if err != nil {
-		t.Fatalf("TryAcquire by another client afterwards = %v; want the permit free", err)
-	}
-	p.Release(t.Context())
 }
 
 // lateClient is a client that reaches a server of its own through a proxy,
@@ -86,7 +137,7 @@ func lateClient(t *testing.T) (*redistest.Server, *redistest.Proxy, *Client) {
 	proxy := redistest.StartProxy(t, srv.Addr())
 	rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, PoolSize: 1, ReadTimeout: 10 * time.Second})
 	t.Cleanup(func() { rdb.Close() })
-	for _, s := range []*redis.Script{scriptLockAcquire, scriptLockRelease, scriptSemAcquire, scriptSemRelease} {
+	for _, s := range []*redis.Script{scriptLockAcquire, scriptLockRelease, scriptSemAcquire, scriptSemRelease, scriptFanoutJoin, scriptFanoutComplete} {
 		if err := s.Load(t.Context(), rdb).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -111,5 +162,31 @@ func heldReply(t *testing.T, proxy *redistest.Proxy, call func(context.Context) 
 	case <-time.After(10 * time.Second):
 		t.Fatal("the call never returned")
 		return nil
+	}
+}
+
+// The same for a fanout leader: a join whose reply made it lead after its
+// lease had ended in Redis runs no job; the flight joins again, leads
+// afresh and runs the job once.
+func TestFanout_leadArrivingAfterItsLeaseRunsNoJob(t *testing.T) {
+	srv, proxy, c := lateClient(t)
+	admin := srv.Client()
+	k := key(t, "late")
+	fan := fanKey(c.opts.Prefix + ":{" + k + "}")
+	var runs atomic.Int32
+	var b []byte
+	err := heldReply(t, proxy, func(ctx context.Context) (err error) {
+		b, err = c.Fanout(ctx, k, func(context.Context) ([]byte, error) {
+			runs.Add(1)
+			return []byte("v"), nil
+		}, WithTTL(200*time.Millisecond), WithTimeout(5*time.Second))
+		return err
+	}, func(ctx context.Context) bool { return admin.Exists(ctx, fan).Val() == 1 },
+		func(ctx context.Context) bool { return admin.Exists(ctx, fan).Val() == 0 })
+	if err != nil || string(b) != "v" {
+		t.Fatalf("Fanout whose first lead came late = %q, %v; want the job's result", b, err)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("the job ran %d times; want once (not on the late lead)", n)
 	}
 }

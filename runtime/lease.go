@@ -50,11 +50,16 @@ type lease struct {
 // was not confirmed is declared lost.
 func lossMargin(ttl time.Duration) time.Duration { return min(ttl/20, 50*time.Millisecond) }
 
+// maxLateGrants is how many late grants in a row an acquisition asks for
+// again before it gives up (see lapsed).
+const maxLateGrants = 3
+
 // lapsed reports whether a lease of ttl whose acquire was sent at sent
 // would already be declared lost: its reply came too late (the process
-// was paused, the network held the reply). Such a grant is given back, not
-// returned: its caller would hold a lock that another may already have,
-// with Done closing only after it returned.
+// was paused, the network held the reply). Such a grant is never returned
+// (its caller would hold a lock that another may already have, with Done
+// closing only after it returned): it is asked for again, up to
+// maxLateGrants times, then given back with this error.
 func lapsed(sent time.Time, ttl time.Duration) error {
 	if time.Now().Before(sent.Add(ttl - lossMargin(ttl))) {
 		return nil
@@ -242,14 +247,26 @@ func (l *lease) doExtend(ctx context.Context, ttl time.Duration) error {
 	if ended {
 		return fmt.Errorf("%w: %w", ErrNotHeld, why)
 	}
+	// The call is bounded by the lease's end: while it runs it holds emu,
+	// and the watchdog cannot declare the lease lost.
 	l.emu.Lock()
+	l.mu.Lock()
+	lossAt := l.deadline.Add(-lossMargin(l.ttl))
+	l.mu.Unlock()
+	ectx, cancel := context.WithDeadline(ctx, lossAt)
 	sent := time.Now()
-	ok, err := l.extend(ctx, ttl)
+	ok, err := l.extend(ectx, ttl)
 	if err == nil && ok {
 		l.renewed(sent, ttl)
 	}
 	l.emu.Unlock()
+	late := ectx.Err() != nil && ctx.Err() == nil
+	cancel()
 	if err != nil {
+		if late {
+			err = fmt.Errorf("%w: not renewed before the lease ended: %w", ErrLost, err)
+			l.lose(err)
+		}
 		return err
 	}
 	if !ok {

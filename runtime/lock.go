@@ -24,9 +24,11 @@ type Lock struct {
 // option is an ErrInvalid error.
 //
 // A grant whose reply arrives after its lease would have ended (the
-// process was paused, the network held the reply) is given back and
-// reported as an ErrUnavailable error: a returned lock's lease is live.
-// The same holds for Lock, LockMulti and a semaphore's permits.
+// process was paused, the network held the reply) is never returned: it is
+// asked for again (the same grant, renewed, if the key is still the
+// caller's), and after three late replies in a row given back and
+// reported as an ErrUnavailable error. A returned lock's lease is live.
+// The same holds for Lock, Multi and a semaphore's permits.
 func (c *Client) Once(ctx context.Context, key string, opts ...Option) (*Lock, error) {
 	set, cfg, err := c.prepare("Once", onceOpts, []string{key}, opts)
 	if err != nil {
@@ -228,16 +230,25 @@ func (h *held) single() *Lock {
 // tryOnce makes one attempt; it returns a held lockset, or the attempt
 // that says who holds what.
 func (s *lockset) tryOnce(ctx context.Context, cfg callConfig) (*held, attempt, error) {
-	sent := time.Now()
-	a, err := s.try(ctx, cfg.ttl)
-	if err != nil || a.tokens == nil {
-		return nil, a, err
+	for late := 1; ; late++ {
+		sent := time.Now()
+		a, err := s.try(ctx, cfg.ttl)
+		if err != nil || a.tokens == nil {
+			return nil, a, err
+		}
+		// A grant that came too late to be trusted (see lapsed) is asked
+		// for again by the same owner: the script returns the same grant,
+		// renewed, while the keys are still ours, or grants them afresh
+		// (a larger token) if they are free, or says who holds them now.
+		if late < maxLateGrants && lapsed(sent, cfg.ttl) != nil {
+			continue
+		}
+		l, err := s.hold(ctx, cfg, sent)
+		if err != nil {
+			return nil, a, err
+		}
+		return &held{set: s, tokens: a.tokens, lease: l}, a, nil
 	}
-	l, err := s.hold(ctx, cfg, sent)
-	if err != nil {
-		return nil, a, err
-	}
-	return &held{set: s, tokens: a.tokens, lease: l}, a, nil
 }
 
 // tryRetrying makes the first attempt and cfg.retries more.

@@ -407,6 +407,20 @@ func (c *Client) releaseFan(ctx context.Context, tag, gen string) {
 	c.run(ctx, scriptLockRelease, []string{fanKey(tag)}, []any{gen, ms(c.opts.FenceTTL), fanChannel(tag)}, nil)
 }
 
+// lateLead reports whether the join that made generation gen lead came
+// back too late to be trusted (see lapsed): then it gives the lead back,
+// and the flight joins again (no job runs on a lease that may have ended,
+// alongside a newer generation's).
+func (f *flight) lateLead(gen string, sent time.Time) bool {
+	if lapsed(sent, f.cfg.ttl) == nil {
+		return false
+	}
+	ctx, cancel := f.c.detached(f.obsCtx)
+	defer cancel()
+	f.c.releaseFan(ctx, f.tag, gen)
+	return true
+}
+
 // begin is the flight's first join, on a goroutine of its own: it leads,
 // takes the stored result, or waits for the leader.
 func (f *flight) begin() {
@@ -423,6 +437,9 @@ func (f *flight) begin() {
 	case j.state == joinResult:
 		f.giveClaim(nil, ErrNotAcquired)
 		f.finish(&j.env, nil)
+	case j.state == joinLead && f.lateLead(gen, sent):
+		f.giveClaim(nil, ErrNotAcquired)
+		f.wait("")
 	case j.state == joinLead:
 		job, err := f.lead(gen, sent)
 		if err != nil {
@@ -515,6 +532,8 @@ func (f *flight) wait(leader string) {
 		case j.state == joinResult:
 			f.finish(&j.env, nil)
 			return
+		case j.state == joinLead && f.lateLead(gen, sent):
+			next = 0 // join again at once
 		case j.state == joinLead:
 			f.c.fmu.Lock()
 			runner := f.runner

@@ -104,7 +104,7 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 			sub.close()
 		}
 	}()
-	for {
+	for late := 1; ; {
 		sent := time.Now()
 		v, err := s.c.run(ctx, scriptSemAcquire, keys, args, func(ctx context.Context, _ any) {
 			// The caller left, or lost the reply: whatever this call got
@@ -120,6 +120,12 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 		r, ok := int64s(v)
 		if !ok || len(r) < 2 || (r[0] == 0 && len(r) != 4) {
 			return nil, unavailable(errBadReply)
+		}
+		if r[0] == 1 && late < maxLateGrants && lapsed(sent, cfg.ttl) != nil {
+			// Too late to be trusted: ask again (the script renews a
+			// permit that is still ours).
+			late++
+			continue
 		}
 		if r[0] == 1 {
 			p := &Permit{s: s, id: permit}

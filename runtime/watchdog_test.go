@@ -89,7 +89,7 @@ func TestLock_lossSignalledBeforeLeaseEnds_networkCut(t *testing.T) {
 	p := redistest.StartProxy(t, srv.Addr())
 	rdb := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { rdb.Close() })
-	testLossSignalled(t, rdb, p.Cut)
+	testLossSignalled(t, rdb, func(*Lock) { p.Cut() })
 }
 
 // P3, with the server stopped by SIGSTOP.
@@ -98,10 +98,35 @@ func TestLock_lossSignalledBeforeLeaseEnds_serverPaused(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { rdb.Close() })
 	t.Cleanup(srv.Resume)
-	testLossSignalled(t, rdb, srv.Pause)
+	testLossSignalled(t, rdb, func(*Lock) { srv.Pause() })
 }
 
-func testLossSignalled(t *testing.T, rdb *redis.Client, fault func()) {
+// P3 with an Extend in flight when the server stops: the call is bounded
+// by the lease's end (not by the client's 10s read timeout), so the
+// watchdog, which waits for it, still signals the loss in time; Extend
+// returns ErrLost.
+func TestLock_lossSignalledBeforeLeaseEnds_extendInFlight(t *testing.T) {
+	srv := redistest.StartServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ReadTimeout: 10 * time.Second})
+	t.Cleanup(func() { rdb.Close() })
+	t.Cleanup(srv.Resume)
+	extended := make(chan error, 1)
+	testLossSignalled(t, rdb, func(l *Lock) {
+		srv.Pause()
+		go func() { extended <- l.Extend(context.Background(), time.Minute) }()
+	})
+	select {
+	case err := <-extended:
+		if !errors.Is(err, ErrLost) {
+			t.Fatalf("Extend in flight at the loss = %v; want ErrLost", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Extend in flight outlived its lease by seconds")
+	}
+	srv.Resume() // before the client's Close
+}
+
+func testLossSignalled(t *testing.T, rdb *redis.Client, fault func(*Lock)) {
 	c := newClient(t, rdb, nil)
 	ttl := 600 * time.Millisecond
 	sent := time.Now()
@@ -109,7 +134,7 @@ func testLossSignalled(t *testing.T, rdb *redis.Client, fault func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fault()
+	fault(l)
 	<-l.Done()
 	if lostAt := time.Since(sent); lostAt >= ttl {
 		t.Fatalf("loss signalled %v after the acquire was sent; want < %v", lostAt, ttl)

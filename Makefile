@@ -32,9 +32,9 @@ fuzz-short:
 # Installs redis-server, redis-sentinel and faketime (the soak jumps the
 # server's clock with libfaketime) from Debian's packages when they are
 # missing and we are root on Debian/Ubuntu; otherwise says how and fails.
-FAKETIME_LIB ?= /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
+FAKETIME_LIB = $(firstword $(wildcard /usr/lib/*/faketime/libfaketimeMT.so.1 /usr/lib/faketime/libfaketimeMT.so.1 /usr/local/lib/faketime/libfaketimeMT.so.1))
 redis:
-	@if command -v redis-server >/dev/null && command -v redis-sentinel >/dev/null && [ -e "$(FAKETIME_LIB)" ]; then exit 0; fi; \
+	@if command -v redis-server >/dev/null && command -v redis-sentinel >/dev/null && [ -n "$(FAKETIME_LIB)" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing redis-server, redis-sentinel and faketime"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-sentinel faketime >/dev/null; \

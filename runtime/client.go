@@ -48,8 +48,11 @@ type Client struct {
 // Options.PubSub) that notices when connections reach a new primary, so the
 // client's subscription follows a failover; it stays after Close, inert.
 // New makes no round trip to Redis, except to check the server's eviction
-// policy under Options.Eviction EvictionRefuse (by default it checks in the
-// background and logs a warning).
+// policy under Options.Eviction EvictionRefuse: then it waits up to
+// Options.OpTimeout and fails with CheckEviction's error (ErrEvictable,
+// ErrUnavailable, ErrNoPermission). By default it checks in the background
+// and logs a warning when dlock's keys may be evicted (Info when it cannot
+// tell).
 func New(rdb redis.UniversalClient, opts *Options) (*Client, error) {
 	if isNil(rdb) {
 		return nil, invalid("nil redis client")

@@ -26,8 +26,9 @@ const (
 	// EvictionRefuse: New asks the server before it returns (within
 	// Options.OpTimeout) and fails with an error matching ErrEvictable when
 	// dlock's keys may be evicted, or with CheckEviction's error when the
-	// policy cannot be read (Redis unreachable: ErrUnavailable; CONFIG
-	// refused: ErrNoPermission).
+	// policy cannot be read (ErrNoPermission when an ACL refuses CONFIG;
+	// ErrUnavailable when Redis is unreachable or has no CONFIG, as on
+	// managed servers and dlocktest's in-process server).
 	EvictionRefuse
 	// EvictionIgnore: New does not ask.
 	EvictionIgnore
@@ -75,9 +76,14 @@ func (c *Client) CheckEviction(ctx context.Context) error {
 		if err != nil {
 			return redisErr(err)
 		}
-		if p := policy["maxmemory-policy"]; p != "noeviction" && max["maxmemory"] != "0" {
+		p, okp := policy["maxmemory-policy"]
+		m, okm := max["maxmemory"]
+		if !okp || !okm {
+			return fmt.Errorf("%w: CONFIG GET gave no maxmemory-policy or maxmemory", ErrUnavailable)
+		}
+		if p != "noeviction" && m != "0" {
 			return fmt.Errorf("%w: maxmemory-policy %s with maxmemory %s; set noeviction, or keep dlock on a server that never evicts",
-				ErrEvictable, p, max["maxmemory"])
+				ErrEvictable, p, m)
 		}
 		return nil
 	}

@@ -3,6 +3,7 @@ package dlockrt
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -188,5 +189,31 @@ func TestFanout_leadArrivingAfterItsLeaseRunsNoJob(t *testing.T) {
 	}
 	if n := runs.Load(); n != 1 {
 		t.Fatalf("the job ran %d times; want once (not on the late lead)", n)
+	}
+}
+
+// And for Push: the caller whose first lead came late still gets the Job
+// (its flight asked again), and Complete delivers.
+func TestPush_leadArrivingAfterItsLeaseIsAskedForAgain(t *testing.T) {
+	srv, proxy, c := lateClient(t)
+	admin := srv.Client()
+	k := key(t, "late")
+	fan := fanKey(c.opts.Prefix + ":{" + k + "}")
+	outcome := make(chan string, 1)
+	var job *Job
+	err := heldReply(t, proxy, func(ctx context.Context) (err error) {
+		job, err = c.Push(ctx, k, func(b []byte, err error) { outcome <- fmt.Sprint(string(b), err) },
+			WithTTL(200*time.Millisecond), WithTimeout(5*time.Second))
+		return err
+	}, func(ctx context.Context) bool { return admin.Exists(ctx, fan).Val() == 1 },
+		func(ctx context.Context) bool { return admin.Exists(ctx, fan).Val() == 0 })
+	if err != nil || job == nil {
+		t.Fatalf("Push whose first lead came late = %v, %v; want the Job", job, err)
+	}
+	if err := job.Complete(t.Context(), []byte("v"), nil); err != nil {
+		t.Fatalf("Complete = %v", err)
+	}
+	if got := <-outcome; got != "v<nil>" {
+		t.Fatalf("onDone got %q; want v", got)
 	}
 }

@@ -50,16 +50,16 @@ type lease struct {
 // was not confirmed is declared lost.
 func lossMargin(ttl time.Duration) time.Duration { return min(ttl/20, 50*time.Millisecond) }
 
-// maxLateGrants is how many late grants in a row an acquisition asks for
-// again before it gives up (see lapsed).
+// maxLateGrants is how many late grants in a row an acquisition takes
+// before it gives up (it asks again after each but the last; see lapsed).
 const maxLateGrants = 3
 
 // lapsed reports whether a lease of ttl whose acquire was sent at sent
 // would already be declared lost: its reply came too late (the process
 // was paused, the network held the reply). Such a grant is never returned
 // (its caller would hold a lock that another may already have, with Done
-// closing only after it returned): it is asked for again, up to
-// maxLateGrants times, then given back with this error.
+// closing only after it returned): it is asked for again, until
+// maxLateGrants late grants in a row, then given back with this error.
 func lapsed(sent time.Time, ttl time.Duration) error {
 	if time.Now().Before(sent.Add(ttl - lossMargin(ttl))) {
 		return nil

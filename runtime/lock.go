@@ -62,8 +62,10 @@ func (c *Client) prepare(call string, takes optSet, keys []string, opts []Option
 // held by others it sleeps until their release is announced (over the
 // client's subscription) or their lease ends, whichever comes first; it
 // never polls. When ctx ends first, the error matches ErrNotAcquired and
-// ctx.Err(). It takes WithTTL and WithWatchdog (its context bounds the
-// wait); any other option is an ErrInvalid error.
+// ctx.Err(); when Redis cannot be reached, or a grant came back late three
+// times in a row (see Once), it matches ErrUnavailable. It takes WithTTL and
+// WithWatchdog (its context bounds the wait); any other option is an
+// ErrInvalid error.
 func (c *Client) Lock(ctx context.Context, key string, opts ...Option) (*Lock, error) {
 	set, cfg, err := c.prepare("Lock", lockOpts, []string{key}, opts)
 	if err != nil {
@@ -291,7 +293,9 @@ func (l *Lock) Token() int64 {
 // Extend renews the lease for ttl from now. It returns ErrNotHeld when the
 // lock is no longer the caller's (then the lock has ended), and an
 // ErrUnavailable error when Redis did not answer (then the lease runs on,
-// and the watchdog, if on, keeps trying).
+// and the watchdog, if on, keeps trying). The call is bounded by the
+// lease's end: when no answer comes before the lease would end, the lease
+// is lost, the error matches ErrLost, and the lock has ended.
 func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 	if l == nil {
 		return ErrNotHeld

@@ -61,6 +61,8 @@ func (m *MultiLock) Tokens() []int64 {
 
 // Extend renews every key's lease for ttl from now. If any key is no longer
 // held, the others are released, the lock ends, and it returns ErrNotHeld.
+// When no answer comes before the lease would end, the lease is lost: the
+// error matches ErrLost and the lock has ended.
 func (m *MultiLock) Extend(ctx context.Context, ttl time.Duration) error {
 	if m == nil {
 		return ErrNotHeld

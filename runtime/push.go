@@ -102,7 +102,9 @@ type Job struct {
 
 // Push joins the fanout of key: the distributed callback queue. Exactly one
 // caller in the fleet becomes the leader and gets a *Job; every other caller
-// gets ErrNotAcquired. Every caller's onDone, the leader's included, is then
+// gets ErrNotAcquired. (A join whose reply made it lead after its lease
+// would have ended is asked for again; after three such late replies Push
+// returns an ErrUnavailable error.) Every caller's onDone, the leader's included, is then
 // called exactly once, later and on a goroutine of its own (never inside
 // Push or Complete), with the leader's result, its error (a *RemoteError),
 // ErrTimeout when the caller's timeout (WithTimeout, default
@@ -424,9 +426,21 @@ func (f *flight) lateLead(gen string, sent time.Time) bool {
 // begin is the flight's first join, on a goroutine of its own: it leads,
 // takes the stored result, or waits for the leader.
 func (f *flight) begin() {
-	gen := newOwnerID()
-	sent := time.Now()
-	j, err := f.join(gen, true, "")
+	var gen string
+	var sent time.Time
+	var j joined
+	var err error
+	for late := 1; ; late++ {
+		gen, sent = newOwnerID(), time.Now()
+		j, err = f.join(gen, true, "")
+		if err != nil || j.state != joinLead || !f.lateLead(gen, sent) {
+			break
+		}
+		if late == maxLateGrants {
+			err = lapsed(sent, f.cfg.ttl)
+			break
+		}
+	}
 	switch {
 	case err != nil:
 		f.giveClaim(nil, err) // Push returns the error: its onDone is not called
@@ -437,9 +451,6 @@ func (f *flight) begin() {
 	case j.state == joinResult:
 		f.giveClaim(nil, ErrNotAcquired)
 		f.finish(&j.env, nil)
-	case j.state == joinLead && f.lateLead(gen, sent):
-		f.giveClaim(nil, ErrNotAcquired)
-		f.wait("")
 	case j.state == joinLead:
 		job, err := f.lead(gen, sent)
 		if err != nil {
@@ -686,7 +697,9 @@ func (j *Job) Key() string {
 }
 
 // Extend renews the leader's lease for ttl from now (the watchdog already
-// does this while the job runs).
+// does this while the job runs). When no answer comes before the lease
+// would end, the lease is lost (an ErrLost error) and the job's context
+// ends.
 func (j *Job) Extend(ctx context.Context, ttl time.Duration) error {
 	if j == nil {
 		return ErrNotHeld

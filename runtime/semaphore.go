@@ -69,7 +69,9 @@ func (s *Semaphore) check() error {
 // ends. It sleeps until a permit is released (announced over the client's
 // subscription) or the earliest holder's lease ends; it never polls faster
 // than it renews its place in the queue. When ctx ends first, it leaves the
-// queue and returns an error matching ErrNotAcquired and ctx.Err().
+// queue and returns an error matching ErrNotAcquired and ctx.Err(); when
+// Redis cannot be reached, or a grant came back late three times in a row
+// (see Client.Once), an error matching ErrUnavailable.
 func (s *Semaphore) Acquire(ctx context.Context, opts ...Option) (*Permit, error) {
 	return s.acquire(ctx, true, opts)
 }
@@ -120,6 +122,9 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 		r, ok := int64s(v)
 		if !ok || len(r) < 2 || (r[0] == 0 && len(r) != 4) {
 			return nil, unavailable(errBadReply)
+		}
+		if r[0] != 1 {
+			late = 1 // late grants are counted in a row
 		}
 		if r[0] == 1 && late < maxLateGrants && lapsed(sent, cfg.ttl) != nil {
 			// Too late to be trusted: ask again (the script renews a
@@ -277,7 +282,8 @@ func (p *Permit) Release(ctx context.Context) error {
 }
 
 // Extend renews the permit's lease for ttl from now; ErrNotHeld when it is
-// no longer held.
+// no longer held. When no answer comes before the lease would end, the
+// lease is lost: the error matches ErrLost and the permit has ended.
 func (p *Permit) Extend(ctx context.Context, ttl time.Duration) error {
 	if p == nil {
 		return ErrNotHeld

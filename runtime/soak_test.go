@@ -348,8 +348,9 @@ func runSoak(t *testing.T, setup string, dur time.Duration, env []string, extra 
 
 // soakReport checks the history (internal/history: porcupine against
 // the lock, semaphore and fanout models; violations inside the documented
-// windows — a process paused past its lease, a restart or failover that
-// lost acknowledged writes, a clock jump past the leases — are counted and
+// windows — a process paused past its lease, a restart, failover or split
+// brain that lost acknowledged writes, a clock jump past the leases, a
+// clock gone back (for tokens) — are counted and
 // excused, any other fails the test, with porcupine's visualization of it
 // written to a file the failure names) and what must hold whatever the
 // faults: nobody alive waits past its deadline, nothing is left

@@ -92,8 +92,8 @@ type hold struct {
 	acqCall, acqRet int64
 	endCall, endRet int64
 	relaxedEnd      int64  // endCall with the pause windows excused
-	excusedBy       string // the window that relaxed it (a pause), or that it was granted in (a reset)
-	unchecked       bool   // granted during a Reset window: left out of the relaxed check
+	pausedBy        string // the pause window that relaxed its end
+	grantedIn       string // the Reset window it was asked for in: left out of the relaxed check
 }
 
 type history struct {
@@ -294,12 +294,10 @@ func (h *history) relax() {
 			l.relaxedEnd = l.endCall
 			for _, w := range h.windows {
 				if w.effect == Pause && w.target == l.proc && w.t0 <= l.endCall && l.acqCall <= w.t1 {
-					l.relaxedEnd, l.excusedBy = max(l.acqRet, w.t0), w.name
+					l.relaxedEnd, l.pausedBy = max(l.acqRet, w.t0), w.name
 				}
 			}
-			if name, ok := h.in(l.acqCall, Reset); ok {
-				l.unchecked, l.excusedBy = true, name
-			}
+			l.grantedIn, _ = h.in(l.acqCall, Reset)
 		}
 	}
 }
@@ -326,7 +324,7 @@ func (h *history) holdOps(kind string) (strict, relaxed []porcupine.Operation) {
 		rel := porcupine.Operation{ClientId: c, Input: input{op: Release, proc: l.proc, lease: l.n},
 			Call: l.endCall, Return: max(l.endRet, l.endCall), Metadata: l.key}
 		strict = append(strict, acq, rel)
-		if !l.unchecked {
+		if l.grantedIn == "" {
 			rel.Call = l.relaxedEnd
 			relaxed = append(relaxed, acq, rel)
 		}
@@ -512,8 +510,9 @@ func (h *history) windowMeets(t0, t1 int64, effects ...string) string {
 // holdFacts returns every operation's interval and the violations: two
 // believed holders of a lock at once, a token not larger than one granted
 // earlier, more believed holders of a semaphore than its limit. An
-// overlap is excused when a lease in it was excused (a pause, a grant
-// during a Reset) or when a Reset window fell while the earlier held; a
+// overlap is excused as the relaxed check excuses it: when a lease in it
+// was asked for during a Reset window, or its belief may have ended by
+// then (a pause had begun), or a Reset window fell between the grants; a
 // smaller token only when it was asked for during a ClockBack window.
 func (h *history) holdFacts(kind string) ([][2]int64, []violation) {
 	var ops [][2]int64
@@ -529,15 +528,27 @@ func (h *history) holdFacts(kind string) ([][2]int64, []violation) {
 		for _, l := range ls {
 			active = slices.DeleteFunc(active, func(a *hold) bool { return a.endCall <= l.acqRet })
 			if len(active) >= max(l.limit, 1) {
-				first, win := l.acqCall, l.excusedBy
+				excuse := func(x *hold) string {
+					if x.grantedIn != "" {
+						return x.grantedIn
+					}
+					if x.pausedBy != "" && x.relaxedEnd <= l.acqRet {
+						return x.pausedBy
+					}
+					return ""
+				}
+				win := excuse(l)
 				for _, a := range active {
-					first = min(first, a.acqCall)
 					if win == "" {
-						win = a.excusedBy
+						win = excuse(a)
 					}
 				}
 				if win == "" {
-					win = h.windowMeets(first, l.acqRet, Reset)
+					for _, a := range active {
+						if win == "" {
+							win = h.windowMeets(a.acqRet, l.acqRet, Reset)
+						}
+					}
 				}
 				viol = append(viol, violation{l.acqRet, win, fmt.Sprintf("%s: lease %d of %s granted while %d others believed they held it", key, l.n, l.proc, len(active))})
 			}

@@ -9,11 +9,20 @@
 // Each process appends its events to its own file as they happen (one
 // write per event, so a process killed with SIGKILL loses nothing it
 // finished); stamps come from CLOCK_MONOTONIC, which every process on the
-// machine shares. The soak's driver records the faults it injects as
-// windows. Check reads the files back, checks each promise twice (strictly,
-// and with the documented windows — a process paused past its lease, a
-// failover or restart that lost acknowledged writes, a server clock jump —
-// excused) and reports violations in and out of the windows.
+// machine shares. The faults are recorded as windows, by the soak's driver
+// or by the process that injects one on itself (a lost reply).
+//
+// Check reads the files back and runs porcupine per key: holders (a
+// holder's belief starts at its acquire's return and ends when it calls
+// Release or sees Done closed), tokens (a grant happens during its
+// acquire's call), fanout outcomes. Where the strict check fails it checks
+// again with the documented windows excused: a Pause (the process's
+// leases may have lapsed from the pause on) and a Reset (a restart,
+// failover, split brain or forward clock jump: believed holders may be
+// freed, and grants asked for inside it are not checked) excuse holders,
+// never tokens; a ClockBack excuses smaller tokens for acquires called
+// before its window ends. A direct sweep counts the violations in and out
+// of the windows (and alone checks a key over Options.MaxOps operations).
 package history
 
 import (
@@ -45,7 +54,7 @@ const (
 
 // Operations.
 const (
-	Acquire = "acquire" // lock, sem: Key, Limit (sem); returns Token or Err
+	Acquire = "acquire" // lock, sem: Key, Limit (sem); returns Token or Err; belief starts at its return
 	Release = "release" // lock, sem: Lease (the acquire's ID); the holder stops believing at its call
 	Lost    = "lost"    // lock, sem: Lease; Done was seen closed (call only)
 	Lead    = "lead"    // fanout: a job started, at Since (call only); its generation led the key from before then
@@ -57,7 +66,7 @@ const (
 const (
 	Pause = "pause" // Proc stopped: its leases may have lapsed at any time
 	Kill  = "kill"  // Proc died: its holders stop believing
-	Reset = "reset" // the server may have lost acknowledged writes or dropped keys early
+	Reset = "reset" // the server may have lost acknowledged writes or dropped keys early (frees believed holders; tokens are not excused)
 	// ClockBack: the server's clock went back; until it is past its old
 	// readings again (the window's end), a key that expires and is taken
 	// afresh may get a smaller fencing token (tokens are its clock in µs).

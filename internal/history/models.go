@@ -105,7 +105,7 @@ const anyOutcome = "\x00any"
 // job started, or never); a caller's outcome must be the register's value
 // at some moment of its call: published before it returned, by a run of
 // its key, and not superseded before it called. A Reset (lost writes)
-// lets the register hold any older value, until a caller reads one.
+// lets the register hold any value, until a caller reads one.
 var fanoutModel = porcupine.Model{
 	Init: func() any { return "" },
 	Step: func(state, in, _ any) (bool, any) {

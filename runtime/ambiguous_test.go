@@ -25,12 +25,20 @@ func lossyClient(t *testing.T, retries bool) (*Client, *redistest.ReplyDropper) 
 	rdb := redis.NewClient(o)
 	t.Cleanup(func() { rdb.Close() })
 	c := newClient(t, rdb, &Options{OpTimeout: time.Second})
-	for _, s := range []*redis.Script{scriptLockAcquire, scriptLockRelease, scriptSemAcquire, scriptSemRelease} {
+	loadScripts(t, rdb)
+	return c, d
+}
+
+// loadScripts loads every script on rdb's server, so that they run by SHA
+// (a fault that withholds replies would otherwise withhold NOSCRIPT).
+func loadScripts(t *testing.T, rdb *redis.Client) {
+	t.Helper()
+	for _, s := range []*redis.Script{scriptLockAcquire, scriptLockExtend, scriptLockRelease, scriptFanoutJoin,
+		scriptFanoutComplete, scriptSemAcquire, scriptSemExtend, scriptSemRelease} {
 		if err := s.Load(t.Context(), rdb).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return c, d
 }
 
 // dropped waits for the dropper to have lost a reply.

@@ -68,16 +68,12 @@ func (c *Client) CheckEviction(ctx context.Context) error {
 		return err
 	}
 	check := func(ctx context.Context, rdb redis.UniversalClient) error {
-		policy, err := rdb.ConfigGet(ctx, "maxmemory-policy").Result()
+		conf, err := rdb.ConfigGet(ctx, "maxmemory*").Result() // one round trip: maxmemory and maxmemory-policy
 		if err != nil {
 			return redisErr(err)
 		}
-		max, err := rdb.ConfigGet(ctx, "maxmemory").Result()
-		if err != nil {
-			return redisErr(err)
-		}
-		p, okp := policy["maxmemory-policy"]
-		m, okm := max["maxmemory"]
+		p, okp := conf["maxmemory-policy"]
+		m, okm := conf["maxmemory"]
 		if !okp || !okm {
 			return fmt.Errorf("%w: CONFIG GET gave no maxmemory-policy or maxmemory", ErrUnavailable)
 		}

@@ -138,11 +138,7 @@ func lateClient(t *testing.T) (*redistest.Server, *redistest.Proxy, *Client) {
 	proxy := redistest.StartProxy(t, srv.Addr())
 	rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, PoolSize: 1, ReadTimeout: 10 * time.Second})
 	t.Cleanup(func() { rdb.Close() })
-	for _, s := range []*redis.Script{scriptLockAcquire, scriptLockRelease, scriptSemAcquire, scriptSemRelease, scriptFanoutJoin, scriptFanoutComplete} {
-		if err := s.Load(t.Context(), rdb).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	loadScripts(t, rdb)
 	return srv, proxy, newClient(t, rdb, &Options{Eviction: EvictionIgnore})
 }
 

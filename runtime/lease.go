@@ -264,8 +264,15 @@ func (l *lease) doExtend(ctx context.Context, ttl time.Duration) error {
 	cancel()
 	if err != nil {
 		if late {
+			// The extend may still reach Redis and hold the keys for ttl:
+			// give back what is ours, off the caller's path.
 			err = fmt.Errorf("%w: not renewed before the lease ended: %w", ErrLost, err)
 			l.lose(err)
+			l.c.goTracked(func() {
+				ctx, cancel := l.c.detached(l.obsCtx)
+				defer cancel()
+				l.release(ctx)
+			})
 		}
 		return err
 	}

@@ -111,7 +111,9 @@ func TestLock_lossSignalledBeforeLeaseEnds_extendInFlight(t *testing.T) {
 	t.Cleanup(func() { rdb.Close() })
 	t.Cleanup(srv.Resume)
 	extended := make(chan error, 1)
+	var held *Lock
 	testLossSignalled(t, rdb, func(l *Lock) {
+		held = l
 		srv.Pause()
 		go func() { extended <- l.Extend(context.Background(), time.Minute) }()
 	})
@@ -124,6 +126,40 @@ func TestLock_lossSignalledBeforeLeaseEnds_extendInFlight(t *testing.T) {
 		t.Fatal("Extend in flight outlived its lease by seconds")
 	}
 	srv.Resume() // before the client's Close
+	// The Extend (for a minute) reaches Redis once it resumes; what it
+	// renewed is given back: the key is not left held by nobody.
+	lockKey := "dlock:{" + held.Key() + "}:lock"
+	redistest.WaitFor(t, 5*time.Second, "the lost lease given back", func(ctx context.Context) bool {
+		v, err := srv.Client().Get(ctx, lockKey).Result()
+		return err == redis.Nil || err == nil && strings.Contains(v, " -")
+	})
+}
+
+// An Extend whose reply is lost after Redis ran it: the lease is lost at
+// its end (ErrLost), and what the Extend renewed in Redis (a minute) is
+// given back: the key is not left held by nobody.
+func TestLock_Extend_unansweredGivesBackWhatItRenewed(t *testing.T) {
+	srv := redistest.StartServer(t)
+	p := redistest.StartProxy(t, srv.Addr())
+	rdb := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, ReadTimeout: 10 * time.Second})
+	t.Cleanup(func() { rdb.Close() })
+	loadScripts(t, rdb)
+	c := newClient(t, rdb, &Options{Eviction: EvictionIgnore})
+	k := key(t, "k")
+	l, err := c.Once(t.Context(), k, WithTTL(600*time.Millisecond), WithWatchdog(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.CutOneWay(false) // requests reach Redis, replies do not come back
+	if err := l.Extend(context.Background(), time.Minute); !errors.Is(err, ErrLost) {
+		t.Fatalf("unanswered Extend = %v; want ErrLost", err)
+	}
+	p.Restore() // within OpTimeout: the give-back gets through
+	lockKey := "dlock:{" + k + "}:lock"
+	redistest.WaitFor(t, 5*time.Second, "the renewed lease given back", func(ctx context.Context) bool {
+		v, err := srv.Client().Get(ctx, lockKey).Result()
+		return err == redis.Nil || err == nil && strings.Contains(v, " -")
+	})
 }
 
 func testLossSignalled(t *testing.T, rdb *redis.Client, fault func(*Lock)) {

@@ -273,16 +273,6 @@ func load(dir string) (*history, error) {
 	return h, nil
 }
 
-// in reports whether t falls in a window of one of the effects, and which.
-func (h *history) in(t int64, effects ...string) (string, bool) {
-	for _, w := range h.windows {
-		if slices.Contains(effects, w.effect) && w.t0 <= t && t <= w.t1 {
-			return w.name, true
-		}
-	}
-	return "", false
-}
-
 // relax excuses the documented windows, for the relaxed check: a lease of
 // a process paused while it believed it held may have lapsed at any
 // moment from the pause on (or from its grant, if later); a lease granted
@@ -297,7 +287,7 @@ func (h *history) relax() {
 					l.relaxedEnd, l.pausedBy = max(l.acqRet, w.t0), w.name
 				}
 			}
-			l.grantedIn, _ = h.in(l.acqCall, Reset)
+			l.grantedIn = h.windowMeets(l.acqCall, l.acqCall, Reset)
 		}
 	}
 }
@@ -372,7 +362,7 @@ func (h *history) fanoutOps() (strict, relaxed []porcupine.Operation) {
 		op := porcupine.Operation{ClientId: h.procs[c.call.Proc],
 			Input: input{op: Call, proc: c.call.Proc, value: c.ret.Value}, Call: c.call.T, Return: c.ret.T, Metadata: c.call.Key}
 		strict = append(strict, op)
-		if _, ok := h.in(c.call.T, Reset); !ok {
+		if h.windowMeets(c.call.T, c.call.T, Reset) == "" {
 			calls = append(calls, op)
 		}
 	}

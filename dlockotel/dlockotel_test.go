@@ -48,16 +48,16 @@ func TestObserver_recordsLocksAndFanouts(t *testing.T) {
 		wg.Go(func() {
 			c.Fanout(ctx, "f", func(context.Context) ([]byte, error) {
 				close(started)
-				<-finish
+				recvGo(t, finish, time.Minute, "the test to let the job finish")
 				return []byte("v"), nil
 			})
 		})
 		if i == 0 {
-			<-started
+			recv(t, started, 10*time.Second, "the leader's job to start")
 		}
 	}
 	close(finish)
-	wg.Wait()
+	waitGroup(t, &wg, 30*time.Second, "the Fanout callers")
 
 	parent.End()
 	var acquired, refused, held int
@@ -100,9 +100,9 @@ func TestObserver_recordsLocksAndFanouts(t *testing.T) {
 		}
 		second <- err
 	}()
-	<-queued
+	recv(t, queued, 10*time.Second, "the second Acquire to queue")
 	p.Release(ctx)
-	if err := <-second; err != nil {
+	if err := recv(t, second, 10*time.Second, "the second Acquire after the release"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -178,7 +178,7 @@ func TestObserver_recordsLossAndRemoteErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-l.Done()
+	recv(t, l.Done(), 10*time.Second, "the lease to be lost")
 
 	started, finish := make(chan struct{}), make(chan struct{})
 	leaderDone := make(chan struct{})
@@ -186,11 +186,11 @@ func TestObserver_recordsLossAndRemoteErrors(t *testing.T) {
 		defer close(leaderDone)
 		other.Fanout(t.Context(), "f", func(context.Context) ([]byte, error) {
 			close(started)
-			<-finish
+			recvGo(t, finish, time.Minute, "the test to let the job fail")
 			return nil, errors.New("backend down")
 		})
 	}()
-	<-started
+	recv(t, started, 10*time.Second, "the leader's job to start")
 	followed := make(chan error, 1)
 	go func() {
 		_, err := observed.Fanout(ctx, "f", func(context.Context) ([]byte, error) {
@@ -200,11 +200,11 @@ func TestObserver_recordsLossAndRemoteErrors(t *testing.T) {
 	}()
 	// The follower subscribes before it joins; whether its join lands
 	// before or after the leader's completion, it gets the leader's error.
-	waitFor(t, func() bool { return len(srv.PubSubChannels("*")) > 0 })
+	waitFor(t, "the follower's subscription", func() bool { return len(srv.PubSubChannels("*")) > 0 })
 	close(finish)
-	<-leaderDone
+	recv(t, leaderDone, 30*time.Second, "the leader's Fanout to return")
 	var remote *dlockrt.RemoteError
-	if err := <-followed; !errors.As(err, &remote) {
+	if err := recv(t, followed, 30*time.Second, "the follower's Fanout to return"); !errors.As(err, &remote) {
 		t.Fatalf("follower got %v; want a *RemoteError", err)
 	}
 	parent.End()
@@ -262,15 +262,67 @@ func sumWith(rm metricdata.ResourceMetrics, name, k, v string) int64 {
 	return n
 }
 
-func waitFor(t *testing.T, cond func() bool) {
+// waitFor waits until cond holds. When 5s pass first, it fails the test,
+// naming what it awaited.
+func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
+			t.Fatalf("timed out after 5s waiting for %s", what)
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// The tests' other waits are bounded too: a receive or a WaitGroup that
+// takes longer than its bound (several times what it normally takes)
+// fails the test, naming what it awaited.
+
+// recv returns what ch delivers within d. When d passes first, it fails
+// the test, naming what it awaited. Only the test's goroutine may call it.
+func recv[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timer.C:
+	}
+	t.Fatalf("timed out after %v waiting for %s", d, what)
+	var zero T
+	return zero
+}
+
+// recvGo is recv for the goroutines a test starts, which must not call
+// t.Fatalf: when d passes first, it reports the timeout with t.Errorf;
+// when the test ends first (its Context is done), it reports nothing.
+// Either way it returns ok false.
+func recvGo[T any](t testing.TB, ch <-chan T, d time.Duration, what string) (v T, ok bool) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case v = <-ch:
+		return v, true
+	case <-t.Context().Done():
+	case <-timer.C:
+		t.Errorf("timed out after %v waiting for %s", d, what)
+	}
+	return v, false
+}
+
+// waitGroup waits for wg within d. When d passes first, it fails the test,
+// naming what it awaited, and leaves the goroutines running. Only the
+// test's goroutine may call it.
+func waitGroup(t testing.TB, wg *sync.WaitGroup, d time.Duration, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	recv(t, done, d, what)
 }
 
 func histogramCount(rm metricdata.ResourceMetrics, name string) uint64 {

@@ -57,7 +57,7 @@ func TestServer_runsEveryPrimitive(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	l.Release(ctx)
-	if err := <-got; err != nil {
+	if err := recv(t, got, 10*time.Second, "the waiter's Lock after the release"); err != nil {
 		t.Fatalf("Lock after release = %v", err)
 	}
 
@@ -69,7 +69,7 @@ func TestServer_runsEveryPrimitive(t *testing.T) {
 			b, err := c.Fanout(ctx, "f", func(context.Context) ([]byte, error) {
 				runs.Add(1)
 				close(started)
-				<-finish
+				recvGo(t, finish, time.Minute, "the test to let the job finish")
 				return []byte("v"), nil
 			})
 			if err != nil || string(b) != "v" {
@@ -77,11 +77,11 @@ func TestServer_runsEveryPrimitive(t *testing.T) {
 			}
 		})
 		if i == 0 {
-			<-started
+			recv(t, started, 10*time.Second, "the leader's job to start")
 		}
 	}
 	close(finish)
-	wg.Wait()
+	waitGroup(t, &wg, 30*time.Second, "the Fanout callers")
 	if runs.Load() != 1 {
 		t.Fatalf("fanout runs = %d; want 1", runs.Load())
 	}
@@ -95,4 +95,54 @@ func TestServer_runsEveryPrimitive(t *testing.T) {
 		t.Fatalf("TryAcquire when full = %v", err)
 	}
 	p.Release(ctx)
+}
+
+// The test's waits are bounded: a receive or a WaitGroup that takes
+// longer than its bound (several times what it normally takes) fails the
+// test, naming what it awaited.
+
+// recv returns what ch delivers within d. When d passes first, it fails
+// the test, naming what it awaited. Only the test's goroutine may call it.
+func recv[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timer.C:
+	}
+	t.Fatalf("timed out after %v waiting for %s", d, what)
+	var zero T
+	return zero
+}
+
+// recvGo is recv for the goroutines a test starts, which must not call
+// t.Fatalf: when d passes first, it reports the timeout with t.Errorf;
+// when the test ends first (its Context is done), it reports nothing.
+// Either way it returns ok false.
+func recvGo[T any](t testing.TB, ch <-chan T, d time.Duration, what string) (v T, ok bool) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case v = <-ch:
+		return v, true
+	case <-t.Context().Done():
+	case <-timer.C:
+		t.Errorf("timed out after %v waiting for %s", d, what)
+	}
+	return v, false
+}
+
+// waitGroup waits for wg within d. When d passes first, it fails the test,
+// naming what it awaited, and leaves the goroutines running. Only the
+// test's goroutine may call it.
+func waitGroup(t testing.TB, wg *sync.WaitGroup, d time.Duration, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	recv(t, done, d, what)
 }

@@ -1,11 +1,14 @@
 package generator
 
 import (
+	"context"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dlock-go/dlock/internal/gentest"
 	"github.com/dlock-go/dlock/internal/redistest"
@@ -70,20 +73,28 @@ func TestGenerate_rollingDeployNeverSharesAFlight(t *testing.T) {
 		}
 		bins = append(bins, bin)
 	}
+	// Each process runs a 500ms job or waits for another's; one still
+	// running after a minute is killed (its output says so).
+	const limit = time.Minute
+	ctx, cancel := context.WithTimeout(t.Context(), limit)
+	defer cancel()
 	var wg sync.WaitGroup
 	outs := make([]string, 4)
 	for i := range outs {
 		wg.Go(func() {
-			cmd := exec.Command(bins[i%2])
+			cmd := exec.CommandContext(ctx, bins[i%2])
+			cmd.WaitDelay = 10 * time.Second // for the output, once the process is killed
 			cmd.Env = append(cmd.Environ(), "REDIS_ADDR="+srv.Addr())
 			out, err := cmd.CombinedOutput()
 			outs[i] = strings.TrimSpace(string(out))
-			if err != nil {
+			if ctx.Err() != nil {
+				outs[i] += fmt.Sprintf(" (timed out after %v waiting for the process to exit)", limit)
+			} else if err != nil {
 				outs[i] += " (" + err.Error() + ")"
 			}
 		})
 	}
-	wg.Wait()
+	waitGroup(t, &wg, limit+time.Minute, "the four processes")
 	for i, out := range outs {
 		want := "ok {Total:1} runs="
 		if i%2 == 1 {
@@ -92,5 +103,24 @@ func TestGenerate_rollingDeployNeverSharesAFlight(t *testing.T) {
 		if !strings.HasPrefix(out, want) {
 			t.Errorf("build %d, process %d: %q; want %q...", i%2, i, out, want)
 		}
+	}
+}
+
+// waitGroup waits for wg within d. When d passes first, it fails the test,
+// naming what it awaited, and leaves the goroutines running. Only the
+// test's goroutine may call it.
+func waitGroup(t testing.TB, wg *sync.WaitGroup, d time.Duration, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		t.Fatalf("timed out after %v waiting for %s", d, what)
 	}
 }

@@ -48,7 +48,7 @@ func TestClient_worksWithLeastPrivilegeACL(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	waitGroup(t, &wg, 30*time.Second, "the Fanout callers")
 	p, err := cs[0].Semaphore("s", 1).Acquire(ctx)
 	if err != nil {
 		t.Fatalf("Semaphore Acquire = %v", err)
@@ -94,7 +94,7 @@ func TestClient_worksOverTLS(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	waitGroup(t, &wg, 30*time.Second, "the Fanout callers")
 }
 
 // lockWakesWaiter: cs[0] takes "k", cs[1] waits for it and is woken by the
@@ -123,7 +123,7 @@ func lockWakesWaiter(t *testing.T, cs []*Client, admin *redis.Client) *Lock {
 	if err := l.Release(ctx); err != nil {
 		t.Fatalf("Release = %v", err)
 	}
-	if err := <-got; err != nil {
+	if err := recv(t, got, 10*time.Second, "the waiter's Lock after the release"); err != nil {
 		t.Fatalf("Lock = %v", err)
 	}
 	return l

@@ -71,7 +71,7 @@ func BenchmarkFanout(b *testing.B) {
 						})
 					}
 				}
-				wg.Wait()
+				waitGroup(b, &wg, time.Minute, "the round's callers")
 				rounds = append(rounds, time.Since(start))
 			}
 			b.StopTimer()
@@ -115,7 +115,9 @@ func BenchmarkSemaphore_wakeup(b *testing.B) {
 	holder := newClient(b, newRedis(b), &Options{Prefix: "benchsem"})
 	waiter := newClient(b, newRedis(b), &Options{Prefix: "benchsem"})
 	queued := make(chan struct{}, 1)
-	testHookSemQueued = func(string) { queued <- struct{}{} }
+	testHookSemQueued = func(string) {
+		sendGo(b, queued, struct{}{}, 10*time.Second, "the benchmark to see the waiter queued")
+	}
 	b.Cleanup(func() { testHookSemQueued = nil })
 	var total time.Duration
 	ctx := context.Background()
@@ -134,10 +136,10 @@ func BenchmarkSemaphore_wakeup(b *testing.B) {
 			got <- time.Now()
 			p2.Release(ctx)
 		}()
-		<-queued
+		recv(b, queued, 10*time.Second, "the waiter to queue")
 		released := time.Now()
 		p.Release(ctx)
-		total += (<-got).Sub(released)
+		total += recv(b, got, 10*time.Second, "the waiter's permit").Sub(released)
 	}
 	b.ReportMetric(float64(total.Microseconds())/float64(b.N), "wake-µs")
 }

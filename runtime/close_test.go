@@ -65,7 +65,7 @@ func TestClose_isFinal(t *testing.T) {
 		}
 	}
 	close(stop)
-	wg.Wait()
+	waitGroup(t, &wg, 30*time.Second, "the lockers to stop")
 	if held := scanAll(t, rdb, prefix+":*"); len(held) != 0 {
 		t.Fatalf("after Close: %d of %d locks still held in Redis: %v", len(held), len(locks), held[:min(5, len(held))])
 	}
@@ -92,7 +92,7 @@ func TestClose_boundedWithRedisUnreachable(t *testing.T) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	})
-	<-started
+	recv(t, started, 10*time.Second, "the job to start")
 	srv.Pause()
 	defer srv.Resume()
 	if d := elapsed(func() { c.Close() }); d > 300*time.Millisecond+200*time.Millisecond {
@@ -145,12 +145,12 @@ func TestClose_jobContextCauseIsErrClosed(t *testing.T) {
 		})
 		got <- err
 	}()
-	<-started
+	recv(t, started, 10*time.Second, "the job to start")
 	c.Close()
-	if err := <-cause; !errors.Is(err, ErrClosed) {
+	if err := recv(t, cause, 10*time.Second, "the job's context to end at Close"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("job's context cause at Close = %v; want ErrClosed", err)
 	}
-	if err := <-got; !errors.Is(err, ErrClosed) {
+	if err := recv(t, got, 10*time.Second, "the caller's Fanout to return at Close"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("caller at Close = %v; want ErrClosed", err)
 	}
 }
@@ -168,7 +168,7 @@ func TestClose_boundedWithASubscriberAndRedisHung(t *testing.T) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	})
-	<-started
+	recv(t, started, 10*time.Second, "the leader's job to start")
 	waiting := make(chan error, 1)
 	go func() {
 		_, err := c.Fanout(context.Background(), "k", func(context.Context) ([]byte, error) { return nil, nil }, WithTimeout(time.Minute))
@@ -181,7 +181,7 @@ func TestClose_boundedWithASubscriberAndRedisHung(t *testing.T) {
 	if d := elapsed(func() { c.Close() }); d > 300*time.Millisecond+300*time.Millisecond {
 		t.Fatalf("Close with a subscriber and Redis paused took %v; want <= OpTimeout (300ms) + 300ms", d)
 	}
-	if err := <-waiting; !errors.Is(err, ErrClosed) {
+	if err := recv(t, waiting, 10*time.Second, "the waiter's Fanout to return at Close"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("waiter at Close = %v; want ErrClosed", err)
 	}
 }

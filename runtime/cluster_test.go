@@ -76,7 +76,7 @@ func TestCluster_Lock_wokenAcrossMoveAndFailover(t *testing.T) {
 			if err := l.Release(t.Context()); err != nil {
 				t.Fatalf("Release after %s = %v", fault, err)
 			}
-			if err := <-got; err != nil {
+			if err := recv(t, got, time.Minute, "the waiter's Lock after "+fault+" and release"); err != nil {
 				t.Fatalf("Lock after %s and release = %v", fault, err)
 			}
 		})
@@ -112,7 +112,7 @@ func TestCluster_Fanout_acrossMoveAndFailover(t *testing.T) {
 			go func() {
 				b, err := leader.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
 					close(started)
-					<-finish
+					recvGo(t, finish, 2*time.Minute, "the test to let the job finish")
 					return []byte("v"), nil
 				}, WithTimeout(time.Minute))
 				if err == nil && string(b) != "v" {
@@ -120,7 +120,7 @@ func TestCluster_Fanout_acrossMoveAndFailover(t *testing.T) {
 				}
 				leaderGot <- err
 			}()
-			<-started
+			recv(t, started, 10*time.Second, "the leader's job to start")
 			got := make(chan error, 1)
 			go func() {
 				b, err := waiter.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
@@ -137,10 +137,10 @@ func TestCluster_Fanout_acrossMoveAndFailover(t *testing.T) {
 			s := slot.Of(fanChannel(mustTag(t, waiter, k)))
 			clusterFault(cl.For(t), fault, s)
 			close(finish)
-			if err := <-leaderGot; err != nil {
+			if err := recv(t, leaderGot, 90*time.Second, "the leader's Fanout after "+fault); err != nil {
 				t.Fatalf("leader after %s: %v", fault, err)
 			}
-			if err := <-got; err != nil {
+			if err := recv(t, got, 90*time.Second, "the waiter's Fanout after "+fault); err != nil {
 				t.Fatalf("waiter after %s: %v", fault, err)
 			}
 		})
@@ -217,7 +217,7 @@ func TestCluster_Semaphore_limitAndWake(t *testing.T) {
 		return b.mux.numChannels() == 1 && waiterConfirmed(b)
 	})
 	p1.Release(t.Context())
-	if err := <-got; err != nil {
+	if err := recv(t, got, 30*time.Second, "the waiter's Acquire after a release"); err != nil {
 		t.Fatalf("Acquire after a release = %v", err)
 	}
 	p2.Release(t.Context())
@@ -308,7 +308,7 @@ func TestCluster_Semaphore_wokenAcrossMoveAndFailover(t *testing.T) {
 			if err := p.Release(t.Context()); err != nil {
 				t.Fatalf("Release after %s = %v", fault, err)
 			}
-			if err := <-got; err != nil {
+			if err := recv(t, got, time.Minute, "the waiter's Acquire after "+fault+" and release"); err != nil {
 				t.Fatalf("Acquire after %s and release = %v", fault, err)
 			}
 			mu.Lock()

@@ -170,7 +170,7 @@ func TestLeaseContexts_costNoGoroutine(t *testing.T) {
 	}
 	for i, l := range locks {
 		l.Release(ctx)
-		<-ctxs[i].Done()
+		recv(t, ctxs[i].Done(), 10*time.Second, "the released lock's context to end")
 		if cause := context.Cause(ctxs[i]); !errors.Is(cause, ErrNotHeld) {
 			t.Fatalf("context cause after Release = %v; want ErrNotHeld", cause)
 		}
@@ -185,7 +185,7 @@ func TestLeaseContexts_costNoGoroutine(t *testing.T) {
 		t.Fatalf("multi-lock context token = %d, %v", tok, ok)
 	}
 	m.Release(ctx)
-	<-mctx.Done()
+	recv(t, mctx.Done(), 10*time.Second, "the released multi-lock's context to end")
 }
 
 // A Ring is refused, not half working.
@@ -208,12 +208,12 @@ func TestFanout_panickingJobIsAnErrorForEveryCaller(t *testing.T) {
 	go func() {
 		_, err := a.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
 			close(started)
-			<-release
+			recvGo(t, release, time.Minute, "the test to let the job panic")
 			panic("boom")
 		})
 		errs <- err
 	}()
-	<-started
+	recv(t, started, 10*time.Second, "the panicking job to start")
 	go func() {
 		_, err := b.Fanout(t.Context(), k, func(context.Context) ([]byte, error) { return []byte("not me"), nil })
 		errs <- err
@@ -221,7 +221,7 @@ func TestFanout_panickingJobIsAnErrorForEveryCaller(t *testing.T) {
 	waitFanSubscribers(t, k, 1)
 	close(release)
 	for range 2 {
-		if err := <-errs; err == nil || !strings.Contains(err.Error(), "panicked: boom") {
+		if err := recv(t, errs, 30*time.Second, "the callers of the panicking job"); err == nil || !strings.Contains(err.Error(), "panicked: boom") {
 			t.Fatalf("caller of a panicking job = %v; want its panic as an error", err)
 		}
 	}

@@ -125,9 +125,13 @@ func TestLock_evictedWhileHeld(t *testing.T) {
 	}
 	evicting(t, admin, strconv.FormatInt(usedBytes+64<<10, 10), "volatile-ttl")
 	filler := strings.Repeat("x", 16<<10)
+	full := time.Now().Add(30 * time.Second) // a few writes of 16 KiB, normally
 	for i := 0; ; i++ {
 		if err := admin.Set(t.Context(), "filler:"+strconv.Itoa(i), filler, 0).Err(); err != nil {
 			break // OOM: nothing evictable is left
+		}
+		if time.Now().After(full) {
+			t.Fatalf("timed out after 30s waiting for the server to run out of memory (%d fillers written)", i+1)
 		}
 	}
 	select {

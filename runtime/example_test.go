@@ -118,9 +118,11 @@ func ExampleClient_Multi() {
 func ExampleClient_Fanout() {
 	c, done := newExampleClient()
 	defer done()
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 
 	// Ten concurrent callers of one key: the job runs once, all get its bytes.
+	// (Every call returns by ctx's deadline, so Wait does too.)
 	var runs sync.WaitGroup
 	var mu sync.Mutex
 	n := 0
@@ -178,7 +180,12 @@ func ExampleClient_Push() {
 	}
 	// This caller leads: do the work, then complete it for everyone.
 	job.Complete(ctx, []byte("42 rows"), nil)
-	fmt.Println(<-got)
+	select {
+	case res := <-got:
+		fmt.Println(res)
+	case <-time.After(10 * time.Second):
+		fmt.Println("onDone did not run within 10s")
+	}
 	// Output: 42 rows <nil>
 }
 

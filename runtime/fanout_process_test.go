@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strconv"
 	"sync"
 	"testing"
@@ -87,13 +86,13 @@ func helperFanouters() int {
 func TestFanout_oneRunPerGenerationAcrossProcesses(t *testing.T) {
 	name := "p6-" + strconv.Itoa(rand.IntN(1e9))
 	start := time.Now().Add(time.Second).UnixMilli()
-	var cmds []*exec.Cmd
+	var cmds []*child
 	for range 4 {
 		cmds = append(cmds, startHelper(t, "fanouters", "ADDR="+standaloneAddr(t), "NAME="+name,
 			"START="+strconv.FormatInt(start, 10), "GOROUTINES=3"))
 	}
 	for _, cmd := range cmds {
-		if err := cmd.Wait(); err != nil {
+		if err := cmd.wait(t, 2*time.Minute); err != nil {
 			t.Fatalf("helper: %v", err)
 		}
 	}
@@ -109,7 +108,8 @@ func TestFanout_oneRunPerGenerationAcrossProcesses(t *testing.T) {
 }
 
 // helperFanLeader leads a fanout whose job never ends, says "leading" on
-// stdout, and waits to be killed. Env: ADDR, NAME, KEY, TTL (ms).
+// stdout, and waits to be killed (or helperLife to pass). Env: ADDR, NAME,
+// KEY, TTL (ms).
 func helperFanLeader() int {
 	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv("ADDR")})
 	ttl, _ := strconv.Atoi(os.Getenv("TTL"))
@@ -120,7 +120,8 @@ func helperFanLeader() int {
 	}
 	c.Fanout(context.Background(), os.Getenv("KEY"), func(ctx context.Context) ([]byte, error) {
 		fmt.Println("leading")
-		select {} // hang until killed
+		os.Exit(awaitKill("fanleader")) // hang until killed
+		return nil, nil
 	}, WithTimeout(time.Hour))
 	return 1
 }
@@ -154,12 +155,12 @@ func TestFanout_leaderKilledWaiterTakesOver(t *testing.T) {
 		}
 	}
 	for range 20 {
-		<-waiting
+		recv(t, waiting, 10*time.Second, "the callers to start")
 	}
 	killed := time.Now()
-	cmd.Process.Kill()
+	cmd.kill()
 	for range 20 {
-		o := <-outcomes
+		o := recv(t, outcomes, 30*time.Second, "the callers' results after the kill")
 		if o.err != nil || string(o.b) != "taken over" {
 			t.Fatalf("Fanout = %q, %v; want the new leader's result", o.b, o.err)
 		}
@@ -197,7 +198,7 @@ func TestFanout_jobLongerThanTTLDelivers(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	waitGroup(t, &wg, 30*time.Second, "the callers of the slow job")
 	n := 0
 	runs.Range(func(any, any) bool { n++; return true })
 	if n != 1 {
@@ -216,12 +217,12 @@ func TestFanout_leaderCallerCancelsOthersGetResult(t *testing.T) {
 	go func() {
 		_, err := cs[0].Fanout(ctx, k, func(jobCtx context.Context) ([]byte, error) {
 			close(started)
-			<-finish
+			recvGo(t, finish, time.Minute, "the test to let the job finish")
 			return []byte("done"), jobCtx.Err()
 		})
 		leaderErr <- err
 	}()
-	<-started
+	recv(t, started, 10*time.Second, "the leader's job to start")
 	var wg sync.WaitGroup
 	for _, c := range cs[1:] {
 		wg.Go(func() {
@@ -235,9 +236,9 @@ func TestFanout_leaderCallerCancelsOthersGetResult(t *testing.T) {
 		})
 	}
 	cancel()
-	if err := <-leaderErr; !errors.Is(err, context.Canceled) {
+	if err := recv(t, leaderErr, 10*time.Second, "the cancelled leader caller's Fanout to return"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled leader caller's Fanout = %v; want context.Canceled", err)
 	}
 	close(finish)
-	wg.Wait()
+	waitGroup(t, &wg, 30*time.Second, "the other callers' results")
 }

@@ -52,7 +52,7 @@ func TestClient_Push_tenClientsOneRun(t *testing.T) {
 		t.Fatalf("Complete = %v", err)
 	}
 	for range 10 {
-		o := <-outcomes
+		o := recv(t, outcomes, 10*time.Second, "the callers' onDone")
 		if o.err != nil || string(o.b) != "result" {
 			t.Fatalf("onDone(%q, %v); want (result, nil)", o.b, o.err)
 		}
@@ -71,7 +71,7 @@ func TestClient_Fanout_threeKeysThreeRuns(t *testing.T) {
 			b, err := c.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
 				runs.Add(1)
 				started <- struct{}{}
-				<-release
+				recvGo(t, release, time.Minute, "the test to let the jobs finish")
 				return []byte(k), nil
 			})
 			if err != nil || string(b) != k {
@@ -80,10 +80,10 @@ func TestClient_Fanout_threeKeysThreeRuns(t *testing.T) {
 		})
 	}
 	for range 3 {
-		<-started // late joiners get the running job's result, or its cached one
+		recv(t, started, 10*time.Second, "a job of each key to start") // late joiners get the running job's result, or its cached one
 	}
 	close(release)
-	wg.Wait()
+	waitGroup(t, &wg, 30*time.Second, "the callers' results")
 	if n := runs.Load(); n != 3 {
 		t.Fatalf("runs = %d; want 3", n)
 	}
@@ -103,7 +103,7 @@ func TestClient_Push_noCompletionTimesOut(t *testing.T) {
 		}
 	}
 	for range 10 {
-		o := <-outcomes
+		o := recv(t, outcomes, 10*time.Second, "the callers' onDone at their timeout")
 		if !errors.Is(o.err, ErrTimeout) {
 			t.Fatalf("onDone(%q, %v); want ErrTimeout", o.b, o.err)
 		}
@@ -128,7 +128,7 @@ func TestClient_Fanout_jobErrorReachesEveryone(t *testing.T) {
 			_, err := c.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
 				runs.Add(1)
 				started <- struct{}{}
-				<-gate
+				recvGo(t, gate, time.Minute, "the test to let the job fail")
 				return nil, errJob
 			})
 			var re *RemoteError
@@ -137,12 +137,12 @@ func TestClient_Fanout_jobErrorReachesEveryone(t *testing.T) {
 			}
 		})
 	}
-	<-started
+	recv(t, started, 10*time.Second, "the job to start")
 	// An error reaches the callers of its run only: let all nine others
 	// join it (subscribe to the key's channel) before it ends.
 	waitFanSubscribers(t, k, 9)
 	close(gate)
-	wg.Wait()
+	waitGroup(t, &wg, 30*time.Second, "the callers' results")
 	if runs.Load() != 1 {
 		t.Fatalf("runs = %d; want 1", runs.Load())
 	}
@@ -167,7 +167,7 @@ func TestClient_Fanout_timesOutWhileLockNeverAcquired(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	waitGroup(t, &wg, 10*time.Second, "the callers' timeouts")
 }
 
 // The job's context ends, with ErrLost as its cause, when the leader's lease
@@ -184,9 +184,9 @@ func TestFanout_jobContextEndsWhenLeaseLost(t *testing.T) {
 		cause <- context.Cause(ctx)
 		return nil, ctx.Err()
 	}, WithTimeout(time.Minute))
-	<-started
+	recv(t, started, 10*time.Second, "the job to start")
 	rdb.Set(bg(), fanKey(mustTag(t, c, k)), "usurper", time.Minute)
-	if err := <-cause; !errors.Is(err, ErrLost) {
+	if err := recv(t, cause, 10*time.Second, "the job's context to end"); !errors.Is(err, ErrLost) {
 		t.Fatalf("job context cause = %v; want ErrLost", err)
 	}
 }

@@ -209,7 +209,7 @@ func TestPush_leadArrivingAfterItsLeaseIsAskedForAgain(t *testing.T) {
 	if err := job.Complete(t.Context(), []byte("v"), nil); err != nil {
 		t.Fatalf("Complete = %v", err)
 	}
-	if got := <-outcome; got != "v<nil>" {
+	if got := recv(t, outcome, 10*time.Second, "onDone after Complete"); got != "v<nil>" {
 		t.Fatalf("onDone got %q; want v", got)
 	}
 }

@@ -33,7 +33,7 @@ func TestClient_Once_tenClientsOneWinner(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	waitGroup(t, &wg, 30*time.Second, "the ten Once calls")
 	if wins != 1 || lost != 9 {
 		t.Fatalf("wins, not acquired = %d, %d; want 1, 9", wins, lost)
 	}
@@ -83,7 +83,7 @@ func TestLock_Release_afterExpiryLeavesNewHolderAlone(t *testing.T) {
 		if err != nil {
 			t.Fatalf("A Once = %v", err)
 		}
-		<-la.Done() // A stalls past its lease: Done closes when it ends
+		recv(t, la.Done(), 10*time.Second, "A's lease to end") // A stalls past its lease: Done closes when it ends
 		if !errors.Is(la.Err(), ErrLost) {
 			t.Fatalf("A Err after expiry = %v; want ErrLost", la.Err())
 		}
@@ -171,9 +171,9 @@ func TestClient_Lock_wokenByRelease(t *testing.T) {
 		}
 		got <- err
 	}()
-	<-waiting
+	recv(t, waiting, 10*time.Second, "the waiter to wait")
 	l1.Release(t.Context())
-	if err := <-got; err != nil {
+	if err := recv(t, got, 10*time.Second, "the waiter's Lock after the release"); err != nil {
 		t.Fatalf("Lock after release = %v; want nil well before the 10s lease", err)
 	}
 }
@@ -230,7 +230,7 @@ func TestClient_Lock_pubsubConnectionKilled(t *testing.T) {
 		t.Fatalf("CLIENT KILL = %v", err)
 	}
 	l1.Release(t.Context())
-	if err := <-got; err != nil {
+	if err := recv(t, got, 20*time.Second, "the waiter's Lock after the pubsub kill and release"); err != nil {
 		t.Fatalf("Lock after pubsub kill and release = %v", err)
 	}
 }

@@ -46,7 +46,7 @@ func TestClient_Logger_warnsWithoutResultsOrPayloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-l.Done()
+	recv(t, l.Done(), 10*time.Second, "the lease to be lost")
 
 	// A follower that sees garbage on its channel, then the leader's result.
 	k := key(t, "fan")
@@ -55,12 +55,12 @@ func TestClient_Logger_warnsWithoutResultsOrPayloads(t *testing.T) {
 	go func() {
 		_, err := other.Fanout(ctx, k, func(context.Context) ([]byte, error) {
 			close(started)
-			<-finish
+			recvGo(t, finish, time.Minute, "the test to let the job finish")
 			return []byte("RESULT-SECRET"), nil
 		})
 		leaderDone <- err
 	}()
-	<-started
+	recv(t, started, 10*time.Second, "the leader's job to start")
 	got := make(chan error, 1)
 	go func() {
 		b, err := c.Fanout(ctx, k, func(context.Context) ([]byte, error) { return nil, errors.New("follower ran") })
@@ -79,7 +79,8 @@ func TestClient_Logger_warnsWithoutResultsOrPayloads(t *testing.T) {
 		return strings.Contains(buf.String(), "malformed")
 	})
 	close(finish)
-	if err := errors.Join(<-leaderDone, <-got); err != nil {
+	leaderErr := recv(t, leaderDone, 30*time.Second, "the leader's Fanout to return")
+	if err := errors.Join(leaderErr, recv(t, got, 30*time.Second, "the follower's Fanout to return")); err != nil {
 		t.Fatal(err)
 	}
 

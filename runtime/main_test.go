@@ -104,3 +104,91 @@ func elapsed(f func()) time.Duration {
 type quietLogger struct{}
 
 func (quietLogger) Printf(context.Context, string, ...any) {}
+
+// The tests' waits are bounded: a receive, a send, a WaitGroup or a child
+// process that takes longer than its bound (several times what it
+// normally takes, and well under the -timeout of make test) fails the
+// test, naming what it awaited.
+
+// recv returns what ch delivers within d. When d passes first, it fails
+// the test, naming what it awaited. Only the test's goroutine may call it.
+func recv[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timer.C:
+	}
+	t.Fatalf("timed out after %v waiting for %s", d, what)
+	var zero T
+	return zero
+}
+
+// recvGo is recv for the goroutines a test starts, which must not call
+// t.Fatalf: when d passes first, it reports the timeout with t.Errorf;
+// when the test ends first (its Context is done), it reports nothing.
+// Either way it returns ok false.
+func recvGo[T any](t testing.TB, ch <-chan T, d time.Duration, what string) (v T, ok bool) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case v = <-ch:
+		return v, true
+	case <-t.Context().Done():
+	case <-timer.C:
+		t.Errorf("timed out after %v waiting for %s", d, what)
+	}
+	return v, false
+}
+
+// send sends v on ch within d. When d passes first, it fails the test,
+// naming what it awaited. Only the test's goroutine may call it.
+func send[T any](t testing.TB, ch chan<- T, v T, d time.Duration, what string) {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case ch <- v:
+		return
+	case <-timer.C:
+	}
+	t.Fatalf("timed out after %v waiting for %s", d, what)
+}
+
+// sendGo is send for the goroutines a test starts and for the test hooks
+// the code under test calls: when d passes first, it reports the timeout
+// with t.Errorf; when the test ends first, it gives up silently. It
+// reports whether v was sent.
+func sendGo[T any](t testing.TB, ch chan<- T, v T, d time.Duration, what string) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case ch <- v:
+		return true
+	case <-t.Context().Done():
+	case <-timer.C:
+		t.Errorf("timed out after %v waiting for %s", d, what)
+	}
+	return false
+}
+
+// waitGroup waits for wg within d. When d passes first, it fails the test,
+// naming what it awaited, and leaves the goroutines running. Only the
+// test's goroutine may call it.
+func waitGroup(t testing.TB, wg *sync.WaitGroup, d time.Duration, what string) {
+	t.Helper()
+	recv(t, waitGroupDone(wg), d, what)
+}
+
+// waitGroupDone returns a channel that is closed once wg's counter is
+// zero, for recv and recvGo to bound a wait on wg.
+func waitGroupDone(wg *sync.WaitGroup) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	return done
+}

@@ -19,7 +19,8 @@ func init() { helpers["multistall"] = helperMultiStall }
 
 // helperMultiStall takes a multi-lock on KEYS (comma-separated) of the
 // Cluster at CLUSTER with a lease of 1s, prints "partial" once its first
-// slot's group is taken, and stops there until it is killed.
+// slot's group is taken, and stops there until it is killed (or
+// helperLife passes).
 func helperMultiStall() int {
 	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(os.Getenv("CLUSTER"), ",")})
 	c, err := New(rdb, &Options{Prefix: os.Getenv("PREFIX"), TTL: time.Second})
@@ -29,7 +30,7 @@ func helperMultiStall() int {
 	}
 	testHookGroupTaken = func(int) {
 		fmt.Println("partial")
-		select {}
+		os.Exit(awaitKill("multistall"))
 	}
 	_, err = c.Multi(context.Background(), strings.Split(os.Getenv("KEYS"), ",")...)
 	fmt.Fprintln(os.Stderr, "multistall: Multi returned", err)
@@ -54,10 +55,10 @@ func TestCluster_Multi_killedMidAcquireLeavesKeysOnlyForTheirTTL(t *testing.T) {
 	}
 	cmd := startHelperSaying(t, "multistall", "partial", "CLUSTER="+strings.Join(cl.Addrs(), ","),
 		"PREFIX="+prefix, "KEYS="+strings.Join(keys, ","))
-	if err := cmd.Process.Kill(); err != nil {
+	if err := cmd.kill(); err != nil {
 		t.Fatal(err)
 	}
-	cmd.Wait()
+	cmd.wait(t, 10*time.Second)
 	killed := time.Now()
 
 	// Exactly one of the two keys is held, with a lease of at most 1s.

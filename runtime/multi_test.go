@@ -93,7 +93,7 @@ func TestClient_Multi_tenClientsOneWinner(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	waitGroup(t, &wg, 30*time.Second, "the ten Multi calls")
 	if wins.Load() != 1 || lost.Load() != 9 {
 		t.Fatalf("wins, not acquired = %d, %d; want 1, 9", wins.Load(), lost.Load())
 	}
@@ -112,7 +112,7 @@ func TestMultiLock_Extend_partialFailureReleasesRest(t *testing.T) {
 	if err := m.Extend(t.Context(), time.Minute); !errors.Is(err, ErrNotHeld) {
 		t.Fatalf("Extend = %v; want ErrNotHeld", err)
 	}
-	<-m.Done()
+	recv(t, m.Done(), 10*time.Second, "the multi-lock to end")
 	assertNoLocks(t, c, k1)
 	if v, _ := rdb.Get(bg(), lockKey(mustTag(t, c, k2))).Result(); v != "someone-else" {
 		t.Fatalf("other holder's k2 = %q; want untouched", v)
@@ -171,7 +171,7 @@ func testMultiContention(t *testing.T, rdb redis.UniversalClient, workers int, d
 			}
 		})
 	}
-	wg.Wait()
+	waitGroup(t, &wg, dur+time.Minute, "the contenders to stop")
 	if len(wins) == 0 {
 		t.Fatal("no Multi ever succeeded")
 	}

@@ -28,11 +28,11 @@ func TestFanout_outcomeBelongsToItsRun(t *testing.T) {
 		switch runs.Add(1) {
 		case 1: // A's run: lost, then finishes late
 			close(aStarted)
-			<-aFinish
+			recvGo(t, aFinish, time.Minute, "the test to let A's job finish")
 			return []byte("old"), nil
 		case 2: // generation 2, wherever it runs
 			close(bStarted)
-			<-bFinish
+			recvGo(t, bFinish, time.Minute, "the test to let generation 2's job finish")
 			return []byte("new"), nil
 		}
 		return []byte("third run"), nil
@@ -48,18 +48,19 @@ func TestFanout_outcomeBelongsToItsRun(t *testing.T) {
 		out <- result{who, v, err}
 	}
 	go call("A", a)
-	<-aStarted
+	recv(t, aStarted, 10*time.Second, "A's job to start")
 	go call("B", b)
 	waitFanSubscribers(t, k, 1)
 	rdb.Del(bg(), fanKey(mustTag(t, a, k))) // A's lease is lost
-	<-bStarted                              // generation 2 runs (in A's process or B's)
+	// generation 2 runs (in A's process or B's)
+	recv(t, bStarted, 10*time.Second, "generation 2's job to start")
 	go call("C", c)
 	waitFanSubscribers(t, k, 2)
 	close(aFinish) // A's job returns its late outcome now
 	time.Sleep(50 * time.Millisecond)
 	close(bFinish)
 	for range 3 {
-		r := <-out
+		r := recv(t, out, 20*time.Second, "the callers' results")
 		if r.err != nil || string(r.b) != "new" {
 			t.Errorf("caller %s got %q, %v; want generation 2's \"new\"", r.who, r.b, r.err)
 		}
@@ -97,13 +98,13 @@ func TestFanout_lostLeaderCancellationIsNotPublished(t *testing.T) {
 			errs <- err
 		}()
 		if cl == a {
-			<-started
+			recv(t, started, 10*time.Second, "the leader's job to start")
 		}
 	}
 	waitFanSubscribers(t, k, 1)
 	rdb.Del(bg(), fanKey(mustTag(t, a, k)))
 	for range 2 {
-		if err := <-errs; err != nil {
+		if err := recv(t, errs, 30*time.Second, "the callers' results after the leader's loss"); err != nil {
 			t.Errorf("Fanout after the leader's loss = %v; want the real result", err)
 		}
 	}
@@ -130,7 +131,7 @@ func TestFanout_firstCallersContextDoesNotEndTheJoin(t *testing.T) {
 	if err != nil || string(v) != "v" {
 		t.Fatalf("second caller = %q, %v; want \"v\" (the first caller's context must not end the join)", v, err)
 	}
-	if err := <-first; !errors.Is(err, context.DeadlineExceeded) {
+	if err := recv(t, first, 10*time.Second, "the first caller's Fanout to return"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("first caller = %v; want its own deadline", err)
 	}
 }
@@ -153,7 +154,7 @@ func TestFanout_stepDownRejoinsTheOtherCallers(t *testing.T) {
 	}
 	first := make(chan error, 1)
 	go func() { _, err := c.Fanout(t.Context(), k, job, WithTimeout(300*time.Millisecond)); first <- err }()
-	<-started
+	recv(t, started, 10*time.Second, "the first caller's job to start")
 	var v []byte
 	var err error
 	d := elapsed(func() { v, err = c.Fanout(t.Context(), k, job, WithTimeout(10*time.Second)) })
@@ -163,7 +164,7 @@ func TestFanout_stepDownRejoinsTheOtherCallers(t *testing.T) {
 	if d > 2*time.Second {
 		t.Fatalf("second caller waited %v; want it to rejoin at the step-down (~300ms)", d)
 	}
-	if err := <-first; !errors.Is(err, ErrTimeout) {
+	if err := recv(t, first, 10*time.Second, "the first caller's Fanout to return"); !errors.Is(err, ErrTimeout) {
 		t.Fatalf("first caller = %v; want ErrTimeout", err)
 	}
 }

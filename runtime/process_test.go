@@ -19,39 +19,94 @@ import (
 	"github.com/dlock-go/dlock/internal/redistest"
 )
 
-// startHelper re-runs the test binary as a child process in role, with env
-// ("NAME=value") added. The child is killed when the test ends.
-func startHelper(t *testing.T, role string, env ...string) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), helperEnv+"="+role), env...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start helper %s: %v", role, err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd
+// child is a helper process: the test binary re-run in a role.
+type child struct {
+	role   string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the process has exited; err is set then
+	err    error         // what cmd.Wait returned
 }
 
-// startHelperSaying is startHelper for a child that prints a line when it
-// reaches the point a test waits for: it returns once the child said want.
-func startHelperSaying(t *testing.T, role, want string, env ...string) *exec.Cmd {
-	t.Helper()
+// newChild prepares the test binary to run in role, with env ("NAME=value")
+// added; its stdout is for the caller to set.
+func newChild(role string, env []string) *child {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(append(os.Environ(), helperEnv+"="+role), env...)
 	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
+	return &child{role: role, cmd: cmd, exited: make(chan struct{})}
+}
+
+// start starts the child and arranges for it to be killed when the test
+// ends; the cleanup waits up to 10s for it to go.
+func (c *child) start(t *testing.T) {
+	t.Helper()
+	if err := c.cmd.Start(); err != nil {
+		t.Fatalf("start helper %s: %v", c.role, err)
+	}
+	go func() {
+		c.err = c.cmd.Wait()
+		close(c.exited)
+	}()
+	t.Cleanup(func() {
+		c.kill()
+		select {
+		case <-c.exited:
+		case <-time.After(10 * time.Second):
+			t.Errorf("timed out after 10s waiting for helper %s to exit after SIGKILL", c.role)
+		}
+	})
+}
+
+// kill sends the child SIGKILL.
+func (c *child) kill() error { return c.cmd.Process.Kill() }
+
+// signal sends the child sig.
+func (c *child) signal(sig os.Signal) error { return c.cmd.Process.Signal(sig) }
+
+// wait returns what cmd.Wait returned once the child has exited. When d
+// passes first, it fails the test, naming the child's role (the cleanup
+// kills the child). Only the test's goroutine may call it.
+func (c *child) wait(t testing.TB, d time.Duration) error {
+	t.Helper()
+	recv(t, c.exited, d, "helper "+c.role+" to exit")
+	return c.err
+}
+
+// startHelper re-runs the test binary as a child process in role, with env
+// ("NAME=value") added. The child is killed when the test ends.
+func startHelper(t *testing.T, role string, env ...string) *child {
+	t.Helper()
+	c := newChild(role, env)
+	c.cmd.Stdout = os.Stderr
+	c.start(t)
+	return c
+}
+
+// startHelperSaying is startHelper for a child that prints a line when it
+// reaches the point a test waits for: it returns once the child said want,
+// and fails the test when the child says anything else or says nothing
+// within 30s.
+func startHelperSaying(t *testing.T, role, want string, env ...string) *child {
+	t.Helper()
+	c := newChild(role, env)
+	out, err := c.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start helper %s: %v", role, err)
+	c.start(t)
+	type said struct {
+		line string
+		err  error
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || strings.TrimSpace(line) != want {
-		t.Fatalf("helper %s said %q, %v; want %s", role, line, err, want)
+	lines := make(chan said, 1)
+	go func() {
+		line, err := bufio.NewReader(out).ReadString('\n')
+		lines <- said{line, err}
+	}()
+	if s := recv(t, lines, 30*time.Second, "helper "+role+" to say "+want); s.err != nil || strings.TrimSpace(s.line) != want {
+		t.Fatalf("helper %s said %q, %v; want %s", role, s.line, s.err, want)
 	}
-	return cmd
+	return c
 }
 
 func init() {
@@ -115,14 +170,14 @@ func lockerRound(c *Client, o oracle, k string) error {
 // the oracle sees no overlap and no stale token.
 func TestLock_mutualExclusionAcrossProcesses(t *testing.T) {
 	name := "p2-" + strconv.Itoa(rand.IntN(1e9))
-	var cmds []*exec.Cmd
+	var cmds []*child
 	for range 4 {
 		cmds = append(cmds, startHelper(t, "lockers",
 			"LOCK_ADDR="+standaloneAddr(t), "ORACLE_ADDR="+standaloneAddr(t), "ORACLE="+name,
 			"KEYS=3", "GOROUTINES=8", "MILLIS=2000"))
 	}
 	for _, cmd := range cmds {
-		if err := cmd.Wait(); err != nil {
+		if err := cmd.wait(t, time.Minute); err != nil {
 			t.Fatalf("helper: %v", err)
 		}
 	}
@@ -158,6 +213,8 @@ func TestSentinel_failoverUnderLoad(t *testing.T) {
 					select {
 					case <-stop:
 						return
+					case <-t.Context().Done(): // the test failed before it stopped the load
+						return
 					default:
 					}
 					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -178,6 +235,8 @@ func TestSentinel_failoverUnderLoad(t *testing.T) {
 				for {
 					select {
 					case <-stop:
+						return
+					case <-t.Context().Done(): // the test failed before it stopped the load
 						return
 					default:
 					}
@@ -205,7 +264,7 @@ func TestSentinel_failoverUnderLoad(t *testing.T) {
 	mu.Unlock()
 	time.Sleep(3 * time.Second) // load after it
 	close(stop)
-	wg.Wait()
+	waitGroup(t, &wg, time.Minute, "the load's goroutines to stop")
 	sections, overlaps, stale, err := o.stats(bg())
 	if err != nil {
 		t.Fatal(err)

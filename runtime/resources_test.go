@@ -44,7 +44,7 @@ func TestClient_Lock_subscriptionsReturnToZero(t *testing.T) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
 	for i := range n {
-		sem <- struct{}{}
+		send(t, sem, struct{}{}, time.Minute, "one of 64 lock-and-wait rounds to finish")
 		wg.Go(func() {
 			defer func() { <-sem }()
 			k := "k" + strconv.Itoa(i)
@@ -65,14 +65,16 @@ func TestClient_Lock_subscriptionsReturnToZero(t *testing.T) {
 				}
 				got <- err
 			}()
-			<-waits
+			if _, ok := recvGo(t, waits, 10*time.Second, "the waiter of "+k+" to wait"); !ok {
+				return
+			}
 			l.Release(t.Context())
-			if err := <-got; err != nil {
+			if err, ok := recvGo(t, got, 20*time.Second, "Lock("+k+") to return"); ok && err != nil {
 				t.Errorf("Lock(%s) = %v", k, err)
 			}
 		})
 	}
-	wg.Wait()
+	waitGroup(t, &wg, time.Minute, "the last lock-and-wait rounds")
 	redistest.WaitFor(t, 5*time.Second, "the waiter's channels to be unsubscribed", func(ctx context.Context) bool {
 		chans, err := rdb.PubSubShardChannels(ctx, prefix+":*").Result()
 		return err == nil && len(chans) == 0 && waiter.mux.numChannels() == 0
@@ -127,7 +129,16 @@ func TestSoak_heapFlat(t *testing.T) {
 					errs <- err
 				}()
 			}
-			return errors.Join(<-errs, <-errs)
+			// Each Lock and Release returns by ctx's deadline.
+			var err error
+			for range 2 {
+				e, ok := recvGo(t, errs, 20*time.Second, "a contended Lock and Release of "+k)
+				if !ok {
+					return nil // reported by recvGo, or the test is over
+				}
+				err = errors.Join(err, e)
+			}
+			return err
 		}
 	}
 	var first uint64
@@ -137,7 +148,7 @@ func TestSoak_heapFlat(t *testing.T) {
 		var failed atomic.Int64
 		sem := make(chan struct{}, 32)
 		for i := p * per; i < (p+1)*per; i++ {
-			sem <- struct{}{}
+			send(t, sem, struct{}{}, time.Minute, "one of 32 operations to finish")
 			wg.Go(func() {
 				defer func() { <-sem }()
 				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -147,7 +158,7 @@ func TestSoak_heapFlat(t *testing.T) {
 				}
 			})
 		}
-		wg.Wait()
+		waitGroup(t, &wg, time.Minute, "the phase's last operations")
 		if t.Failed() {
 			t.FailNow()
 		}
@@ -184,7 +195,7 @@ func TestClient_Close_duringTraffic(t *testing.T) {
 	for i := range 8 {
 		wg.Go(func() {
 			k := "k" + strconv.Itoa(i%2)
-			for {
+			for t.Context().Err() == nil { // until ErrClosed, or the test failed before Close
 				var err error
 				switch i % 4 {
 				case 0:
@@ -233,9 +244,9 @@ func TestClient_Close_duringTraffic(t *testing.T) {
 		return ops.Load() > 200 && c.mux.numChannels() >= 2
 	})
 	c.Close()
-	wg.Wait()
+	waitGroup(t, &wg, 30*time.Second, "the traffic to end with ErrClosed")
 	for range 2 {
-		if err := <-blocked; !errors.Is(err, ErrClosed) {
+		if err := recv(t, blocked, 10*time.Second, "the blocked waiters to return"); !errors.Is(err, ErrClosed) {
 			t.Errorf("a waiter blocked at Close got %v; want ErrClosed", err)
 		}
 	}

@@ -1,14 +1,11 @@
 package dlockrt
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -82,7 +79,8 @@ func helperSemHolders() int {
 	return 0
 }
 
-// helperSemHog takes every permit, says "holding", and waits to be killed.
+// helperSemHog takes every permit, says "holding", and waits to be killed
+// (or helperLife to pass).
 func helperSemHog() int {
 	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv("ADDR")})
 	c, _ := New(rdb, &Options{Prefix: os.Getenv("NAME"), TTL: semTTL})
@@ -94,7 +92,7 @@ func helperSemHog() int {
 		}
 	}
 	fmt.Println("holding")
-	select {}
+	return awaitKill("semhog")
 }
 
 // P10: three processes with 40 goroutines each share five permits while
@@ -104,7 +102,7 @@ func TestSemaphore_neverOverLimitWithKills(t *testing.T) {
 	name := "p10-" + strconv.Itoa(rand.IntN(1e9))
 	env := []string{"ADDR=" + standaloneAddr(t), "NAME=" + name, "GOROUTINES=40"}
 	var mu sync.Mutex
-	var running []*exec.Cmd
+	var running []*child
 	start := func(millis int) {
 		cmd := startHelper(t, "semholders", append(env, "MILLIS="+strconv.Itoa(millis))...)
 		mu.Lock()
@@ -120,12 +118,12 @@ func TestSemaphore_neverOverLimitWithKills(t *testing.T) {
 		victim := running[0]
 		running = running[1:]
 		mu.Unlock()
-		victim.Process.Kill()
-		victim.Wait()
+		victim.kill()
+		victim.wait(t, 10*time.Second)
 		start(1500)
 	}
 	for _, cmd := range running {
-		if err := cmd.Wait(); err != nil {
+		if err := cmd.wait(t, time.Minute); err != nil {
 			t.Fatalf("helper: %v", err)
 		}
 	}
@@ -144,23 +142,14 @@ func TestSemaphore_neverOverLimitWithKills(t *testing.T) {
 // once the leases end, within a lease and a margin of the kill.
 func TestSemaphore_crashedHolderPermitsReturn(t *testing.T) {
 	name := "p10h-" + strconv.Itoa(rand.IntN(1e9))
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=semhog", "ADDR="+standaloneAddr(t), "NAME="+name)
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || strings.TrimSpace(line) != "holding" {
-		t.Fatalf("hog said %q, %v", line, err)
-	}
+	cmd := startHelperSaying(t, "semhog", "holding", "ADDR="+standaloneAddr(t), "NAME="+name)
 	c := newClient(t, newRedis(t), &Options{Prefix: name})
 	s := c.Semaphore("sem", semLimit)
 	if _, err := s.TryAcquire(t.Context()); err == nil {
 		t.Fatal("TryAcquire succeeded while the hog held every permit")
 	}
 	killed := time.Now()
-	cmd.Process.Kill()
+	cmd.kill()
 	var wg sync.WaitGroup
 	for range semLimit {
 		wg.Go(func() {
@@ -177,5 +166,5 @@ func TestSemaphore_crashedHolderPermitsReturn(t *testing.T) {
 			_ = p // held until the test ends: all five must be had at once
 		})
 	}
-	wg.Wait()
+	waitGroup(t, &wg, 30*time.Second, "the waiters' permits")
 }

@@ -3,6 +3,7 @@ package dlockrt
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func TestSemaphore_limitOneIsSequential(t *testing.T) {
 			})
 		}
 	}
-	wg.Wait()
+	waitGroup(t, &wg, time.Minute, "the 50 tasks")
 	for i, n := range seen {
 		if n != i {
 			t.Fatalf("counters = %v; want 0..49 in order", seen)
@@ -70,7 +71,9 @@ func TestSemaphore_Acquire_servesInArrivalOrder(t *testing.T) {
 	}
 	granted := make(chan int, 6)
 	queued := make(chan struct{})
-	testHookSemQueued = func(string) { queued <- struct{}{} }
+	testHookSemQueued = func(string) {
+		sendGo(t, queued, struct{}{}, 10*time.Second, "the test to see the waiter queued")
+	}
 	t.Cleanup(func() { testHookSemQueued = nil })
 	for i := range 6 {
 		wc := newClient(t, newRedis(t), nil) // a waiter per client, as per process
@@ -84,7 +87,7 @@ func TestSemaphore_Acquire_servesInArrivalOrder(t *testing.T) {
 			<-time.After(time.Millisecond) // hold briefly
 			p.Release(bg())
 		}()
-		<-queued // arrival order: the next waiter starts once this one is queued
+		recv(t, queued, 10*time.Second, "waiter "+strconv.Itoa(i)+" to queue") // arrival order: the next waiter starts once this one is queued
 	}
 	if n, _ := semQueued(bg(), rdb, s); n != 6 {
 		t.Fatalf("queue length = %d; want 6", n)
@@ -94,7 +97,7 @@ func TestSemaphore_Acquire_servesInArrivalOrder(t *testing.T) {
 	}
 	var order []int
 	for range 6 {
-		order = append(order, <-granted)
+		order = append(order, recv(t, granted, 10*time.Second, "the waiters' permits"))
 	}
 	// With two permits, waiter i+1 may be granted alongside i, never
 	// before i-1.

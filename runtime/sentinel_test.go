@@ -16,7 +16,9 @@ func TestSentinel_Lock_wokenAfterFailover(t *testing.T) {
 	holder := newClient(t, g.Client(), nil)
 	waiter := newClient(t, g.Client(), nil)
 	waiting := make(chan struct{}, 1)
-	testHookLockWait = func(string) { waiting <- struct{}{} }
+	testHookLockWait = func(string) {
+		sendGo(t, waiting, struct{}{}, 30*time.Second, "the test to see the waiter wait")
+	}
 	t.Cleanup(func() { testHookLockWait = nil })
 
 	// wait wakes a waiter with a release and returns how long that took.
@@ -39,7 +41,7 @@ func TestSentinel_Lock_wokenAfterFailover(t *testing.T) {
 			}
 			got <- err
 		}()
-		<-waiting
+		recv(t, waiting, 10*time.Second, "the waiter to wait")
 		// The waiter subscribes right after the hook: let it confirm.
 		redistest.WaitFor(t, 5*time.Second, "the waiter's subscription", func(context.Context) bool {
 			return waiter.mux.numChannels() == 1 && waiterConfirmed(waiter)
@@ -48,7 +50,7 @@ func TestSentinel_Lock_wokenAfterFailover(t *testing.T) {
 		if err := l.Release(t.Context()); err != nil {
 			t.Fatalf("Release of %s = %v", k, err)
 		}
-		if err := <-got; err != nil {
+		if err := recv(t, got, 30*time.Second, "the waiter's Lock("+k+") after the release"); err != nil {
 			t.Fatalf("Lock(%s) = %v", k, err)
 		}
 		return woke.Sub(released)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,9 +31,10 @@ func init() { helpers["soaker"] = helperSoaker }
 // believes it holds from the acquire's return until it calls Release or
 // sees Done closed. Every call that returns later than its deadline + 1s
 // is counted as late:<ID> in the stats on ORACLE_ADDR; at the end the
-// process counts its leftover subscriptions there. Env: LOCK_ADDR,
-// ORACLE_ADDR, ORACLE, ID, STOP_FILE, HISTORY, and SENTINELS or CLUSTER
-// (addresses, comma-separated) instead of LOCK_ADDR.
+// process counts its leftover subscriptions there. It also stops at
+// DEADLINE (unix ms), in case the driver died. Env: LOCK_ADDR,
+// ORACLE_ADDR, ORACLE, ID, STOP_FILE, DEADLINE, HISTORY, and SENTINELS or
+// CLUSTER (addresses, comma-separated) instead of LOCK_ADDR.
 func helperSoaker() int {
 	env := os.Getenv
 	// Half the processes let go-redis retry (a lost reply's retry then
@@ -64,7 +64,8 @@ func helperSoaker() int {
 		return 1
 	}
 	stats := oracle{name: name}.keys("")[2]
-	deadline := time.Now().Add(2 * time.Hour) // in case the driver died
+	ms, _ := strconv.ParseInt(env("DEADLINE"), 10, 64)
+	deadline := time.UnixMilli(ms) // in case the driver died
 	running := func() bool {
 		_, err := os.Stat(env("STOP_FILE"))
 		return os.IsNotExist(err) && time.Now().Before(deadline)
@@ -279,9 +280,12 @@ func runSoak(t *testing.T, setup string, dur time.Duration, env []string, extra 
 	name := "soak-" + strconv.Itoa(rand.IntN(1e9))
 	dir := t.TempDir()
 	stopFile := filepath.Join(dir, "stop")
-	start := func(id int) *exec.Cmd {
+	// The soakers stop by themselves 10 minutes after the schedule's end
+	// if the driver never tells them to (it died).
+	deadline := strconv.FormatInt(time.Now().Add(dur+10*time.Minute).UnixMilli(), 10)
+	start := func(id int) *child {
 		return startHelper(t, "soaker", append(env, "ORACLE_ADDR="+standaloneAddr(t), "HISTORY="+filepath.Join(dir, strconv.Itoa(id)+".jsonl"),
-			"ORACLE="+name, "ID="+strconv.Itoa(id), "STOP_FILE="+stopFile)...)
+			"ORACLE="+name, "ID="+strconv.Itoa(id), "STOP_FILE="+stopFile, "DEADLINE="+deadline)...)
 	}
 	drv, err := history.Create(filepath.Join(dir, "driver.jsonl"), "driver")
 	if err != nil {
@@ -297,7 +301,7 @@ func runSoak(t *testing.T, setup string, dur time.Duration, env []string, extra 
 		drv.Return(w, history.Event{})
 	}
 	began := time.Now()
-	procs := map[int]*exec.Cmd{}
+	procs := map[int]*child{}
 	ids := map[int]int{}
 	for id := range 3 {
 		procs[id], ids[id] = start(id), id
@@ -307,7 +311,7 @@ func runSoak(t *testing.T, setup string, dur time.Duration, env []string, extra 
 	faults := append(extra,
 		soakFault{"kill -9 a client process", history.Kill, nil},
 		soakFault{"SIGSTOP a holder 1.5s (past its 1s TTL)", history.Pause, nil})
-	var killed []*exec.Cmd
+	var killed []*child
 	for step := 0; step < len(faults) || time.Since(began) < dur; step++ {
 		time.Sleep(700 * time.Millisecond) // the load runs between faults
 		f := faults[step%len(faults)]
@@ -315,14 +319,14 @@ func runSoak(t *testing.T, setup string, dur time.Duration, env []string, extra 
 		case history.Kill: // and start another in its place
 			victim, id := procs[step%3], ids[step%3]
 			procs[step%3], ids[step%3] = start(10+step), 10+step
-			window(f.name, f.effect, id, func() { victim.Process.Kill() })
+			window(f.name, f.effect, id, func() { victim.kill() })
 			killed = append(killed, victim)
 		case history.Pause:
 			p, id := procs[(step+1)%3], ids[(step+1)%3]
 			window(f.name, f.effect, id, func() {
-				p.Process.Signal(syscall.SIGSTOP)
+				p.signal(syscall.SIGSTOP)
 				time.Sleep(1500 * time.Millisecond)
-				p.Process.Signal(syscall.SIGCONT)
+				p.signal(syscall.SIGCONT)
 			})
 			paused["late:"+strconv.Itoa(id)] = true
 		default:
@@ -334,11 +338,11 @@ func runSoak(t *testing.T, setup string, dur time.Duration, env []string, extra 
 	if err := os.WriteFile(stopFile, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range procs {
-		p.Wait()
+	for _, p := range procs { // each stops within a call and a hold of seeing the file
+		p.wait(t, 2*time.Minute)
 	}
 	for _, p := range killed {
-		p.Wait()
+		p.wait(t, 10*time.Second)
 	}
 	if err := drv.Close(); err != nil {
 		t.Fatal(err)

@@ -171,7 +171,7 @@ func testLossSignalled(t *testing.T, rdb *redis.Client, fault func(*Lock)) {
 		t.Fatal(err)
 	}
 	fault(l)
-	<-l.Done()
+	recv(t, l.Done(), 10*time.Second, "the loss to be signalled")
 	if lostAt := time.Since(sent); lostAt >= ttl {
 		t.Fatalf("loss signalled %v after the acquire was sent; want < %v", lostAt, ttl)
 	}
@@ -264,7 +264,7 @@ func TestClient_badInput(t *testing.T) {
 	if err := nilLock.Extend(ctx, time.Second); !errors.Is(err, ErrNotHeld) {
 		t.Errorf("nil Lock Extend = %v; want ErrNotHeld", err)
 	}
-	<-nilLock.Done()
+	recv(t, nilLock.Done(), 10*time.Second, "a nil Lock's Done to be closed")
 	var nilClient *Client
 	if _, err := nilClient.Once(ctx, "k"); !errors.Is(err, ErrInvalid) {
 		t.Errorf("nil Client Once = %v; want ErrInvalid", err)
@@ -309,8 +309,10 @@ func TestLock_leasesWithoutWatchdogEndInDeadlineOrder(t *testing.T) {
 	extra.Release(t.Context())
 
 	var order []int
+	bound := time.NewTimer(10 * time.Second) // the last deadline is 1.2s away
+	defer bound.Stop()
 	for range ls {
-		cases := make([]reflect.SelectCase, len(ls))
+		cases := make([]reflect.SelectCase, len(ls), len(ls)+1)
 		for i, h := range ls {
 			ch := h.l.Done()
 			if slices.Contains(order, i) {
@@ -318,7 +320,11 @@ func TestLock_leasesWithoutWatchdogEndInDeadlineOrder(t *testing.T) {
 			}
 			cases[i] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)}
 		}
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(bound.C)})
 		i, _, _ := reflect.Select(cases)
+		if i == len(ls) {
+			t.Fatalf("timed out after 10s waiting for the leases to end; ended so far: %v", order)
+		}
 		if now := time.Now(); now.After(ls[i].deadline) {
 			t.Errorf("lease %d (ttl %v) reported lost %v after its deadline", i, ttls[i], now.Sub(ls[i].deadline))
 		}

@@ -67,11 +67,11 @@ func TestFanoutOf_roundTripsLocalAndRemote(t *testing.T) {
 	wg.Go(func() {
 		got[0], errs[0] = FanoutOf(t.Context(), leader, k, func(context.Context) (roundTrip, error) {
 			close(started)
-			<-finish
+			recvGo(t, finish, time.Minute, "the test to let the job finish")
 			return want, nil
 		})
 	})
-	<-started
+	recv(t, started, 10*time.Second, "the leader's job to start")
 	wg.Go(func() {
 		got[1], errs[1] = FanoutOf(t.Context(), remote, k, func(context.Context) (roundTrip, error) {
 			t.Error("remote ran the job")
@@ -79,7 +79,7 @@ func TestFanoutOf_roundTripsLocalAndRemote(t *testing.T) {
 		})
 	})
 	close(finish)
-	wg.Wait()
+	waitGroup(t, &wg, 30*time.Second, "the local and remote callers")
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("caller %d: %v", i, err)
@@ -108,7 +108,7 @@ func TestFanout_resultTooLargeFailsEverywhere(t *testing.T) {
 		wg.Go(func() {
 			_, err := c.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
 				close(started)
-				<-finish
+				recvGo(t, finish, time.Minute, "the test to let the job finish")
 				return make([]byte, 1025), nil
 			})
 			if !errors.Is(err, ErrResultTooLarge) {
@@ -116,12 +116,12 @@ func TestFanout_resultTooLargeFailsEverywhere(t *testing.T) {
 			}
 		})
 		if i == 0 {
-			<-started
+			recv(t, started, 10*time.Second, "the leader's job to start")
 		}
 	}
 	waitFanSubscribers(t, k, 9) // the error reaches the callers of its run only
 	close(finish)
-	wg.Wait()
+	waitGroup(t, &wg, 30*time.Second, "the callers' results")
 }
 
 // P16: garbage on the channel and in the result key during a live fanout is
@@ -137,7 +137,7 @@ func TestFanout_garbageIsIgnored(t *testing.T) {
 	go func() {
 		b, err := leader.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
 			close(started)
-			<-finish
+			recvGo(t, finish, time.Minute, "the test to let the job finish")
 			return []byte("real"), nil
 		})
 		if err == nil && string(b) != "real" {
@@ -145,7 +145,7 @@ func TestFanout_garbageIsIgnored(t *testing.T) {
 		}
 		done <- err
 	}()
-	<-started
+	recv(t, started, 10*time.Second, "the leader's job to start")
 	go func() {
 		b, err := waiter.Fanout(t.Context(), k, func(context.Context) ([]byte, error) { return []byte("wrong"), nil })
 		if err == nil && string(b) != "real" {
@@ -166,7 +166,7 @@ func TestFanout_garbageIsIgnored(t *testing.T) {
 	}
 	close(finish)
 	for range 2 {
-		if err := <-done; err != nil {
+		if err := recv(t, done, 30*time.Second, "the leader's and the waiter's Fanout"); err != nil {
 			t.Fatalf("Fanout with garbage around = %v", err)
 		}
 	}
@@ -240,7 +240,7 @@ func TestFanout_subscriptionsReturnToZero(t *testing.T) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)
 	for i := range n {
-		sem <- struct{}{}
+		send(t, sem, struct{}{}, time.Minute, "one of 32 fanout pairs to finish")
 		wg.Go(func() {
 			defer func() { <-sem }()
 			k := "k" + strconv.Itoa(i)
@@ -249,11 +249,13 @@ func TestFanout_subscriptionsReturnToZero(t *testing.T) {
 			inner.Go(func() {
 				a.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
 					close(started)
-					<-finish
+					recvGo(t, finish, 30*time.Second, "the pair of "+k+" to let the job finish")
 					return []byte(k), nil
 				})
 			})
-			<-started
+			if _, ok := recvGo(t, started, 10*time.Second, "the job of "+k+" to start"); !ok {
+				return
+			}
 			inner.Go(func() {
 				got, err := b.Fanout(t.Context(), k, func(context.Context) ([]byte, error) { return nil, errors.New("ran twice") })
 				if err != nil || string(got) != k {
@@ -261,10 +263,10 @@ func TestFanout_subscriptionsReturnToZero(t *testing.T) {
 				}
 			})
 			close(finish)
-			inner.Wait()
+			recvGo(t, waitGroupDone(&inner), 30*time.Second, "the pair of "+k+" to return")
 		})
 	}
-	wg.Wait()
+	waitGroup(t, &wg, time.Minute, "the last fanout pairs")
 	redistest.WaitFor(t, 5*time.Second, "channels to be unsubscribed", func(ctx context.Context) bool {
 		chans, err := rdb.PubSubShardChannels(ctx, prefix+":*").Result()
 		return err == nil && len(chans) == 0 && a.mux.numChannels() == 0 && b.mux.numChannels() == 0
@@ -334,14 +336,21 @@ func TestMux_overflowBecomesAResync(t *testing.T) {
 	}
 	rdb.SPublish(bg(), ch1, "the real outcome")
 	rdb.SPublish(bg(), ch2, "marker") // one reader, in order: ch1's are delivered before this
-	for n := range sub2.C {
-		if n.payload == "marker" {
-			break
+	bound := time.After(10 * time.Second)
+marked:
+	for {
+		select {
+		case n := <-sub2.C:
+			if n.payload == "marker" {
+				break marked
+			}
+		case <-bound:
+			t.Fatal("timed out after 10s waiting for the marker on the second channel")
 		}
 	}
 	resynced := false
 	for len(sub1.C) > 0 {
-		n := <-sub1.C
+		n := recv(t, sub1.C, 10*time.Second, "a buffered notice of the first channel")
 		resynced = resynced || n.resync || n.payload == "the real outcome"
 	}
 	if !resynced {

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dlock-go/dlock/internal/gentest"
 )
@@ -40,12 +42,19 @@ func loadUser(ctx context.Context, id int64) (User, error) { return User{Name: "
 	}
 	gocmd := func(args ...string) string {
 		t.Helper()
-		cmd := exec.Command("go", args...)
+		const limit = 5 * time.Minute
+		ctx, cancel := context.WithTimeout(t.Context(), limit)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd.WaitDelay = 10 * time.Second // for the output, once the go command is killed
 		cmd.Dir = dir
 		// Offline: every module comes from the module cache, as this
 		// checkout's own build put them there.
 		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off", "GOSUMDB=off", "GOWORK=off")
 		out, err := cmd.CombinedOutput()
+		if ctx.Err() != nil {
+			t.Fatalf("timed out after %v waiting for go %s:\n%s", limit, strings.Join(args, " "), out)
+		}
 		if err != nil {
 			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 		}

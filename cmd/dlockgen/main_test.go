@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dlock-go/dlock/internal/gentest"
 )
@@ -25,14 +27,24 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// dlockgen runs the command with args in dir and returns its exit code and
+// output. A run still going after five minutes is killed, failing the
+// test.
 func dlockgen(t *testing.T, dir string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0])
+	const limit = 5 * time.Minute
+	ctx, cancel := context.WithTimeout(t.Context(), limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0])
+	cmd.WaitDelay = 10 * time.Second // for the output, once the process is killed
 	cmd.Dir = dir
 	cmd.Env = append(gentest.Env(), "DLOCKGEN_ARGS="+strings.Join(args, "\x1f"))
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("timed out after %v waiting for dlockgen %q to exit; stderr:\n%s", limit, args, errb.String())
+	}
 	if ee, ok := err.(*exec.ExitError); ok {
 		return ee.ExitCode(), out.String(), errb.String()
 	} else if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -22,16 +23,18 @@ func ExampleLoadProfile() {
 	defer c.Close()
 	dlockrt.SetDefault(c) // what package-level wrappers use
 
-	var wg sync.WaitGroup
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup // every call returns by ctx's deadline, so Wait does too
 	for range 5 {
 		wg.Go(func() {
-			if _, err := profiles.LoadProfile(context.Background(), "ada"); err != nil {
+			if _, err := profiles.LoadProfile(ctx, "ada"); err != nil {
 				fmt.Println(err)
 			}
 		})
 	}
 	wg.Wait()
-	p, _ := profiles.LoadProfile(context.Background(), "ada") // within ResultTTL: the stored result
+	p, _ := profiles.LoadProfile(ctx, "ada") // within ResultTTL: the stored result
 	fmt.Printf("%+v, loads: %d\n", p, profiles.Loads.Load())
 	// Output: {Name:ada Visits:3}, loads: 1
 }

@@ -56,19 +56,22 @@ func setup(addr, prefix string) (*redis.Client, *dlockrt.Client) {
 	return rdb, c
 }
 
-// child calls LoadUser(ID) from 5 goroutines at START and prints one line
-// per call: "ok <user>" or "err <matches ErrNotFound> <message>".
+// child calls LoadUser(ID) from 5 goroutines at START, each within a
+// minute, and prints one line per call: "ok <user>" or "err <matches
+// ErrNotFound> <message>".
 func child() int {
 	_, c := setup(os.Getenv("ADDR"), os.Getenv("PREFIX"))
 	defer c.Close()
 	id, _ := strconv.ParseInt(os.Getenv("ID"), 10, 64)
 	start, _ := strconv.ParseInt(os.Getenv("START"), 10, 64)
 	time.Sleep(time.Until(time.UnixMilli(start))) // all processes start together
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for range 5 {
 		wg.Go(func() {
-			u, err := LoadUser(context.Background(), id)
+			u, err := LoadUser(ctx, id)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -82,14 +85,21 @@ func child() int {
 	return 0
 }
 
+// runChildren runs n children (see child) and returns the lines they
+// printed. A child still running after two minutes is killed, failing the
+// test.
 func runChildren(t *testing.T, prefix string, id int64, n int) []string {
 	t.Helper()
+	const limit = 2 * time.Minute
+	ctx, cancel := context.WithTimeout(t.Context(), limit)
+	defer cancel()
 	start := time.Now().Add(500 * time.Millisecond).UnixMilli()
 	var lines []string
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for range n {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+		cmd.WaitDelay = 10 * time.Second // for the output, once the child is killed
 		cmd.Env = append(os.Environ(), "USERS_CHILD=1", "ADDR="+srv.Addr(), "PREFIX="+prefix,
 			"ID="+strconv.FormatInt(id, 10), "START="+strconv.FormatInt(start, 10))
 		out, _ := cmd.StdoutPipe()
@@ -104,12 +114,14 @@ func runChildren(t *testing.T, prefix string, id int64, n int) []string {
 				lines = append(lines, sc.Text())
 				mu.Unlock()
 			}
-			if err := cmd.Wait(); err != nil {
+			if err := cmd.Wait(); ctx.Err() != nil {
+				t.Errorf("timed out after %v waiting for a child to print its lines and exit", limit)
+			} else if err != nil {
 				t.Errorf("child: %v", err)
 			}
 		})
 	}
-	wg.Wait()
+	waitGroup(t, &wg, limit+time.Minute, "the children's lines")
 	return lines
 }
 
@@ -159,17 +171,17 @@ func TestReindex_excludesOthers(t *testing.T) {
 		}
 		tokens = append(tokens, tok)
 		close(started)
-		<-finish
+		recvGo(t, finish, time.Minute, "the test to let the reindex finish")
 		return nil
 	}
-	done := make(chan error)
+	done := make(chan error, 1)
 	go func() { done <- Reindex(t.Context(), "s1") }()
-	<-started
+	recv(t, started, 10*time.Second, "the first Reindex to start")
 	if err := Reindex(t.Context(), "s1"); !errors.Is(err, dlockrt.ErrNotAcquired) {
 		t.Fatalf("Reindex while another runs = %v; want ErrNotAcquired", err)
 	}
 	close(finish)
-	if err := <-done; err != nil {
+	if err := recv(t, done, 10*time.Second, "the first Reindex to return"); err != nil {
 		t.Fatalf("Reindex = %v", err)
 	}
 	if len(tokens) != 1 || tokens[0] <= 0 {
@@ -201,7 +213,7 @@ func TestExport_limitsConcurrency(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	waitGroup(t, &wg, 30*time.Second, "the ten Exports")
 	if p := peak.Load(); p != 2 {
 		t.Fatalf("peak concurrency = %d; want 2 (the limit, reached)", p)
 	}
@@ -273,4 +285,54 @@ func TestLoadGone_wrappedSentinelKeepsItsIdentity(t *testing.T) {
 	if !errors.Is(err, ErrGone) || !errors.As(err, &re) || re.Message != "find 1: users: gone" {
 		t.Fatalf("LoadGone = %v; want a RemoteError matching ErrGone", err)
 	}
+}
+
+// The tests' waits are bounded: a receive or a WaitGroup that takes
+// longer than its bound (several times what it normally takes) fails the
+// test, naming what it awaited.
+
+// recv returns what ch delivers within d. When d passes first, it fails
+// the test, naming what it awaited. Only the test's goroutine may call it.
+func recv[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timer.C:
+	}
+	t.Fatalf("timed out after %v waiting for %s", d, what)
+	var zero T
+	return zero
+}
+
+// recvGo is recv for the goroutines a test starts, which must not call
+// t.Fatalf: when d passes first, it reports the timeout with t.Errorf;
+// when the test ends first (its Context is done), it reports nothing.
+// Either way it returns ok false.
+func recvGo[T any](t testing.TB, ch <-chan T, d time.Duration, what string) (v T, ok bool) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case v = <-ch:
+		return v, true
+	case <-t.Context().Done():
+	case <-timer.C:
+		t.Errorf("timed out after %v waiting for %s", d, what)
+	}
+	return v, false
+}
+
+// waitGroup waits for wg within d. When d passes first, it fails the test,
+// naming what it awaited, and leaves the goroutines running. Only the
+// test's goroutine may call it.
+func waitGroup(t testing.TB, wg *sync.WaitGroup, d time.Duration, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	recv(t, done, d, what)
 }

@@ -269,3 +269,19 @@ func TestGenerate_neverOverwritesAHandWrittenFile(t *testing.T) {
 		t.Fatal("the hand-written file changed")
 	}
 }
+
+// P17: one package's mistake means no file at all, for any package: the
+// result of a run with diagnostics carries none to write.
+func TestGenerate_diagnosticsMeanNoFiles(t *testing.T) {
+	dir := gentest.Module(t, map[string]string{
+		"good/good.go": "package good\n\nimport \"context\"\n\n//dlock:once\nfunc job(ctx context.Context) error { return nil }\n",
+		"bad/bad.go":   "package bad\n\nimport \"context\"\n\n//dlock:once ttl=soon\nfunc job(ctx context.Context) error { return nil }\n",
+	})
+	res, err := Generate(Config{Dir: dir, Patterns: []string{"./..."}, Env: gentest.Env()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Diagnostics) == 0 || len(res.Files) != 0 {
+		t.Fatalf("diagnostics %v, %d files; want the bad package's diagnostic and no file", res.Diagnostics, len(res.Files))
+	}
+}

@@ -105,7 +105,11 @@ func TestSemaphore_lostRepliesLeaveNothingHeldByNobody(t *testing.T) {
 			other := newClient(t, newRedis(t), nil)
 			k := key(t, "s")
 			d.Arm(scriptSemAcquire.Hash())
-			p, err := c.Semaphore(k, 1).Acquire(t.Context(), WithTTL(time.Minute))
+			// Bounded well within the permit's minute: a retry that did not
+			// find its own grant would wait for it to lapse.
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			p, err := c.Semaphore(k, 1).Acquire(ctx, WithTTL(time.Minute))
 			dropped(t, d)
 			if retries {
 				if err != nil {
@@ -176,5 +180,63 @@ func TestLock_oneWayPartitions(t *testing.T) {
 			p.Restore()
 			waitFree(t, direct, []string{k}, 2*time.Second)
 		})
+	}
+}
+
+// P19 for fanout: a join whose reply is lost after the server ran it is
+// retried by go-redis and finds its own generation leading: it leads at
+// once, rather than waiting out its own lease (10s) as if another led.
+func TestFanout_lostJoinReplyStillLeads(t *testing.T) {
+	c, d := lossyClient(t, true)
+	d.Arm(scriptFanoutJoin.Hash())
+	var v []byte
+	var err error
+	took := elapsed(func() {
+		v, err = c.Fanout(t.Context(), key(t, "k"), func(context.Context) ([]byte, error) { return []byte("v"), nil })
+	})
+	dropped(t, d)
+	if err != nil || string(v) != "v" || took > 2*time.Second {
+		t.Fatalf("Fanout with its join's reply lost = %q, %v after %v; want \"v\" at once", v, err, took)
+	}
+}
+
+// P19 with a slow client timeout: a caller that leaves (its context ends)
+// before the reply to its acquire, whose connection then says nothing more
+// (the reply was lost, the connection never closed), leaves the key free
+// within OpTimeout, not when the Redis client's 10s read timeout passes.
+func TestLock_callerLeavingBeforeALostReplyLeavesNothingHeld(t *testing.T) {
+	d := redistest.NewReplyDropper()
+	rdb := redis.NewClient(&redis.Options{Addr: standaloneAddr(t), Dialer: d.Dial, MaxRetries: -1, ReadTimeout: 10 * time.Second})
+	t.Cleanup(func() { rdb.Close() })
+	c := newClient(t, rdb, &Options{OpTimeout: 500 * time.Millisecond})
+	loadScripts(t, rdb)
+	other := newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	d.ArmSilent(scriptLockAcquire.Hash())
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := c.Once(ctx, k, WithTTL(time.Minute)); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Once whose reply was lost = %v; want ErrUnavailable at its deadline", err)
+	}
+	dropped(t, d)
+	waitFree(t, other, []string{k}, 1500*time.Millisecond)
+}
+
+// P19 for Complete: a retried fanout_complete (its first reply lost) finds
+// its own outcome stored and reports success.
+func TestPush_retriedCompleteReportsSuccess(t *testing.T) {
+	c, d := lossyClient(t, true)
+	got := make(chan pushOutcome, 1)
+	job, err := c.Push(t.Context(), key(t, "k"), func(v []byte, err error) { got <- pushOutcome{v, err} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Arm(scriptFanoutComplete.Hash())
+	if err := job.Complete(t.Context(), []byte("v"), nil); err != nil {
+		t.Fatalf("Complete with its first reply lost = %v; want nil", err)
+	}
+	dropped(t, d)
+	if o := recv(t, got, 10*time.Second, "the leader's onDone"); o.err != nil || string(o.b) != "v" {
+		t.Fatalf("onDone = %q, %v; want \"v\"", o.b, o.err)
 	}
 }

@@ -2,7 +2,9 @@ package dlockrt
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -319,4 +321,31 @@ func TestCluster_Semaphore_wokenAcrossMoveAndFailover(t *testing.T) {
 		})
 	}
 	assertNoClassicPublish(t, cl)
+}
+
+// P11 on a Cluster, where each key of a multi-lock is taken by a script of
+// its own: when a later key is held by another, the keys taken before it
+// are given back at once, not left held until their lease ends.
+func TestCluster_Multi_heldKeyFailsAndHoldsNothing(t *testing.T) {
+	cl := sharedCluster(t)
+	a, b := newClient(t, cl.Client(), nil), newClient(t, cl.Client(), nil)
+	// Two keys of different slots, first and second in the canonical order.
+	first, second := key(t, "x0"), ""
+	for i := 1; second == "" || slot.Of(mustTag(t, a, second)) <= slot.Of(mustTag(t, a, first)); i++ {
+		second = key(t, "x"+strconv.Itoa(i))
+	}
+	hold, err := b.Once(t.Context(), second, WithTTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Release(bg())
+	var me *MultiLockError
+	if _, err := a.MultiWith(t.Context(), []string{first, second}, WithTTL(time.Minute)); !errors.As(err, &me) || len(me.Keys) != 1 || me.Keys[0] != second {
+		t.Fatalf("Multi with its second key held = %v; want a MultiLockError naming %q", err, second)
+	}
+	if l, err := b.Once(t.Context(), first); err != nil {
+		t.Fatalf("the first key after the failed Multi = %v; want it free (given back)", err)
+	} else {
+		l.Release(bg())
+	}
 }

@@ -14,8 +14,9 @@ import (
 )
 
 // P26: keys no longer used leave nothing lasting in Redis: after 10^4
-// cycles on distinct keys, every key left expires within FenceTTL (locks)
-// or ResultTTL (fanouts), and none is held.
+// cycles on distinct keys, every key left expires within FenceTTL (locks),
+// ResultTTL (fanouts) or twice the longest lease (semaphores), and none is
+// held.
 func TestKeys_distinctKeyCyclesLeaveNothingLasting(t *testing.T) {
 	rdb := newRedis(t)
 	prefix := "pile-" + runID + strconv.Itoa(int(keySeq.Add(1)))
@@ -35,6 +36,13 @@ func TestKeys_distinctKeyCyclesLeaveNothingLasting(t *testing.T) {
 		}
 		if i%10 == 0 {
 			if _, err := c.Fanout(t.Context(), k, func(context.Context) ([]byte, error) { return nil, nil }); err != nil {
+				t.Fatal(err)
+			}
+			p, err := c.Semaphore(k, 2).Acquire(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Release(t.Context()); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -224,5 +232,26 @@ func TestFanout_panickingJobIsAnErrorForEveryCaller(t *testing.T) {
 		if err := recv(t, errs, 30*time.Second, "the callers of the panicking job"); err == nil || !strings.Contains(err.Error(), "panicked: boom") {
 			t.Fatalf("caller of a panicking job = %v; want its panic as an error", err)
 		}
+	}
+}
+
+// P23 for the runtime's keys: distinct user keys never share a lock, even
+// when one spells another's escaped form (braces and '%' are escaped in
+// the hash tag).
+func TestKeys_distinctKeysNeverShareALock(t *testing.T) {
+	c := newClient(t, newRedis(t), nil)
+	base := key(t, "")
+	var held []*Lock
+	defer func() {
+		for _, l := range held {
+			l.Release(bg())
+		}
+	}()
+	for _, k := range []string{"a{", "a%7B", "a}", "a%7D", "a%", "a%25", "{a}", "%7Ba%7D", "a%257B"} {
+		l, err := c.Once(t.Context(), base+k)
+		if err != nil {
+			t.Fatalf("Once(%q) with the other keys held = %v; want its own lock", base+k, err)
+		}
+		held = append(held, l)
 	}
 }

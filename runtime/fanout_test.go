@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,7 +30,7 @@ type pushOutcome struct {
 
 // Port of the Node package's push test: one leader runs the job, every
 // caller's onDone gets its result, the other nine get ErrNotAcquired.
-func TestClient_Push_tenClientsOneRun(t *testing.T) {
+func TestPush_tenClientsOneRun(t *testing.T) {
 	k := key(t, "k")
 	outcomes := make(chan pushOutcome, 10)
 	var jobs []*Job
@@ -60,7 +61,7 @@ func TestClient_Push_tenClientsOneRun(t *testing.T) {
 }
 
 // Port: three keys over ten clients (4/3/3) run three times.
-func TestClient_Fanout_threeKeysThreeRuns(t *testing.T) {
+func TestFanout_threeKeysThreeRuns(t *testing.T) {
 	var runs atomic.Int32
 	var wg sync.WaitGroup
 	release := make(chan struct{})
@@ -91,7 +92,7 @@ func TestClient_Fanout_threeKeysThreeRuns(t *testing.T) {
 
 // Port: no completion, so every caller gets the timeout error after the
 // timeout.
-func TestClient_Push_noCompletionTimesOut(t *testing.T) {
+func TestPush_noCompletionTimesOut(t *testing.T) {
 	k := key(t, "k")
 	outcomes := make(chan pushOutcome, 10)
 	start := time.Now()
@@ -116,7 +117,7 @@ func TestClient_Push_noCompletionTimesOut(t *testing.T) {
 var errJob = errors.New("job failed")
 
 // Port: the job fails, so every caller gets its error with its message.
-func TestClient_Fanout_jobErrorReachesEveryone(t *testing.T) {
+func TestFanout_jobErrorReachesEveryone(t *testing.T) {
 	RegisterError("test.job_failed", errJob)
 	k := key(t, "k")
 	var wg sync.WaitGroup
@@ -150,7 +151,7 @@ func TestClient_Fanout_jobErrorReachesEveryone(t *testing.T) {
 
 // Port: fanout times out even while its lock is never acquired (a foreign
 // holder keeps the leader's key).
-func TestClient_Fanout_timesOutWhileLockNeverAcquired(t *testing.T) {
+func TestFanout_timesOutWhileLockNeverAcquired(t *testing.T) {
 	rdb := newRedis(t)
 	cs := tenClients(t, nil)
 	k := key(t, "k")
@@ -235,4 +236,119 @@ func waitFanSubscribers(t *testing.T, key string, n int64) {
 		m, err := rdb.PubSubShardNumSub(ctx, ch).Result()
 		return err == nil && m[ch] == n
 	})
+}
+
+// A caller that joins within ResultTTL after a run completed gets that
+// run's result, without running the job again (P6).
+func TestFanout_joinerAfterTheRunGetsItsResult(t *testing.T) {
+	a, b := newClient(t, newRedis(t), nil), newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	if v, err := a.Fanout(t.Context(), k, func(context.Context) ([]byte, error) { return []byte("v"), nil }); err != nil || string(v) != "v" {
+		t.Fatalf("first run = %q, %v", v, err)
+	}
+	v, err := b.Fanout(t.Context(), k, func(context.Context) ([]byte, error) { return []byte("b ran"), nil })
+	if err != nil || string(v) != "v" {
+		t.Fatalf("a caller just after the run = %q, %v; want its result \"v\"", v, err)
+	}
+}
+
+// P5: a waiter in another process hears the outcome when it is published,
+// not when the leader's 10s lease would have ended.
+func TestFanout_waitersHearTheOutcomeAtOnce(t *testing.T) {
+	a, b := newClient(t, newRedis(t), nil), newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	started, gate := make(chan struct{}), make(chan struct{})
+	go a.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
+		close(started)
+		recvGo(t, gate, time.Minute, "the waiter to subscribe")
+		return []byte("v"), nil
+	})
+	recv(t, started, 10*time.Second, "the leader's job to start")
+	type outcome struct {
+		v   []byte
+		err error
+		at  time.Time
+	}
+	got := make(chan outcome, 1)
+	go func() {
+		v, err := b.Fanout(t.Context(), k, func(context.Context) ([]byte, error) { return []byte("b ran"), nil })
+		got <- outcome{v, err, time.Now()}
+	}()
+	waitFanSubscribers(t, k, 1)
+	completed := time.Now()
+	close(gate)
+	o := recv(t, got, 15*time.Second, "the waiter's outcome")
+	if o.err != nil || string(o.v) != "v" || o.at.Sub(completed) > 2*time.Second {
+		t.Fatalf("waiter = %q, %v, %v after the completion; want \"v\" at once", o.v, o.err, o.at.Sub(completed))
+	}
+}
+
+// flightCallers counts the callers attached to c's flight of key.
+func flightCallers(c *Client, key string) int {
+	c.fmu.Lock()
+	defer c.fmu.Unlock()
+	if f := c.flights[key]; f != nil {
+		return len(f.callers)
+	}
+	return 0
+}
+
+// P9: when one of two callers waiting in a process leaves (its context
+// cancelled), the flight goes on waiting for the other.
+func TestFanout_oneWaiterLeavingLeavesTheOthersWaiting(t *testing.T) {
+	a, b := newClient(t, newRedis(t), nil), newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	started, gate := make(chan struct{}), make(chan struct{})
+	go a.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
+		close(started)
+		recvGo(t, gate, time.Minute, "the caller to leave")
+		return []byte("v"), nil
+	})
+	recv(t, started, 10*time.Second, "the leader's job to start")
+	job := func(context.Context) ([]byte, error) { return []byte("b ran"), nil }
+	leaving, leave := context.WithCancel(t.Context())
+	left, stayed := make(chan error, 1), make(chan pushOutcome, 1)
+	go func() { _, err := b.Fanout(leaving, k, job); left <- err }()
+	go func() {
+		v, err := b.Fanout(t.Context(), k, job, WithTimeout(5*time.Second))
+		stayed <- pushOutcome{v, err}
+	}()
+	waitFanSubscribers(t, k, 1)
+	redistest.WaitFor(t, 5*time.Second, "both callers to attach", func(context.Context) bool { return flightCallers(b, k) == 2 })
+	leave()
+	if err := recv(t, left, 5*time.Second, "the leaving caller"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("leaving caller = %v; want context.Canceled", err)
+	}
+	close(gate)
+	if o := recv(t, stayed, 10*time.Second, "the caller that stayed"); o.err != nil || string(o.b) != "v" {
+		t.Fatalf("caller that stayed = %q, %v; want the leader's \"v\"", o.b, o.err)
+	}
+}
+
+// A Push caller that is not the leader cannot take over when the leader
+// steps down (it has no job to run): it waits on, until its timeout, and
+// never takes the key's lead.
+func TestPush_followersCannotTakeOver(t *testing.T) {
+	rdb := newRedis(t)
+	a, b := newClient(t, newRedis(t), nil), newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	aDone := make(chan error, 1)
+	if _, err := a.Push(t.Context(), k, func(_ []byte, err error) { aDone <- err }, WithTimeout(300*time.Millisecond)); err != nil {
+		t.Fatalf("leader's Push = %v", err)
+	}
+	bDone := make(chan pushOutcome, 1)
+	if _, err := b.Push(t.Context(), k, func(v []byte, err error) { bDone <- pushOutcome{v, err} }, WithTimeout(2*time.Second)); !errors.Is(err, ErrNotAcquired) {
+		t.Fatalf("follower's Push = %v; want ErrNotAcquired", err)
+	}
+	// The leader never completes: at its timeout it steps down, and the
+	// follower hears of it and joins again.
+	if err := recv(t, aDone, 5*time.Second, "the leader's timeout"); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("leader's onDone = %v; want ErrTimeout", err)
+	}
+	if o := recv(t, bDone, 10*time.Second, "the follower's timeout"); !errors.Is(o.err, ErrTimeout) {
+		t.Fatalf("follower's onDone = %q, %v; want ErrTimeout (it cannot run the job)", o.b, o.err)
+	}
+	if v, _ := rdb.Get(bg(), fanKey(mustTag(t, a, k))).Result(); !strings.HasPrefix(v, "0 -") {
+		t.Fatalf("the key after both left = %q; want the leader's step-down, nobody leading", v)
+	}
 }

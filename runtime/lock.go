@@ -131,6 +131,9 @@ func (c *Client) Lock(ctx context.Context, key string, opts ...Option) (*Lock, e
 				wait = cfg.ttl
 			}
 		}
+		if testHookLockSleep != nil {
+			testHookLockSleep(key)
+		}
 		t := time.NewTimer(wait + time.Millisecond)
 		select {
 		case <-sub.C:
@@ -208,6 +211,10 @@ func (c *Client) dropTurnstileLocked(key string, ts *turnstile) {
 // testHookLockWait, when set by a test, runs after Lock's first failed
 // attempt and before it subscribes.
 var testHookLockWait func(key string)
+
+// testHookLockSleep, when set by a test, runs each time a subscribed Lock
+// waiter goes to sleep until a release, its timer or its context.
+var testHookLockSleep func(key string)
 
 // notAcquiredBy reports that waiting ended because ctx did; other errors
 // pass through.

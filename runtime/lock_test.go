@@ -12,7 +12,7 @@ import (
 	"github.com/dlock-go/dlock/internal/redistest"
 )
 
-func TestClient_Once_tenClientsOneWinner(t *testing.T) {
+func TestLock_Once_tenClientsOneWinner(t *testing.T) {
 	k := key(t, "once")
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -130,12 +130,21 @@ func TestLock_Token_neverGoesBackAfterCounterExpiry(t *testing.T) {
 	k := key(t, "k")
 	last := int64(0)
 	for i := range 5 {
+		now, err := rdb.Time(t.Context()).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
 		l, err := c.Once(t.Context(), k)
 		if err != nil {
 			t.Fatalf("Once = %v", err)
 		}
 		if l.Token() <= last {
 			t.Fatalf("round %d: Token = %d; want > %d", i, l.Token(), last)
+		}
+		// A token is at least the server's clock in microseconds at its
+		// grant: so it outgrows every token of a key that expired.
+		if l.Token() < now.UnixMicro() {
+			t.Fatalf("round %d: Token = %d; want at least the server's clock in µs before the grant, %d", i, l.Token(), now.UnixMicro())
 		}
 		last = l.Token()
 		l.Release(t.Context())
@@ -149,8 +158,10 @@ func TestLock_Token_neverGoesBackAfterCounterExpiry(t *testing.T) {
 	}
 }
 
-// Lock is woken by the release, not by the holder's lease (10 s) running out.
-func TestClient_Lock_wokenByRelease(t *testing.T) {
+// Lock is woken by the release, not by the holder's lease (10 s) running
+// out: the waiter is asleep (subscribed, and it tried again) when the
+// holder releases.
+func TestLock_wokenByRelease(t *testing.T) {
 	c1 := newClient(t, newRedis(t), nil)
 	c2 := newClient(t, newRedis(t), nil)
 	k := key(t, "k")
@@ -158,9 +169,16 @@ func TestClient_Lock_wokenByRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waiting := make(chan struct{})
-	testHookLockWait = func(string) { close(waiting) }
-	t.Cleanup(func() { testHookLockWait = nil })
+	asleep := make(chan struct{}, 1)
+	testHookLockSleep = func(key string) {
+		if key == k {
+			select {
+			case asleep <- struct{}{}:
+			default:
+			}
+		}
+	}
+	t.Cleanup(func() { testHookLockSleep = nil })
 	got := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
@@ -171,16 +189,42 @@ func TestClient_Lock_wokenByRelease(t *testing.T) {
 		}
 		got <- err
 	}()
-	recv(t, waiting, 10*time.Second, "the waiter to wait")
+	recv(t, asleep, 10*time.Second, "the waiter to sleep")
 	l1.Release(t.Context())
-	if err := recv(t, got, 10*time.Second, "the waiter's Lock after the release"); err != nil {
+	if err := recv(t, got, 10*time.Second, "the waiter"); err != nil {
 		t.Fatalf("Lock after release = %v; want nil well before the 10s lease", err)
+	}
+}
+
+// P1: an Extend by a holder whose key was lost and taken by another (its
+// own lease still running locally) is refused and leaves the new holder's
+// lease as it was.
+func TestLock_Extend_afterTakeoverIsNotHeld(t *testing.T) {
+	rdb := newRedis(t)
+	a, b := newClient(t, newRedis(t), nil), newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	la, err := a.Once(t.Context(), k, WithTTL(time.Minute), WithWatchdog(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk := lockKey(mustTag(t, a, k))
+	rdb.Del(bg(), lk) // lost, as in a failover that lost the write
+	lb, err := b.Once(t.Context(), k, WithTTL(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Release(bg())
+	if err := la.Extend(t.Context(), time.Hour); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("Extend of a taken lock = %v; want ErrNotHeld", err)
+	}
+	if pttl, _ := rdb.PTTL(bg(), lk).Result(); pttl <= 0 || pttl > 2*time.Second {
+		t.Fatalf("the new holder's lease after the old one's Extend = %v; want its own 2s", pttl)
 	}
 }
 
 // P5: a release that lands between the waiter's failed try and its
 // subscription is not missed.
-func TestClient_Lock_releaseBetweenTryAndSubscribe(t *testing.T) {
+func TestLock_releaseBetweenTryAndSubscribe(t *testing.T) {
 	c1 := newClient(t, newRedis(t), nil)
 	c2 := newClient(t, newRedis(t), nil)
 	k := key(t, "k")
@@ -202,7 +246,7 @@ func TestClient_Lock_releaseBetweenTryAndSubscribe(t *testing.T) {
 // P5: the subscription connection is killed while a waiter waits; the
 // release still reaches it (after resubscribe and re-check), long before
 // the holder's lease would end.
-func TestClient_Lock_pubsubConnectionKilled(t *testing.T) {
+func TestLock_pubsubConnectionKilled(t *testing.T) {
 	rdb := newRedis(t)
 	c1 := newClient(t, rdb, nil)
 	c2 := newClient(t, newRedis(t), nil)
@@ -232,5 +276,50 @@ func TestClient_Lock_pubsubConnectionKilled(t *testing.T) {
 	l1.Release(t.Context())
 	if err := recv(t, got, 20*time.Second, "the waiter's Lock after the pubsub kill and release"); err != nil {
 		t.Fatalf("Lock after pubsub kill and release = %v", err)
+	}
+}
+
+// A foreign value in a lock's key (one dlock did not write) counts as held
+// by somebody else: Once does not take or overwrite it.
+func TestLock_Once_foreignValueIsHeld(t *testing.T) {
+	rdb := newRedis(t)
+	c := newClient(t, newRedis(t), nil)
+	for _, v := range []string{"foreign", "12 someone else", ""} {
+		k := key(t, "k"+v)
+		lk := lockKey(mustTag(t, c, k))
+		if err := rdb.Set(bg(), lk, v, time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if l, err := c.Once(t.Context(), k); !errors.Is(err, ErrNotAcquired) {
+			t.Errorf("Once(%q) over the foreign value %q = %v, %v; want ErrNotAcquired", k, v, l, err)
+		}
+		if got, _ := rdb.Get(bg(), lk).Result(); got != v {
+			t.Errorf("foreign value %q became %q", v, got)
+		}
+	}
+}
+
+// P2: tokens grow even while the server's clock is behind the key's last
+// token (the clock was set back after a grant): the next token is the last
+// one plus one, never the same.
+func TestLock_Token_growsWhileTheServerClockIsBehind(t *testing.T) {
+	srv := redistest.StartFakeClockServer(t)
+	c := newClient(t, srv.Client(), nil)
+	k := key(t, "k")
+	l1, err := c.Once(t.Context(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l1.Release(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	srv.JumpClock(-10 * time.Second) // the released key keeps its token for FenceTTL
+	l2, err := c.Once(t.Context(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Release(bg())
+	if l2.Token() <= l1.Token() {
+		t.Fatalf("token after the clock went back = %d; want more than the last one, %d", l2.Token(), l1.Token())
 	}
 }

@@ -33,7 +33,7 @@ func (s *syncBuffer) String() string {
 
 // Results, job errors' payloads and garbage from the wire never reach the
 // log, even at debug level; what went wrong does.
-func TestClient_Logger_warnsWithoutResultsOrPayloads(t *testing.T) {
+func TestOptions_Logger_warnsWithoutResultsOrPayloads(t *testing.T) {
 	var buf syncBuffer
 	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	rdb := newRedis(t)

@@ -16,7 +16,7 @@ import (
 )
 
 // Port of the Node package's multi test: acquire, extend, release.
-func TestClient_Multi_acquireExtendRelease(t *testing.T) {
+func TestMultiLock_acquireExtendRelease(t *testing.T) {
 	rdb := newRedis(t)
 	c := newClient(t, rdb, nil)
 	k1, k2 := key(t, "1"), key(t, "2")
@@ -55,7 +55,7 @@ func assertNoLocks(t *testing.T, c *Client, keys ...string) {
 
 // Port: Multi over a held key fails with a MultiLockError and leaves
 // nothing held.
-func TestClient_Multi_heldKeyFailsAndHoldsNothing(t *testing.T) {
+func TestMultiLock_heldKeyFailsAndHoldsNothing(t *testing.T) {
 	c := newClient(t, newRedis(t), nil)
 	k1, k2, k3 := key(t, "1"), key(t, "2"), key(t, "3")
 	l, err := c.Once(t.Context(), k2)
@@ -75,7 +75,7 @@ func TestClient_Multi_heldKeyFailsAndHoldsNothing(t *testing.T) {
 }
 
 // Port: ten clients race Multi on the same keys; one wins.
-func TestClient_Multi_tenClientsOneWinner(t *testing.T) {
+func TestMultiLock_tenClientsOneWinner(t *testing.T) {
 	keys := []string{key(t, "5"), key(t, "6"), key(t, "7")}
 	var wins, lost atomic.Int32
 	var wg sync.WaitGroup
@@ -121,7 +121,7 @@ func TestMultiLock_Extend_partialFailureReleasesRest(t *testing.T) {
 
 // P11: contenders on random overlapping key sets always make progress and
 // never leave a partial hold at rest.
-func TestClient_Multi_overlappingContendersProgress(t *testing.T) {
+func TestMultiLock_overlappingContendersProgress(t *testing.T) {
 	testMultiContention(t, newRedis(t), 8, 2*time.Second)
 }
 

@@ -3,6 +3,7 @@ package dlockrt
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -215,5 +216,176 @@ func TestPush_extendFindingTheLeaseTakenStepsDown(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("the local caller is stranded after its leader stepped down")
+	}
+}
+
+// P18: a job's error reaches the callers of its run only. A caller that
+// joins after the run completed (within ResultTTL, when a result would
+// still be read back) runs the job again instead of taking the old error.
+func TestFanout_errorReachesOnlyTheCallersOfItsRun(t *testing.T) {
+	a, w, b := newClient(t, newRedis(t), nil), newClient(t, newRedis(t), nil), newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	started, gate := make(chan struct{}), make(chan struct{})
+	errs := make(chan error, 2)
+	go func() {
+		_, err := a.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
+			close(started)
+			recvGo(t, gate, time.Minute, "the test to let the job fail")
+			return nil, errJob
+		})
+		errs <- err
+	}()
+	recv(t, started, 10*time.Second, "the failing job to start")
+	go func() {
+		_, err := w.Fanout(t.Context(), k, func(context.Context) ([]byte, error) { return []byte("w ran"), nil })
+		errs <- err
+	}()
+	waitFanSubscribers(t, k, 1) // w waits on the failing run
+	close(gate)
+	for range 2 {
+		var re *RemoteError
+		if err := recv(t, errs, 10*time.Second, "the run's callers"); !errors.As(err, &re) || re.Message != errJob.Error() {
+			t.Fatalf("a caller of the failing run got %v; want its error", err)
+		}
+	}
+	v, err := b.Fanout(t.Context(), k, func(context.Context) ([]byte, error) { return []byte("fresh"), nil })
+	if err != nil || string(v) != "fresh" {
+		t.Fatalf("a caller after the failed run = %q, %v; want its own run's \"fresh\"", v, err)
+	}
+}
+
+// P5 for fanout: an outcome published between a waiter's first join and
+// its subscription is not missed. The waiter joins again once subscribed
+// and finds it in the key: a result, or the error of the run it waited on.
+func TestFanout_outcomeBetweenJoinAndSubscribeReachesTheWaiter(t *testing.T) {
+	for _, failing := range []bool{false, true} {
+		t.Run(map[bool]string{false: "result", true: "error"}[failing], func(t *testing.T) {
+			a, b := newClient(t, newRedis(t), nil), newClient(t, newRedis(t), nil)
+			k := key(t, "k")
+			started, gate, returned := make(chan struct{}), make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(returned)
+				a.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
+					close(started)
+					recvGo(t, gate, time.Minute, "the waiter's first join")
+					if failing {
+						return nil, errJob
+					}
+					return []byte("v"), nil
+				})
+			}()
+			recv(t, started, 10*time.Second, "the leader's job to start")
+			testHookFanoutWait = func(key string) {
+				if key == k { // b joined, found a leading, and has not subscribed yet
+					close(gate)
+					recvGo(t, returned, 10*time.Second, "the leader's run to complete")
+				}
+			}
+			t.Cleanup(func() { testHookFanoutWait = nil })
+			var v []byte
+			var err error
+			d := elapsed(func() {
+				v, err = b.Fanout(t.Context(), k, func(context.Context) ([]byte, error) { return []byte("b ran"), nil },
+					WithTimeout(5*time.Second))
+			})
+			var re *RemoteError
+			switch {
+			case failing && (!errors.As(err, &re) || re.Message != errJob.Error()):
+				t.Fatalf("waiter = %q, %v; want the error of the run it waited on", v, err)
+			case !failing && (err != nil || string(v) != "v"):
+				t.Fatalf("waiter = %q, %v; want the leader's \"v\"", v, err)
+			case d > 2*time.Second:
+				t.Fatalf("waiter took %v; want it at once, from the key", d)
+			}
+		})
+	}
+}
+
+// P18 in Redis itself: a leader that completes after another generation
+// took its key over (its lease lost in Redis, before its watchdog
+// noticed) publishes and stores nothing; fanout_complete checks the
+// generation, not only the Go side.
+func TestFanout_completeAfterATakeoverPublishesNothing(t *testing.T) {
+	rdb := newRedis(t)
+	a := newClient(t, newRedis(t), nil) // a 10s lease: no renewal for 3s
+	k := key(t, "k")
+	job, err := a.Push(t.Context(), k, func([]byte, error) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := mustTag(t, a, k)
+	if err := rdb.Set(bg(), fanKey(tag), "0 another-generation", 10*time.Second).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ps := rdb.SSubscribe(bg(), fanChannel(tag))
+	defer ps.Close()
+	if _, err := ps.Receive(t.Context()); err != nil { // the confirmation
+		t.Fatal(err)
+	}
+	if err := job.Complete(t.Context(), []byte("late"), nil); !errors.Is(err, ErrLost) {
+		t.Fatalf("Complete after a takeover = %v; want ErrLost", err)
+	}
+	if v, _ := rdb.Get(bg(), fanKey(tag)).Result(); v != "0 another-generation" {
+		t.Fatalf("the key after the loser's Complete = %q; want the new generation's", v)
+	}
+	rdb.SPublish(bg(), fanChannel(tag), "marker")
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if m, err := ps.ReceiveMessage(ctx); err != nil || m.Payload != "marker" {
+		t.Fatalf("first message after the loser's Complete = %v, %v; want only the marker published after it", m, err)
+	}
+}
+
+// A job error that wraps a registered error matches it in every process.
+func TestFanout_wrappedRegisteredErrorMatchesRemotely(t *testing.T) {
+	RegisterError("test.job_failed", errJob)
+	a, b := newClient(t, newRedis(t), nil), newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	started, gate := make(chan struct{}), make(chan struct{})
+	go a.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
+		close(started)
+		recvGo(t, gate, time.Minute, "the waiter to join")
+		return nil, fmt.Errorf("loading user 7: %w", errJob)
+	})
+	recv(t, started, 10*time.Second, "the job to start")
+	got := make(chan error, 1)
+	go func() {
+		_, err := b.Fanout(t.Context(), k, func(context.Context) ([]byte, error) { return nil, nil })
+		got <- err
+	}()
+	waitFanSubscribers(t, k, 1)
+	close(gate)
+	if err := recv(t, got, 10*time.Second, "the waiter's outcome"); !errors.Is(err, errJob) {
+		t.Fatalf("remote caller = %v; want it to match the registered error the job's error wraps", err)
+	}
+}
+
+// P18: a waiter takes only the outcome of the generation it waits on: a
+// well-formed envelope of another generation (forged, or from a run that
+// no longer leads) published on the key's channel is not taken.
+func TestFanout_envelopeOfAnotherGenerationIsNotTaken(t *testing.T) {
+	rdb := newRedis(t)
+	a, b := newClient(t, newRedis(t), nil), newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	started, gate := make(chan struct{}), make(chan struct{})
+	go a.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
+		close(started)
+		recvGo(t, gate, time.Minute, "the forged envelope")
+		return []byte("real"), nil
+	})
+	recv(t, started, 10*time.Second, "the leader's job to start")
+	got := make(chan pushOutcome, 1)
+	go func() {
+		v, err := b.Fanout(t.Context(), k, func(context.Context) ([]byte, error) { return []byte("b ran"), nil })
+		got <- pushOutcome{v, err}
+	}()
+	waitFanSubscribers(t, k, 1)
+	forged := envelope{gen: "another-generation", status: statusOK, payload: []byte("forged")}.encode()
+	if err := rdb.SPublish(bg(), fanChannel(mustTag(t, a, k)), forged).Err(); err != nil {
+		t.Fatal(err)
+	}
+	close(gate) // the real outcome is published after the forged one
+	if o := recv(t, got, 10*time.Second, "the waiter"); o.err != nil || string(o.b) != "real" {
+		t.Fatalf("waiter = %q, %v; want its leader's \"real\", not another generation's", o.b, o.err)
 	}
 }

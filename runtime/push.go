@@ -482,6 +482,9 @@ func (f *flight) begin() {
 // re-established. It leads when a join finds neither a leader nor a result
 // and a local caller brought the job.
 func (f *flight) wait(leader string) {
+	if testHookFanoutWait != nil {
+		testHookFanoutWait(f.key)
+	}
 	sub, err := f.c.mux.subscribe(f.ctx, fanChannel(f.tag))
 	if err != nil {
 		if f.ctx.Err() == nil {
@@ -562,6 +565,10 @@ func (f *flight) wait(leader string) {
 		t.Reset(next + time.Millisecond)
 	}
 }
+
+// testHookFanoutWait, when set by a test, runs when a flight begins to
+// wait for another generation, before it subscribes.
+var testHookFanoutWait func(key string)
 
 // lead starts generation gen's lease (with the watchdog) and returns its
 // Job; its context ends at the timeout or when the lease is lost, and then

@@ -19,7 +19,7 @@ import (
 // P15 for lock waiters: every contended key costs a subscription only while
 // somebody waits on it; afterwards the client holds no channel, the server
 // lists none, and no goroutine is left.
-func TestClient_Lock_subscriptionsReturnToZero(t *testing.T) {
+func TestLock_subscriptionsReturnToZero(t *testing.T) {
 	rdb := newRedis(t)
 	prefix := "p15-" + strconv.Itoa(int(time.Now().UnixNano()%1e9))
 	holder, err := New(rdb, &Options{Prefix: prefix})
@@ -184,7 +184,7 @@ func TestSoak_heapFlat(t *testing.T) {
 // Close in the middle of traffic — locks, waits, fanouts and semaphore
 // waiters — ends every call (ErrClosed for the calls that begin after it),
 // releases what was held, and leaves no goroutine behind.
-func TestClient_Close_duringTraffic(t *testing.T) {
+func TestClose_duringTraffic(t *testing.T) {
 	rdb := newRedis(t)
 	c, err := New(rdb, &Options{Prefix: "close-" + runID})
 	if err != nil {
@@ -244,12 +244,12 @@ func TestClient_Close_duringTraffic(t *testing.T) {
 		return ops.Load() > 200 && c.mux.numChannels() >= 2
 	})
 	c.Close()
-	waitGroup(t, &wg, 30*time.Second, "the traffic to end with ErrClosed")
-	for range 2 {
-		if err := recv(t, blocked, 10*time.Second, "the blocked waiters to return"); !errors.Is(err, ErrClosed) {
+	for range 2 { // at once, not when their wait would have ended anyway
+		if err := recv(t, blocked, 2*time.Second, "the blocked waiters to return"); !errors.Is(err, ErrClosed) {
 			t.Errorf("a waiter blocked at Close got %v; want ErrClosed", err)
 		}
 	}
+	waitGroup(t, &wg, 30*time.Second, "the traffic to end with ErrClosed")
 	if n, err := semQueued(t.Context(), rdb, other.Semaphore("held", 1)); err != nil || n != 0 {
 		t.Errorf("semaphore queue after Close: %d waiters, %v; want none (the closed client's waiter left)", n, err)
 	}

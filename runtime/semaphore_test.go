@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -210,4 +211,260 @@ func semQueued(ctx context.Context, rdb redis.Cmdable, s *Semaphore) (int64, err
 // that were not purged yet included.
 func semHolders(ctx context.Context, rdb redis.Cmdable, s *Semaphore) (int64, error) {
 	return rdb.ZCount(ctx, s.rkey, "(0", "(1e13").Result()
+}
+
+// queuedHook makes testHookSemQueued tell the test, on queued, each time a
+// waiter of key k queues; it is unset when the test ends.
+func queuedHook(t *testing.T, k string) <-chan struct{} {
+	queued := make(chan struct{}, 16)
+	testHookSemQueued = func(key string) {
+		if key == k {
+			sendGo(t, queued, struct{}{}, 10*time.Second, "the test to see a waiter queue")
+		}
+	}
+	t.Cleanup(func() { testHookSemQueued = nil })
+	return queued
+}
+
+// queuedEvents is an Observer that hands on every Queued event: a waiter
+// found no permit. A waiter's second one comes after it subscribed and
+// looked again, just before it sleeps.
+type queuedEvents struct {
+	BaseObserver
+	ch chan struct{}
+}
+
+func newQueuedEvents() *queuedEvents { return &queuedEvents{ch: make(chan struct{}, 64)} }
+
+func (q *queuedEvents) Queued(context.Context, string, int) {
+	select {
+	case q.ch <- struct{}{}:
+	default:
+	}
+}
+
+// asleep waits until the waiter observed by q sleeps in the queue.
+func (q *queuedEvents) asleep(t *testing.T) {
+	t.Helper()
+	for range 2 {
+		recv(t, q.ch, 10*time.Second, "the waiter to queue, subscribe and look again")
+	}
+}
+
+// P10: a waiter that died in the queue (its process cut off: it no longer
+// renews its place) does not block the line: the waiter behind it gets the
+// permit once the dead one's place lapses.
+func TestSemaphore_deadWaiterLeavesTheQueue(t *testing.T) {
+	p := redistest.StartProxy(t, standaloneAddr(t))
+	dead := newClient(t, redisAt(t, p.Addr()), nil)
+	h, w := newClient(t, newRedis(t), nil), newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	held, err := h.Semaphore(k, 1).Acquire(t.Context(), WithTTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued := queuedHook(t, k)
+	dctx, dcancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer dcancel()
+	go dead.Semaphore(k, 1).Acquire(dctx)
+	recv(t, queued, 10*time.Second, "the doomed waiter to queue")
+	p.Cut() // it dies at the head of the line
+	defer p.Restore()
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+		defer cancel()
+		pw, err := w.Semaphore(k, 1).Acquire(ctx)
+		if err == nil {
+			pw.Release(bg())
+		}
+		got <- err
+	}()
+	recv(t, queued, 10*time.Second, "the live waiter to queue")
+	held.Release(t.Context())
+	var werr error
+	d := elapsed(func() { werr = recv(t, got, 20*time.Second, "the live waiter") })
+	if werr != nil || d > waiterLease+2*time.Second {
+		t.Fatalf("live waiter behind a dead one = %v after %v; want the permit once the dead one's %v place lapses", werr, d, waiterLease)
+	}
+}
+
+// P10: TryAcquire never overtakes a queued waiter: a permit freed while
+// somebody waits is theirs.
+func TestSemaphore_TryAcquire_neverOvertakesAQueuedWaiter(t *testing.T) {
+	events := newQueuedEvents()
+	h, w, x := newClient(t, newRedis(t), nil), newClient(t, newRedis(t), &Options{Observer: events}), newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	held, err := h.Semaphore(k, 1).Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	woken, proceed := make(chan struct{}, 1), make(chan struct{})
+	var releasedOnce atomic.Bool
+	testHookSemWoken = func(key string, _ bool) {
+		if key == k && releasedOnce.Load() && sendGo(t, woken, struct{}{}, 10*time.Second, "the test to see the waiter woken") {
+			recvGo(t, proceed, 10*time.Second, "the test's TryAcquire")
+		}
+	}
+	t.Cleanup(func() { testHookSemWoken = nil })
+	got := make(chan error, 1)
+	go func() {
+		p, err := w.Semaphore(k, 1).Acquire(t.Context())
+		if err == nil {
+			p.Release(bg())
+		}
+		got <- err
+	}()
+	events.asleep(t)
+	releasedOnce.Store(true)
+	held.Release(t.Context())
+	recv(t, woken, 10*time.Second, "the waiter to be woken by the release")
+	if p, err := x.Semaphore(k, 1).TryAcquire(t.Context()); !errors.Is(err, ErrNotAcquired) {
+		if p != nil {
+			p.Release(bg())
+		}
+		t.Fatalf("TryAcquire with a waiter queued for the free permit = %v; want ErrNotAcquired", err)
+	}
+	close(proceed)
+	if err := recv(t, got, 10*time.Second, "the waiter"); err != nil {
+		t.Fatalf("the queued waiter = %v; want the permit", err)
+	}
+}
+
+// The scripts, not only the local lease, refuse a permit whose lease ended
+// on the server (before anything purged it): sem_extend does not revive
+// it, and sem_release does not report it released.
+func TestSemaphore_scriptsRefuseAPermitWhoseLeaseEnded(t *testing.T) {
+	rdb := newRedis(t)
+	c := newClient(t, newRedis(t), nil)
+	s := c.Semaphore(key(t, "k"), 1)
+	p, err := s.Acquire(t.Context(), WithTTL(200*time.Millisecond), WithWatchdog(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitFor(t, 5*time.Second, "the permit's lease to end on the server", func(ctx context.Context) bool {
+		deadline, err := rdb.ZScore(ctx, s.rkey, "h"+p.id).Result()
+		now, terr := rdb.Time(ctx).Result()
+		return err == nil && terr == nil && float64(now.UnixMilli()) > deadline
+	})
+	if ok, err := p.extend(t.Context(), time.Minute); ok || err != nil {
+		t.Fatalf("sem_extend of a permit whose lease ended = %v, %v; want false", ok, err)
+	}
+	if ok, err := s.release(t.Context(), p.id, ""); ok || err != nil {
+		t.Fatalf("sem_release of a permit whose lease ended = %v, %v; want false", ok, err)
+	}
+}
+
+// P4 for permits: the watchdog keeps a permit held for as long as its
+// holder wants, its renewals keeping the semaphore's key alive too (here
+// the key's own TTL was about to end).
+func TestPermit_watchdogKeepsALongHold(t *testing.T) {
+	rdb := newRedis(t)
+	c := newClient(t, newRedis(t), nil)
+	s := c.Semaphore(key(t, "k"), 1)
+	ttl := 300 * time.Millisecond
+	p, err := s.Acquire(t.Context(), WithTTL(ttl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb.PExpire(bg(), s.rkey, 2*ttl+100*time.Millisecond) // as if the key had idled
+	hold := time.NewTimer(5 * ttl)
+	defer hold.Stop()
+	select {
+	case <-hold.C:
+	case <-p.Done():
+		t.Fatalf("permit lost while held with the watchdog: %v", p.Err())
+	}
+	if err := p.Release(t.Context()); err != nil {
+		t.Fatalf("Release after a long hold = %v", err)
+	}
+}
+
+// P5 for semaphores: a queued waiter is woken by the release's message, not
+// by its own timer.
+func TestSemaphore_wokenByRelease(t *testing.T) {
+	events := newQueuedEvents()
+	h, w := newClient(t, newRedis(t), nil), newClient(t, newRedis(t), &Options{Observer: events})
+	k := key(t, "k")
+	held, err := h.Semaphore(k, 1).Acquire(t.Context(), WithTTL(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var released atomic.Bool
+	wakes := make(chan bool, 16)
+	testHookSemWoken = func(key string, byMessage bool) {
+		if key == k && released.Load() {
+			select {
+			case wakes <- byMessage:
+			default:
+			}
+		}
+	}
+	t.Cleanup(func() { testHookSemWoken = nil })
+	got := make(chan error, 1)
+	go func() {
+		p, err := w.Semaphore(k, 1).Acquire(t.Context())
+		if err == nil {
+			p.Release(bg())
+		}
+		got <- err
+	}()
+	events.asleep(t)
+	released.Store(true)
+	held.Release(t.Context())
+	if byMessage := recv(t, wakes, 10*time.Second, "the waiter to wake"); !byMessage {
+		t.Fatal("the waiter woke by its timer; want the release's message")
+	}
+	if err := recv(t, got, 10*time.Second, "the waiter"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// P10, arrival order: a newcomer that finds a permit free while somebody
+// queued before it is woken for that permit queues behind them; it does
+// not take the permit first.
+func TestSemaphore_Acquire_newcomerQueuesBehindAWaiter(t *testing.T) {
+	events, newcomer := newQueuedEvents(), newQueuedEvents()
+	h, w, n := newClient(t, newRedis(t), nil), newClient(t, newRedis(t), &Options{Observer: events}), newClient(t, newRedis(t), &Options{Observer: newcomer})
+	k := key(t, "k")
+	held, err := h.Semaphore(k, 1).Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	woken, proceed := make(chan struct{}, 1), make(chan struct{})
+	var released atomic.Bool
+	testHookSemWoken = func(key string, _ bool) {
+		if key == k && released.Load() && sendGo(t, woken, struct{}{}, 10*time.Second, "the test to see the waiter woken") {
+			recvGo(t, proceed, 10*time.Second, "the newcomer to queue")
+		}
+	}
+	t.Cleanup(func() { testHookSemWoken = nil })
+	order := make(chan string, 2)
+	acquire := func(c *Client, who string) {
+		p, err := c.Semaphore(k, 1).Acquire(t.Context())
+		if err != nil {
+			t.Errorf("%s: Acquire = %v", who, err)
+			order <- who + " failed"
+			return
+		}
+		order <- who
+		p.Release(bg())
+	}
+	go acquire(w, "the waiter")
+	events.asleep(t)
+	released.Store(true)
+	held.Release(t.Context())
+	recv(t, woken, 10*time.Second, "the waiter to be woken by the release")
+	go acquire(n, "the newcomer")
+	select {
+	case <-newcomer.ch: // it queued
+	case who := <-order:
+		t.Fatalf("%s took the permit freed for the waiter queued before it", who)
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out after 10s waiting for the newcomer to queue")
+	}
+	close(proceed)
+	if first, second := recv(t, order, 10*time.Second, "the first grant"), recv(t, order, 10*time.Second, "the second grant"); first != "the waiter" || second != "the newcomer" {
+		t.Fatalf("grants in the order %q, %q; want the waiter, then the newcomer", first, second)
+	}
 }

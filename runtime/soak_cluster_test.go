@@ -34,5 +34,5 @@ func TestSoak_clusterFaults(t *testing.T) {
 			finish()
 		}},
 	}
-	runSoak(t, "Cluster", soakDuration(t), []string{"CLUSTER=" + strings.Join(cl.Addrs(), ",")}, faults)
+	runSoak(t, "Cluster", soakDuration(t), []string{"CLUSTER=" + strings.Join(cl.Addrs(), ",")}, cl.Client(), faults)
 }

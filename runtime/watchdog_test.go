@@ -228,6 +228,13 @@ func TestClient_redisDown_isUnavailableWithinContext(t *testing.T) {
 					t.Errorf("%s with Redis %s took %v; want about the 200ms context", name, tc.name, d)
 				}
 			}
+			if tc.name == "killed" {
+				// Without a deadline the call ends when go-redis gives up
+				// dialing: still ErrUnavailable, never ErrNotAcquired.
+				if _, err := c.Once(context.Background(), "k"); !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotAcquired) {
+					t.Errorf("Once without a deadline, Redis killed = %v; want ErrUnavailable", err)
+				}
+			}
 		})
 	}
 }
@@ -338,5 +345,119 @@ func TestLock_leasesWithoutWatchdogEndInDeadlineOrder(t *testing.T) {
 	}
 	if err := extra.Err(); !errors.Is(err, ErrNotHeld) || errors.Is(err, ErrLost) {
 		t.Errorf("released lease ended with %v; want its release, not a loss", extra.Err())
+	}
+}
+
+// renewals is an Observer that hands on every lease renewal.
+type renewals struct {
+	BaseObserver
+	ch chan string // the key renewed; a full buffer drops the event
+}
+
+func newRenewals() *renewals { return &renewals{ch: make(chan string, 64)} }
+
+func (r *renewals) Extended(_ context.Context, _, key string) {
+	select {
+	case r.ch <- key:
+	default:
+	}
+}
+
+// P4: a lease the watchdog renewed still ends on the server within one TTL
+// of its last renewal once its holder goes silent (cut off): another
+// client takes the key then, not a renewal's worth of seconds later.
+func TestLock_holderCutOffFreesTheKeyWithinItsLease(t *testing.T) {
+	p := redistest.StartProxy(t, standaloneAddr(t))
+	seen := newRenewals()
+	a := newClient(t, redisAt(t, p.Addr()), &Options{Observer: seen})
+	b := newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	ttl := 300 * time.Millisecond
+	if _, err := a.Once(t.Context(), k, WithTTL(ttl)); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, seen.ch, 5*time.Second, "a renewal by the watchdog")
+	p.Cut()
+	defer p.Restore()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	var err error
+	d := elapsed(func() {
+		var l *Lock
+		if l, err = b.Lock(ctx, k); err == nil {
+			l.Release(bg())
+		}
+	})
+	if err != nil || d > ttl+700*time.Millisecond {
+		t.Fatalf("Lock after the holder was cut off = %v after %v; want the key within its %v lease", err, d, ttl)
+	}
+}
+
+// P3 on a slow link: with round trips (600ms) far slower than the loss
+// margin, the holder is still told its lease ended before the server frees
+// the key, because the lease's deadline counts from when the acquire or
+// renewal was sent, not from its reply. Another client, on a fast link,
+// takes the key the moment the server frees it and finds the first
+// holder's Done closed.
+func TestLock_slowLinkHolderToldBeforeTheServerFreesIt(t *testing.T) {
+	for _, renewed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "grant", true: "renewal"}[renewed], func(t *testing.T) {
+			p := redistest.StartProxy(t, standaloneAddr(t))
+			seen := newRenewals()
+			a := newClient(t, redisAt(t, p.Addr()), &Options{Observer: seen})
+			b := newClient(t, newRedis(t), nil)
+			k := key(t, "k")
+			if _, err := a.Fanout(t.Context(), key(t, "warm"), func(context.Context) ([]byte, error) { return nil, nil }); err != nil {
+				t.Fatal(err) // the scripts are loaded before the link is slowed
+			}
+			p.Delay(300 * time.Millisecond) // each way
+			ttl := 3 * time.Second
+			la, err := a.Once(t.Context(), k, WithTTL(ttl), WithWatchdog(renewed))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if renewed {
+				recv(t, seen.ch, 10*time.Second, "a renewal over the slow link")
+			}
+			p.Cut() // no request in flight: the last reply just came
+			defer p.Restore()
+			ctx, cancel := context.WithTimeout(t.Context(), 3*ttl)
+			defer cancel()
+			lb, err := b.Lock(ctx, k)
+			if err != nil {
+				t.Fatalf("Lock on the fast link = %v", err)
+			}
+			defer lb.Release(bg())
+			select {
+			case <-la.Done():
+			default:
+				t.Fatalf("the server freed the key (another holds it now) while its first holder still believes it holds it")
+			}
+			if err := la.Err(); !errors.Is(err, ErrLost) {
+				t.Fatalf("first holder's Err = %v; want ErrLost", err)
+			}
+		})
+	}
+}
+
+// A renewal that finds the key taken by another ends the lease at once:
+// Done closes, and Err says it was lost to another holder.
+func TestLock_renewalFindingTheKeyTakenEndsTheLease(t *testing.T) {
+	rdb := newRedis(t)
+	a, b := newClient(t, newRedis(t), nil), newClient(t, newRedis(t), nil)
+	k := key(t, "k")
+	la, err := a.Once(t.Context(), k, WithTTL(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb.Del(bg(), lockKey(mustTag(t, a, k))) // lost, as in a failover that lost the write
+	lb, err := b.Once(t.Context(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Release(bg())
+	recv(t, la.Done(), 2*time.Second, "the first holder's lease to end at its next renewal")
+	if err := la.Err(); !errors.Is(err, ErrLost) || !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("Err = %v; want ErrLost and ErrNotHeld", err)
 	}
 }

@@ -158,7 +158,12 @@ func TestFanout_garbageIsIgnored(t *testing.T) {
 		n, err := rdb.PubSubShardNumSub(ctx, ch).Result()
 		return err == nil && n[ch] == 1
 	})
-	garbage := append([]string{"", "garbage", "\x95\x01\x00\xc4", "\x95\x02\x00\xc4\x00\xa0\xa0", "\x95\x01\x05\xc4\x00\xa0\xa0", "released"}, lengthPrefixAttacks...)
+	garbage := append([]string{"", "garbage", "\x95\x01\x00\xc4", "\x95\x02\x00\xc4\x00\xa0\xa0", "\x95\x01\x05\xc4\x00\xa0\xa0", "released",
+		// Well-formed envelopes of generations nobody waits on.
+		string(envelope{gen: "another-generation", status: statusOK, payload: []byte("forged")}.encode()),
+		string(envelope{gen: "", status: statusOK, payload: []byte("forged")}.encode()),
+		string(failure("another-generation", errors.New("forged")).encode()),
+	}, lengthPrefixAttacks...)
 	for _, g := range garbage {
 		if err := rdb.SPublish(bg(), ch, g).Err(); err != nil {
 			t.Fatal(err)
@@ -189,6 +194,8 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add(failure("g", errors.New("boom")).encode())
 	f.Add([]byte("released"))
 	f.Add([]byte{0x95, 0x01, 0x00, 0xc4})
+	f.Add(envelope{gen: "g", status: statusOK, payload: make([]byte, max)}.encode())   // at the limit
+	f.Add(envelope{gen: "g", status: statusOK, payload: make([]byte, max+1)}.encode()) // one byte over
 	for _, a := range lengthPrefixAttacks {
 		f.Add([]byte(a))
 	}
@@ -208,6 +215,41 @@ func FuzzDecodeEnvelope(f *testing.F) {
 			t.Fatalf("re-decode of %x = %+v, %v; want %+v", b, e2, err, e)
 		}
 	})
+}
+
+// P21: a payload one byte over MaxResultSize is refused (a leader with a
+// larger limit, or a forged message), however small the whole message.
+func TestDecodeEnvelope_payloadOverTheLimitIsRefused(t *testing.T) {
+	const max = 1 << 10
+	for _, n := range []int{max - 1, max, max + 1, max + 100} {
+		e := envelope{gen: "g", status: statusOK, payload: bytes.Repeat([]byte("x"), n)}
+		got, err := decodeEnvelope(string(e.encode()), max)
+		if over := n > max; over != (err != nil) || (err == nil && len(got.payload) != n) {
+			t.Errorf("decode of a %d-byte payload (limit %d) = %d bytes, %v; want an error exactly when over the limit", n, max, len(got.payload), err)
+		}
+	}
+}
+
+// P16: anything but a well-formed version-2 envelope is refused.
+func TestDecodeEnvelope_malformedIsRefused(t *testing.T) {
+	good := envelope{gen: "g", status: statusOK, payload: []byte("v")}.encode()
+	if _, err := decodeEnvelope(string(good), 1<<10); err != nil {
+		t.Fatalf("decode of a good envelope = %v", err)
+	}
+	for name, b := range map[string]string{
+		"trailing byte":  string(good) + "\x00",
+		"truncated":      string(good[:len(good)-1]),
+		"version 1":      "\x96\x01\xa1g\x00\xc4\x01v\xa0\xa0",
+		"status 2":       "\x96\x02\xa1g\x02\xc4\x01v\xa0\xa0",
+		"five fields":    "\x95\x02\xa1g\x00\xc4\x01v\xa0",
+		"payload as str": "\x96\x02\xa1g\x00\xa1v\xa0\xa0",
+		"empty":          "",
+		"released":       "released",
+	} {
+		if e, err := decodeEnvelope(b, 1<<10); err == nil {
+			t.Errorf("%s: decode of %x = %+v; want an error", name, b, e)
+		}
+	}
 }
 
 // P21: length-prefix attacks allocate nothing near what they declare.

@@ -33,6 +33,14 @@ type Options struct {
 	HTMLDir string
 	// Name prefixes the visualization's file name.
 	Name string
+	// Grace is how long a process may take to act on a lost lease after it
+	// resumed from a pause, or after a Reset's window and one lease.
+	// Default 500ms.
+	Grace time.Duration
+	// Settle is how long after a fault's window operations may still fail
+	// for other reasons than contention (reconnecting, re-resolving a
+	// primary). Default 1s.
+	Settle time.Duration
 }
 
 // A Row of the report: one fault (or "no fault": operations outside every
@@ -79,8 +87,14 @@ func (s span) end() int64 {
 
 type window struct {
 	name, effect, target string
+	recorder             string // the process that recorded it (the driver, or the one it hit)
 	t0, t1               int64
 }
+
+// hits reports whether the window's fault bears on proc's operations: one
+// without a target hits every process; one with a target (the process it
+// was injected in, or by) hits that one.
+func (w window) hits(proc string) bool { return w.target == "" || w.target == proc }
 
 // hold is one lease of a lock or semaphore: believed from its acquire's
 // return until its end's call (release, loss, or its process's death).
@@ -89,11 +103,27 @@ type hold struct {
 	proc, key       string
 	limit           int
 	token           int64
+	ttl             int64 // the lease asked for (ns); 0 when not recorded
 	acqCall, acqRet int64
 	endCall, endRet int64
-	relaxedEnd      int64  // endCall with the pause windows excused
-	pausedBy        string // the pause window that relaxed its end
-	grantedIn       string // the Reset window it was asked for in: left out of the relaxed check
+	lost            bool  // its holder saw Done closed
+	cuts            []cut // the parts of its belief the windows excuse, sorted, disjoint
+}
+
+// cut is a part of a hold's belief a window excuses: the lease may have
+// lapsed (or been lost by the server) then, and its holder not yet know.
+type cut struct {
+	t0, t1 int64
+	window string
+}
+
+// belief is a part of a hold's belief that is checked: from a (its grant,
+// or the end of an excused part) to b (its end, or the start of one).
+type belief struct {
+	h     *hold
+	a, b  int64
+	aRet  int64 // the linearization bound of its end: endRet at the hold's real end, else b
+	grant bool  // a is the hold's grant (not the end of an excused part)
 }
 
 type history struct {
@@ -102,6 +132,7 @@ type history struct {
 	leads   map[string][]int64 // fanout: when each job of a key started, sorted
 	runs    []span             // fanout runs
 	calls   []span             // fanout callers with an outcome
+	failed  []span             // operations that returned an error
 	procs   map[string]int     // client IDs for the visualization
 }
 
@@ -116,11 +147,17 @@ func Check(dir string, o Options) (*Report, error) {
 	if o.HTMLDir == "" {
 		o.HTMLDir = os.TempDir()
 	}
+	if o.Grace == 0 {
+		o.Grace = 500 * time.Millisecond
+	}
+	if o.Settle == 0 {
+		o.Settle = time.Second
+	}
 	h, err := load(dir)
 	if err != nil {
 		return nil, err
 	}
-	h.relax()
+	h.relax(o.Grace.Nanoseconds())
 	r := &Report{}
 	for _, p := range []struct{ kind, promise string }{
 		{Lock, "lock: one believed holder, growing tokens"},
@@ -157,6 +194,15 @@ func Check(dir string, o Options) (*Report, error) {
 		}
 		r.Rows = append(r.Rows, h.rows(p.promise, ops, viol, verdict)...)
 	}
+	ops, viol := h.livenessFacts(o.Settle.Nanoseconds())
+	verdict := "every operation succeeded outside the windows"
+	for _, v := range viol {
+		if v.window == "" {
+			r.Failures = append(r.Failures, "liveness: "+v.what)
+			verdict = "FAILURES OUTSIDE THE WINDOWS"
+		}
+	}
+	r.Rows = append(r.Rows, h.rows("liveness: nothing fails but for contention, nor is a lease lost", ops, viol, verdict)...)
 	return r, nil
 }
 
@@ -219,7 +265,7 @@ func load(dir string) (*history, error) {
 		case e.Kind == Fault:
 			// A window its recorder never closed (it was killed) ends
 			// with the recorder's last event.
-			h.windows = append(h.windows, window{e.Op, e.Effect, e.Target, e.T, min(s.end(), last[e.Proc])})
+			h.windows = append(h.windows, window{e.Op, e.Effect, e.Target, e.Proc, e.T, min(s.end(), last[e.Proc])})
 		case e.Kind == Fanout && e.Op == Lead:
 			h.leads[e.Key] = append(h.leads[e.Key], e.Since)
 		case e.Kind == Fanout && e.Op == Run:
@@ -227,16 +273,21 @@ func load(dir string) (*history, error) {
 		case e.Kind == Fanout && e.Op == Call:
 			if s.ret != nil && s.ret.Err == "" {
 				h.calls = append(h.calls, *s)
+			} else if s.ret != nil {
+				h.failed = append(h.failed, *s)
 			}
 		case e.Op == Acquire:
 			// A failed or unanswered acquire never made a believed holder
 			// (an ambiguous one that took the key anyway is undone, and
 			// meanwhile holds it for nobody): it constrains nothing.
+			if s.ret != nil && s.ret.Err != "" {
+				h.failed = append(h.failed, *s)
+			}
 			if s.ret == nil || s.ret.Err != "" {
 				continue
 			}
 			l := &hold{n: len(leases) + 1, proc: e.Proc, key: e.Key, limit: e.Limit, token: s.ret.Token,
-				acqCall: e.T, acqRet: s.ret.T, endCall: -1}
+				ttl: e.TTL * int64(time.Millisecond), acqCall: e.T, acqRet: s.ret.T, endCall: -1}
 			leases[k] = l
 			h.holds[e.Kind] = append(h.holds[e.Kind], l)
 		case e.Op == Release || e.Op == Lost:
@@ -246,7 +297,7 @@ func load(dir string) (*history, error) {
 			}
 			l.endCall, l.endRet = e.T, s.end()
 			if e.Op == Lost {
-				l.endRet = e.T
+				l.endRet, l.lost = e.T, true
 			} else if s.ret != nil && s.ret.Err != "" {
 				l.endRet = never // unacknowledged: the key lapses some time later
 			}
@@ -273,26 +324,66 @@ func load(dir string) (*history, error) {
 	return h, nil
 }
 
-// relax excuses the documented windows, for the relaxed check: a lease of
-// a process paused while it believed it held may have lapsed at any
-// moment from the pause on (or from its grant, if later); a lease granted
-// during a Reset window (the grant may have been on a server that lost it)
-// is not checked.
-func (h *history) relax() {
+// relax excuses the documented windows, for the relaxed check, each as
+// narrowly as its fault allows. A Pause of a holder's process excuses the
+// leases it believed before it resumed, from the pause on until grace after
+// it: a lease that lapsed meanwhile is noticed at once on resuming. A Reset
+// excuses the leases believed during it or asked for in it, until one lease
+// and grace after it: a holder whose key the server lost learns it at its
+// next renewal. A belief that outlasts its excuse is checked again.
+func (h *history) relax(grace int64) {
 	for _, ls := range h.holds {
 		for _, l := range ls {
-			l.relaxedEnd = l.endCall
 			for _, w := range h.windows {
-				if w.effect == Pause && w.target == l.proc && w.t0 <= l.endCall && l.acqCall <= w.t1 {
-					l.relaxedEnd, l.pausedBy = max(l.acqRet, w.t0), w.name
+				switch {
+				case w.effect == Pause && w.target == l.proc && l.acqRet < w.t1 && l.endCall > w.t0:
+					l.cuts = append(l.cuts, cut{max(l.acqRet, w.t0), w.t1 + grace, w.name})
+				case w.effect == Reset && l.acqCall <= w.t1 && l.endCall >= w.t0:
+					l.cuts = append(l.cuts, cut{max(l.acqRet, w.t0), w.t1 + l.ttl + grace, w.name})
 				}
 			}
-			l.grantedIn = h.windowMeets(l.acqCall, l.acqCall, Reset)
+			sort.Slice(l.cuts, func(i, j int) bool { return l.cuts[i].t0 < l.cuts[j].t0 })
+			merged := l.cuts[:0]
+			for _, c := range l.cuts {
+				if n := len(merged); n > 0 && c.t0 <= merged[n-1].t1 {
+					merged[n-1].t1 = max(merged[n-1].t1, c.t1)
+					continue
+				}
+				merged = append(merged, c)
+			}
+			l.cuts = merged
 		}
 	}
 }
 
-// resetOps are the Reset windows as model operations.
+// beliefs are the checked parts of the holds of kind: strict, each hold's
+// whole belief; relaxed, with the excused parts cut out.
+func (h *history) beliefs(kind string, relaxed bool) []belief {
+	var bs []belief
+	for _, l := range h.holds[kind] {
+		end := max(l.endRet, l.endCall)
+		if !relaxed {
+			bs = append(bs, belief{h: l, a: l.acqRet, b: l.endCall, aRet: end, grant: true})
+			continue
+		}
+		a, grant := l.acqRet, true
+		for _, c := range l.cuts {
+			if c.t0 >= l.endCall {
+				break
+			}
+			if c.t0 > a {
+				bs = append(bs, belief{h: l, a: a, b: c.t0, aRet: c.t0, grant: grant})
+			}
+			a, grant = max(a, c.t1), false
+		}
+		if a < l.endCall {
+			bs = append(bs, belief{h: l, a: a, b: l.endCall, aRet: end, grant: grant})
+		}
+	}
+	return bs
+}
+
+// resetOps are the Reset windows as model operations (for fanout).
 func (h *history) resetOps() []porcupine.Operation {
 	var ops []porcupine.Operation
 	for _, w := range h.windows {
@@ -305,21 +396,23 @@ func (h *history) resetOps() []porcupine.Operation {
 }
 
 // holdOps are the believed holds: an Acquire at the moment the caller got
-// its lease, a Release from when the holder stopped believing.
+// its lease (or an excuse ended), a Release from when the holder stopped
+// believing (or an excuse began).
 func (h *history) holdOps(kind string) (strict, relaxed []porcupine.Operation) {
-	for _, l := range h.holds[kind] {
-		c := h.procs[l.proc]
-		acq := porcupine.Operation{ClientId: c, Input: input{op: Acquire, proc: l.proc, lease: l.n, token: l.token, limit: max(l.limit, 1)},
-			Call: l.acqRet, Return: l.acqRet, Metadata: l.key}
-		rel := porcupine.Operation{ClientId: c, Input: input{op: Release, proc: l.proc, lease: l.n},
-			Call: l.endCall, Return: max(l.endRet, l.endCall), Metadata: l.key}
-		strict = append(strict, acq, rel)
-		if l.grantedIn == "" {
-			rel.Call = l.relaxedEnd
-			relaxed = append(relaxed, acq, rel)
+	ops := func(bs []belief) []porcupine.Operation {
+		var out []porcupine.Operation
+		for i, b := range bs {
+			c := h.procs[b.h.proc]
+			lease := i + 1 // one lease of the model per checked part
+			acq := porcupine.Operation{ClientId: c, Input: input{op: Acquire, proc: b.h.proc, lease: lease, token: b.h.token,
+				limit: max(b.h.limit, 1), resumed: !b.grant}, Call: b.a, Return: b.a, Metadata: b.h.key}
+			rel := porcupine.Operation{ClientId: c, Input: input{op: Release, proc: b.h.proc, lease: lease},
+				Call: b.b, Return: max(b.aRet, b.b), Metadata: b.h.key}
+			out = append(out, acq, rel)
 		}
+		return out
 	}
-	return strict, append(relaxed, h.resetOps()...)
+	return ops(h.beliefs(kind, false)), ops(h.beliefs(kind, true))
 }
 
 // tokenOps are the lock grants, each during its acquire's call, with the
@@ -347,11 +440,7 @@ func (h *history) tokenOps() (strict, relaxed []porcupine.Operation) {
 func (h *history) fanoutOps() (strict, relaxed []porcupine.Operation) {
 	var runs, calls []porcupine.Operation
 	for _, r := range h.runs {
-		leads := h.leads[r.call.Key]
-		until := int64(never)
-		if i, _ := slices.BinarySearch(leads, r.call.Since+1); i < len(leads) {
-			until = leads[i]
-		}
+		until := h.publishUntil(r)
 		if r.call.T > until {
 			continue
 		}
@@ -367,6 +456,16 @@ func (h *history) fanoutOps() (strict, relaxed []porcupine.Operation) {
 		}
 	}
 	return append(strict, runs...), append(append(calls, runs...), h.resetOps()...)
+}
+
+// publishUntil is the latest moment run r may have published: when the
+// next job of its key started (a later generation led then), or never.
+func (h *history) publishUntil(r span) int64 {
+	leads := h.leads[r.call.Key]
+	if i, _ := slices.BinarySearch(leads, r.call.Since+1); i < len(leads) {
+		return leads[i]
+	}
+	return never
 }
 
 // byKey partitions a history by key (the promises are per key); a fault
@@ -500,63 +599,110 @@ func (h *history) windowMeets(t0, t1 int64, effects ...string) string {
 // holdFacts returns every operation's interval and the violations: two
 // believed holders of a lock at once, a token not larger than one granted
 // earlier, more believed holders of a semaphore than its limit. An
-// overlap is excused as the relaxed check excuses it: when a lease in it
-// was asked for during a Reset window, or its belief may have ended by
-// then (a pause had begun), or a Reset window fell between the grants; a
-// smaller token only when it was asked for during a ClockBack window.
+// overlap is excused as the relaxed check excuses it (it is gone once the
+// excused parts of the beliefs are cut out), by the window of a cut that
+// removed it; an overlap left after the cuts is a violation outside the
+// windows. A smaller token is excused only when it was asked for during a
+// ClockBack window.
 func (h *history) holdFacts(kind string) ([][2]int64, []violation) {
 	var ops [][2]int64
-	byKey := map[string][]*hold{}
 	for _, l := range h.holds[kind] {
 		ops = append(ops, [2]int64{l.acqCall, l.acqRet}, [2]int64{l.endCall, l.endCall})
+	}
+	strict := overlaps(h.beliefs(kind, false))
+	relaxed := overlaps(h.beliefs(kind, true))
+	left := map[[2]any]bool{} // (hold, moment) of each overlap left after the cuts
+	var viol []violation
+	for _, o := range relaxed {
+		left[[2]any{o.h, o.t}] = true
+		viol = append(viol, violation{o.t, "", o.what()})
+	}
+	for _, o := range strict {
+		if left[[2]any{o.h, o.t}] {
+			continue
+		}
+		win := ""
+		for _, x := range append([]*hold{o.h}, o.with...) {
+			for _, c := range x.cuts {
+				if win == "" && c.t0 <= o.t && o.t <= c.t1 {
+					win = c.window
+				}
+			}
+		}
+		if win == "" { // cut out of a belief whose part at o.t was excused
+			for _, x := range append([]*hold{o.h}, o.with...) {
+				if win == "" && len(x.cuts) > 0 {
+					win = x.cuts[0].window
+				}
+			}
+		}
+		if win == "" {
+			win = "?"
+		}
+		viol = append(viol, violation{o.t, win, o.what()})
+	}
+	if kind == Lock {
+		viol = append(viol, h.tokenFacts()...)
+	}
+	return ops, viol
+}
+
+// overlap: at moment t, when h's belief began (or resumed), others
+// believed already, as many as its limit or more.
+type overlap struct {
+	h    *hold
+	t    int64
+	with []*hold
+}
+
+func (o overlap) what() string {
+	return fmt.Sprintf("%s: lease %d of %s granted while %d others believed they held it", o.h.key, o.h.n, o.h.proc, len(o.with))
+}
+
+// overlaps sweeps the beliefs of each key in time order.
+func overlaps(bs []belief) []overlap {
+	byKey := map[string][]belief{}
+	for _, b := range bs {
+		byKey[b.h.key] = append(byKey[b.h.key], b)
+	}
+	var out []overlap
+	for _, bs := range byKey {
+		sort.Slice(bs, func(i, j int) bool { return bs[i].a < bs[j].a })
+		var active []belief
+		for _, b := range bs {
+			active = slices.DeleteFunc(active, func(x belief) bool { return x.b <= b.a })
+			if len(active) >= max(b.h.limit, 1) {
+				o := overlap{h: b.h, t: b.a}
+				for _, x := range active {
+					o.with = append(o.with, x.h)
+				}
+				out = append(out, o)
+			}
+			active = append(active, b)
+		}
+	}
+	return out
+}
+
+// tokenFacts: a grant that surely came after another (its acquire was
+// called after the other's returned) has a larger token.
+func (h *history) tokenFacts() []violation {
+	byKey := map[string][]*hold{}
+	for _, l := range h.holds[Lock] {
 		byKey[l.key] = append(byKey[l.key], l)
 	}
 	var viol []violation
 	for key, ls := range byKey {
-		sort.Slice(ls, func(i, j int) bool { return ls[i].acqRet < ls[j].acqRet })
-		var active []*hold
-		for _, l := range ls {
-			active = slices.DeleteFunc(active, func(a *hold) bool { return a.endCall <= l.acqRet })
-			if len(active) >= max(l.limit, 1) {
-				excuse := func(x *hold) string {
-					if x.grantedIn != "" {
-						return x.grantedIn
-					}
-					if x.pausedBy != "" && x.relaxedEnd <= l.acqRet {
-						return x.pausedBy
-					}
-					return ""
-				}
-				win := excuse(l)
-				for _, a := range active {
-					if win == "" {
-						win = excuse(a)
-					}
-				}
-				if win == "" {
-					for _, a := range active {
-						if win == "" {
-							win = h.windowMeets(a.acqRet, l.acqRet, Reset)
-						}
-					}
-				}
-				viol = append(viol, violation{l.acqRet, win, fmt.Sprintf("%s: lease %d of %s granted while %d others believed they held it", key, l.n, l.proc, len(active))})
-			}
-			active = append(active, l)
-		}
-		if kind != Lock {
-			continue
-		}
-		// Tokens: a grant that surely came after another (its acquire
-		// was called after the other's returned) has a larger token.
+		byRet := slices.Clone(ls)
+		sort.Slice(byRet, func(i, j int) bool { return byRet[i].acqRet < byRet[j].acqRet })
 		byCall := slices.Clone(ls)
 		sort.Slice(byCall, func(i, j int) bool { return byCall[i].acqCall < byCall[j].acqCall })
 		var best *hold
 		i := 0
 		for _, l := range byCall {
-			for ; i < len(ls) && ls[i].acqRet < l.acqCall; i++ {
-				if best == nil || ls[i].token > best.token {
-					best = ls[i]
+			for ; i < len(byRet) && byRet[i].acqRet < l.acqCall; i++ {
+				if best == nil || byRet[i].token > best.token {
+					best = byRet[i]
 				}
 			}
 			if best != nil && l.token <= best.token {
@@ -565,14 +711,18 @@ func (h *history) holdFacts(kind string) ([][2]int64, []violation) {
 			}
 		}
 	}
-	return ops, viol
+	return viol
 }
 
 // fanoutFacts returns every operation's interval and the outcomes no run
-// of the key produced.
+// of the key produced, and the errors that reached a caller of another run:
+// a job's error reaches only the callers of its run, which called before
+// the run published it (so before the first caller got it, and before the
+// next job of the key started). No window excuses either.
 func (h *history) fanoutFacts() ([][2]int64, []violation) {
 	var ops [][2]int64
 	produced := map[string]bool{}
+	firstGot := map[string]int64{} // key\x00value: the first return of a caller that got it
 	for _, r := range h.runs {
 		ops = append(ops, [2]int64{r.call.T, r.call.T})
 		produced[r.call.Key+"\x00"+r.call.Value] = true
@@ -580,8 +730,65 @@ func (h *history) fanoutFacts() ([][2]int64, []violation) {
 	var viol []violation
 	for _, c := range h.calls {
 		ops = append(ops, [2]int64{c.call.T, c.ret.T})
-		if !produced[c.call.Key+"\x00"+c.ret.Value] {
+		k := c.call.Key + "\x00" + c.ret.Value
+		if !produced[k] {
 			viol = append(viol, violation{c.ret.T, "", fmt.Sprintf("%s: %s got %q, which no run of the key returned", c.call.Key, c.call.Proc, c.ret.Value)})
+		}
+		if t, ok := firstGot[k]; !ok || c.ret.T < t {
+			firstGot[k] = c.ret.T
+		}
+	}
+	published := map[string]int64{} // key\x00value of a job's error: the latest its run may have published it
+	for _, r := range h.runs {
+		if r.call.JobErr {
+			k := r.call.Key + "\x00" + r.call.Value
+			published[k] = min(h.publishUntil(r), firstGot[k])
+		}
+	}
+	for _, c := range h.calls {
+		if t, ok := published[c.call.Key+"\x00"+c.ret.Value]; ok && c.call.T >= t {
+			viol = append(viol, violation{c.ret.T, "", fmt.Sprintf("%s: %s got the job error %q of a run that had published it before the call (%v earlier)",
+				c.call.Key, c.call.Proc, c.ret.Value, time.Duration(c.call.T-t))})
+		}
+	}
+	return ops, viol
+}
+
+// livenessFacts returns the operations that failed (and the leases lost)
+// for any reason but contention, and the violations: those outside every
+// window, settle after its end included.
+func (h *history) livenessFacts(settle int64) ([][2]int64, []violation) {
+	var ops [][2]int64
+	var viol []violation
+	note := func(proc string, t0, t1 int64, what string) {
+		ops = append(ops, [2]int64{t0, t1})
+		win := ""
+		for _, w := range h.windows {
+			// A fault a process injected on itself (a lost reply) fails
+			// its call during the window; the driver's faults may take a
+			// while to heal after theirs (reconnecting, finding a new
+			// primary).
+			after := settle
+			if w.recorder == w.target {
+				after = settle / 10
+			}
+			if win == "" && w.hits(proc) && w.t0 <= t1 && t0 <= w.t1+after {
+				win = w.name
+			}
+		}
+		viol = append(viol, violation{t1, win, what})
+	}
+	for _, s := range h.failed {
+		if s.call.Kind != Fanout && strings.Contains(s.ret.Err, "not acquired") {
+			continue // contention, not a failure
+		}
+		note(s.call.Proc, s.call.T, s.ret.T, fmt.Sprintf("%s %s of %s by %s failed: %s", s.call.Kind, s.call.Op, s.call.Key, s.call.Proc, s.ret.Err))
+	}
+	for kind, ls := range h.holds {
+		for _, l := range ls {
+			if l.lost {
+				note(l.proc, l.endCall, l.endCall, fmt.Sprintf("%s: lease %d of %s (%s) was lost", l.key, l.n, l.proc, kind))
+			}
 		}
 	}
 	return ops, viol

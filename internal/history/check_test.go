@@ -54,6 +54,17 @@ func fault(name, effect, target string) Event {
 	return Event{Kind: Fault, Op: name, Effect: effect, Target: target}
 }
 
+// failuresOf returns the failures of the promise of kind.
+func failuresOf(r *Report, kind string) []string {
+	var out []string
+	for _, f := range r.Failures {
+		if strings.HasPrefix(f, kind) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // row returns the row of fault and the promise starting with kind.
 func row(t *testing.T, r *Report, fault, kind string) Row {
 	t.Helper()
@@ -138,6 +149,11 @@ func TestCheck_lockTokensGrowWithRealTime(t *testing.T) {
 	if r, _ := check(t, evs...); len(r.Failures) != 2 {
 		t.Fatalf("a smaller later token passed: %v", r.Failures)
 	}
+	same := slices.Clone(evs)
+	same[5] = ret("b", 1, 11, granted(5))
+	if r, _ := check(t, same...); len(r.Failures) != 2 {
+		t.Fatalf("a later grant of the same token passed: %v", r.Failures)
+	}
 	// Tokens are the server's clock: a restart in between excuses nothing.
 	restart := append(slices.Clone(evs), call("drv", 1, 5, fault("restart", Reset, "")), ret("drv", 1, 6, Event{}))
 	if r, _ := check(t, restart...); len(r.Failures) != 2 {
@@ -202,6 +218,7 @@ func TestCheck_semaphoreLimit(t *testing.T) {
 
 func TestCheck_semaphoreLostLeaseEndsItsHold(t *testing.T) {
 	r, _ := check(t,
+		call("drv", 1, 2, fault("network cut", None, "")), ret("drv", 1, 4, Event{}), // why the lease was lost
 		call("a", 1, 0, Event{Kind: Semaphore, Op: Acquire, Key: "s", Limit: 1}), ret("a", 1, 1, Event{}),
 		call("a", 2, 5, Event{Kind: Semaphore, Op: Lost, Lease: 1}),
 		call("b", 1, 2, Event{Kind: Semaphore, Op: Acquire, Key: "s", Limit: 1}), ret("b", 1, 6, Event{}),
@@ -223,6 +240,7 @@ func TestCheck_fanoutCallersGetAPublishedOutcome(t *testing.T) {
 		call("a", 1, 0, fanCall()), call("a", 2, 5, fanRun("v1")), ret("a", 1, 7, outcome("v1")),
 		call("b", 1, 1, fanCall()), ret("b", 1, 8, outcome("v1")),
 		call("c", 1, 9, fanCall()), ret("c", 1, 10, outcome("v1")), // within ResultTTL
+		call("drv", 1, 11, fault("network cut", None, "")), ret("drv", 1, 12, Event{}),
 		call("c", 2, 11, fanCall()), ret("c", 2, 12, Event{Err: "timeout"}), // no outcome: not checked
 	)
 	if len(r.Failures) != 0 {
@@ -384,4 +402,118 @@ func TestCheck_malformedLineInsideAFileIsAnError(t *testing.T) {
 func lead(ms int64) Event { return Event{Kind: Fanout, Op: Lead, Key: "f", Since: ms * 1e6} }
 func ran(v string, ms int64) Event {
 	return Event{Kind: Fanout, Op: Run, Key: "f", Value: v, Since: ms * 1e6}
+}
+
+// Found by mutation: a grant merely in flight during a pause (returned
+// after the process resumed) is not excused by it: a late grant returned
+// as held while another holds is a violation.
+func TestCheck_pauseExcusesOnlyLeasesBelievedBeforeIt(t *testing.T) {
+	r, _ := check(t,
+		call("a", 1, 0, acquire("k")), // in flight when a is stopped
+		call("drv", 1, 2, fault("SIGSTOP", Pause, "a")), ret("drv", 1, 20, Event{}),
+		call("b", 1, 3, acquire("k")), ret("b", 1, 15, granted(2)),
+		ret("a", 1, 21, granted(1)),
+		call("a", 2, 22, release(1)), ret("a", 2, 23, Event{}),
+		call("b", 2, 24, release(1)), ret("b", 2, 25, Event{}),
+	)
+	if len(r.Failures) == 0 {
+		t.Fatalf("a grant returned after the pause, while another held, was excused: %+v", r.Rows)
+	}
+}
+
+// A pause excuses a holder only until it resumed (and Grace): one that
+// goes on believing long after is checked again.
+func TestCheck_pauseExcuseEndsSoonAfterItsWindow(t *testing.T) {
+	evs := func(lost int64) []ev {
+		return []ev{
+			call("a", 1, 0, acquire("k")), ret("a", 1, 1, granted(1)),
+			call("drv", 1, 2, fault("SIGSTOP", Pause, "a")), ret("drv", 1, 20, Event{}),
+			call("b", 1, 3, acquire("k")), ret("b", 1, 15, granted(2)),
+			call("a", 2, lost, Event{Kind: Lock, Op: Lost, Lease: 1}),
+			call("b", 2, 2000, release(1)), ret("b", 2, 2001, Event{}),
+		}
+	}
+	if r, _ := check(t, evs(21)...); len(r.Failures) != 0 || row(t, r, "SIGSTOP", Lock).In != 1 {
+		t.Fatalf("a holder that saw its loss on resuming: failures %v, rows %+v", r.Failures, r.Rows)
+	}
+	r, _ := check(t, evs(1500)...)
+	if len(failuresOf(r, Lock)) == 0 {
+		t.Fatalf("a paused holder believing 1.5s after it resumed, while another held, was excused: %v %+v", r.Failures, r.Rows)
+	}
+}
+
+// A Reset frees believed holders only for a lease (and Grace) after its
+// window: an old holder that never learns of the loss is a violation.
+func TestCheck_resetExcuseEndsALeaseAfterItsWindow(t *testing.T) {
+	evs := func(lost int64) []ev {
+		return []ev{
+			call("a", 1, 0, Event{Kind: Lock, Op: Acquire, Key: "k", TTL: 1000}), ret("a", 1, 1, granted(1)),
+			call("drv", 1, 10, fault("restart", Reset, "")), ret("drv", 1, 20, Event{}),
+			call("b", 1, 30, acquire("k")), ret("b", 1, 31, granted(2)),
+			call("a", 2, lost, Event{Kind: Lock, Op: Lost, Lease: 1}),
+			call("b", 2, 5000, release(1)), ret("b", 2, 5001, Event{}),
+		}
+	}
+	if r, _ := check(t, evs(900)...); len(r.Failures) != 0 || row(t, r, "restart", Lock).In != 1 {
+		t.Fatalf("an old holder told within its lease: failures %v, rows %+v", r.Failures, r.Rows)
+	}
+	if r, _ := check(t, evs(3000)...); len(failuresOf(r, Lock)) == 0 {
+		t.Fatalf("an old holder believing 3s after a restart (1s leases) was excused: %v %+v", r.Failures, r.Rows)
+	}
+}
+
+// P18: a job's error reaches only the callers of its run; a caller that
+// joined after the run published it must not get it (it runs the job
+// again, or gets a later result).
+func TestCheck_fanoutErrorReachesOnlyItsRunsCallers(t *testing.T) {
+	failed := Event{Kind: Fanout, Op: Run, Key: "f", Value: "error e1", JobErr: true}
+	evs := []ev{
+		call("a", 1, 0, fanCall()), call("a", 2, 5, failed), ret("a", 1, 7, outcome("error e1")),
+		call("b", 1, 1, fanCall()), ret("b", 1, 8, outcome("error e1")),
+	}
+	if r, _ := check(t, evs...); len(r.Failures) != 0 {
+		t.Fatalf("callers of the run: failures %v", r.Failures)
+	}
+	late := append(slices.Clone(evs), call("c", 1, 9, fanCall()), ret("c", 1, 10, outcome("error e1")))
+	if r, _ := check(t, late...); len(r.Failures) == 0 || row(t, r, "no fault", Fanout).Out != 1 {
+		t.Fatalf("a caller that joined after the error was published got it: %v %+v", r.Failures, r.Rows)
+	}
+	// A result, by contrast, stays readable for later callers.
+	ok := Event{Kind: Fanout, Op: Run, Key: "f", Value: "v1"}
+	r, _ := check(t,
+		call("a", 1, 0, fanCall()), call("a", 2, 5, ok), ret("a", 1, 7, outcome("v1")),
+		call("c", 1, 9, fanCall()), ret("c", 1, 10, outcome("v1")))
+	if len(r.Failures) != 0 {
+		t.Fatalf("a stored result read later: failures %v", r.Failures)
+	}
+}
+
+// Liveness: outside the windows (and Settle after them) nothing fails but
+// for contention, and no lease is lost.
+func TestCheck_livenessFailuresOutsideTheWindows(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		evs  []ev
+		fail bool
+	}{
+		{"contention", []ev{call("a", 1, 0, acquire("k")), ret("a", 1, 3000, Event{Err: "dlock: not acquired: context deadline exceeded"})}, false},
+		{"unavailable", []ev{call("a", 1, 0, acquire("k")), ret("a", 1, 5, Event{Err: "dlock: redis unavailable: EOF"})}, true},
+		{"unavailable in a window", []ev{
+			call("drv", 1, 0, fault("restart", Reset, "")), ret("drv", 1, 2, Event{}),
+			call("a", 1, 500, acquire("k")), ret("a", 1, 505, Event{Err: "dlock: redis unavailable: EOF"})}, false},
+		{"unavailable after Settle", []ev{
+			call("drv", 1, 0, fault("restart", Reset, "")), ret("drv", 1, 2, Event{}),
+			call("a", 1, 1500, acquire("k")), ret("a", 1, 1505, Event{Err: "dlock: redis unavailable: EOF"})}, true},
+		{"a fanout timeout", []ev{call("a", 1, 0, fanCall()), ret("a", 1, 2000, Event{Err: "dlock: timed out waiting for the result"})}, true},
+		{"a lease lost", []ev{
+			call("a", 1, 0, acquire("k")), ret("a", 1, 1, granted(1)),
+			call("a", 2, 500, Event{Kind: Lock, Op: Lost, Lease: 1})}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _ := check(t, tc.evs...)
+			if got := len(r.Failures) > 0; got != tc.fail {
+				t.Fatalf("failures %v; want failing %v", r.Failures, tc.fail)
+			}
+		})
+	}
 }

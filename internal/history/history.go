@@ -16,13 +16,20 @@
 // holder's belief starts at its acquire's return and ends when it calls
 // Release or sees Done closed), tokens (a grant happens during its
 // acquire's call), fanout outcomes. Where the strict check fails it checks
-// again with the documented windows excused: a Pause (the process's
-// leases may have lapsed from the pause on) and a Reset (a restart,
-// failover, split brain or forward clock jump: believed holders may be
-// freed, and grants asked for inside it are not checked) excuse holders,
-// never tokens; a ClockBack excuses smaller tokens for acquires called
-// before its window ends. A direct sweep counts the violations in and out
-// of the windows (and alone checks a key over Options.MaxOps operations).
+// again with the documented windows excused, each as narrowly as its fault
+// allows: a Pause excuses the leases its process believed before it
+// resumed, from the pause on until Options.Grace after it (a lapsed lease
+// is noticed at once on resuming; one believed longer is checked again); a
+// Reset (a restart, failover, split brain or forward clock jump) excuses
+// the leases believed during it or asked for in it, until one lease and
+// Options.Grace after it (a holder whose key the server lost learns it at
+// its next renewal); neither excuses tokens. A ClockBack excuses smaller
+// tokens for acquires called before its window ends. A direct sweep
+// counts the violations in and out of the windows (and alone checks a key
+// over Options.MaxOps operations). It also checks that a job's error
+// reaches only callers that called before the run published it, and that
+// outside the windows (and Options.Settle after each) no operation fails
+// for any reason but contention.
 package history
 
 import (
@@ -64,9 +71,15 @@ const (
 
 // Effects of a fault window on the models.
 const (
-	Pause = "pause" // Proc stopped: its leases may have lapsed at any time
-	Kill  = "kill"  // Proc died: its holders stop believing
-	Reset = "reset" // the server may have lost acknowledged writes or dropped keys early (frees believed holders; tokens are not excused)
+	// Pause: Target was stopped (SIGSTOP) at the window's start and
+	// continued at its end (stamp the end before SIGCONT): its leases may
+	// have lapsed meanwhile.
+	Pause = "pause"
+	Kill  = "kill" // Target died: its holders stop believing
+	// Reset: the server may have lost acknowledged writes or dropped keys
+	// early (frees believed holders for a lease after it; tokens are not
+	// excused).
+	Reset = "reset"
 	// ClockBack: the server's clock went back; until it is past its old
 	// readings again (the window's end), a key that expires and is taken
 	// afresh may get a smaller fencing token (tokens are its clock in µs).
@@ -86,13 +99,18 @@ type Event struct {
 	Key   string `json:"key,omitempty"`
 	Lease int64  `json:"l,omitempty"`   // release, lost: the acquire's ID
 	Limit int    `json:"lim,omitempty"` // semaphore acquire
+	TTL   int64  `json:"ttl,omitempty"` // lock, sem acquire: the lease asked for, in ms
 	Token int64  `json:"tok,omitempty"` // lock acquire's return
 	Value string `json:"v,omitempty"`   // fanout: run's and caller's outcome
 	Since int64  `json:"s,omitempty"`   // fanout lead and run: when the job started (Now)
-	Err   string `json:"e,omitempty"`   // return: the operation failed (no outcome)
+	// JobErr: fanout run, and a caller's return: Value is a job's error
+	// (it reaches only the callers of its run).
+	JobErr bool   `json:"je,omitempty"`
+	Err    string `json:"e,omitempty"` // return: the operation failed (no outcome)
 
 	// Fault windows (Kind Fault, Op the fault's name): Effect, and the
-	// process it hit (Pause, Kill).
+	// process it hit, if one (Pause, Kill; a process's own fault, such as a
+	// lost reply, names the process itself).
 	Effect string `json:"eff,omitempty"`
 	Target string `json:"tgt,omitempty"`
 }

@@ -17,8 +17,9 @@ import (
 // thrown away, and the client sees its connection end (io.EOF, which
 // go-redis retries unless MaxRetries is -1).
 type ReplyDropper struct {
-	mu      sync.Mutex // protects armed
+	mu      sync.Mutex // protects armed, silent
 	armed   []byte
+	silent  bool // the connection of the lost reply stays open, silent
 	dropped chan struct{}
 }
 
@@ -31,7 +32,16 @@ func NewReplyDropper() *ReplyDropper {
 // match.
 func (d *ReplyDropper) Arm(match string) {
 	d.mu.Lock()
-	d.armed = []byte(match)
+	d.armed, d.silent = []byte(match), false
+	d.mu.Unlock()
+}
+
+// ArmSilent is Arm, but the connection whose reply was lost stays open and
+// says nothing more (as when the network drops a connection without
+// telling either end): the client hears nothing until its read deadline.
+func (d *ReplyDropper) ArmSilent(match string) {
+	d.mu.Lock()
+	d.armed, d.silent = []byte(match), true
 	d.mu.Unlock()
 }
 
@@ -50,23 +60,43 @@ func (d *ReplyDropper) Dial(ctx context.Context, network, addr string) (net.Conn
 
 type dropConn struct {
 	net.Conn
-	d    *ReplyDropper
-	drop bool // the reply to the last request is to be lost
+	d      *ReplyDropper
+	drop   bool // the reply to the last request is to be lost
+	silent bool // and then the connection says nothing more
+	mute   bool // the reply was lost silently: reads only time out
 }
 
 func (c *dropConn) Write(b []byte) (int, error) {
 	c.d.mu.Lock()
 	if len(c.d.armed) > 0 && bytes.Contains(b, c.d.armed) {
 		c.d.armed = nil
-		c.drop = true
+		c.drop, c.silent = true, c.d.silent
 	}
 	c.d.mu.Unlock()
 	return c.Conn.Write(b)
 }
 
 func (c *dropConn) Read(b []byte) (int, error) {
+	if c.mute {
+		// Whatever comes is lost; the read ends at its deadline (or when
+		// the connection is closed).
+		for {
+			if _, err := c.Conn.Read(b); err != nil {
+				return 0, err
+			}
+		}
+	}
 	if !c.drop {
 		return c.Conn.Read(b)
+	}
+	if c.silent {
+		// The reply comes (the server ran the request) and is lost; the
+		// connection stays open, saying nothing, until the client gives up.
+		buf := make([]byte, 64<<10)
+		c.Conn.Read(buf)
+		c.drop, c.mute = false, true
+		c.d.dropped <- struct{}{}
+		return c.Read(b)
 	}
 	// Wait for the reply (the server ran the request), lose it, and end
 	// the connection.

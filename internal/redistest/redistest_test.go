@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -204,4 +205,39 @@ func TestSentinel_SplitBrain(t *testing.T) {
 	if v, err := oc.Get(ctx, "k").Result(); err != nil || v != "new" {
 		t.Fatalf("GET on the old primary after Heal = %q, %v; want new", v, err)
 	}
+}
+
+// A Link's delay is a latency (a reply that comes in many chunks arrives
+// one delay after it was sent, not one delay per chunk); a cut holds the
+// bytes until restored or the client's deadline; a restored link works at
+// once.
+func TestLink_latencyAndCut(t *testing.T) {
+	s := StartServer(t)
+	l := NewLink(nil)
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), Dialer: l.Dial, MaxRetries: -1, ReadTimeout: 500 * time.Millisecond, PoolSize: 1})
+	t.Cleanup(func() { c.Close() })
+	ctx := t.Context()
+	big := strings.Repeat("x", 1<<20)
+	if err := c.Set(ctx, "big", big, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	l.Set(LinkState{DelayReplies: 200 * time.Millisecond})
+	for range 2 { // the first may dial anew: a handshake takes a few round trips
+		start := time.Now()
+		v, err := c.Get(ctx, "big").Result()
+		if d := time.Since(start); err != nil || v != big || d < 200*time.Millisecond || d > 350*time.Millisecond {
+			t.Logf("GET of 1 MiB over a 200ms link = %d bytes, %v after %v", len(v), err, d)
+			continue
+		}
+		l.Set(LinkState{CutRequests: true, CutReplies: true})
+		if err := c.Ping(ctx).Err(); err == nil {
+			t.Fatal("Ping over a cut link succeeded")
+		}
+		l.Set(LinkState{})
+		if err := c.Ping(ctx).Err(); err != nil {
+			t.Fatalf("Ping after the link was restored = %v", err)
+		}
+		return
+	}
+	t.Fatal("a 1 MiB reply over a 200ms link did not take about 200ms; want one latency, not one per chunk")
 }

@@ -41,3 +41,30 @@ func TestDecodeTuple_lengthPrefixAllocatesNothing(t *testing.T) {
 		t.Fatalf("Lengths of a valid tuple = %v", err)
 	}
 }
+
+// A typed result is a tuple of exactly the wrapper's arity and nothing
+// after it; anything else is ErrDecode.
+func TestDecodeTuple_malformedIsRefused(t *testing.T) {
+	good, err := EncodeTuple(1, func(enc *msgpack.Encoder) error { return enc.EncodeString("s") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(dec *msgpack.Decoder) error { _, err := dec.DecodeString(); return err }
+	if err := DecodeTuple(good, 1, read); err != nil {
+		t.Fatalf("DecodeTuple of a good tuple = %v", err)
+	}
+	for name, b := range map[string][]byte{
+		"trailing byte": append(append([]byte(nil), good...), 0),
+		"wrong arity":   good,
+		"not a tuple":   []byte("\xa1s"),
+		"empty":         nil,
+	} {
+		n := 1
+		if name == "wrong arity" {
+			n = 2
+		}
+		if err := DecodeTuple(b, n, read); !errors.Is(err, ErrDecode) {
+			t.Errorf("%s: DecodeTuple(%x, %d) = %v; want ErrDecode", name, b, n, err)
+		}
+	}
+}

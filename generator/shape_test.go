@@ -1,0 +1,49 @@
+package generator
+
+import (
+	"go/ast"
+	"go/importer"
+	"go/parser"
+	"go/token"
+	"go/types"
+	"testing"
+)
+
+// resultType type-checks a package "example.com/p" declaring decls and
+// returns its type R.
+func resultType(t *testing.T, decls string) types.Type {
+	t.Helper()
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "p.go", "package p\n\nimport \"time\"\n\nvar _ time.Time\n\n"+decls, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkg, err := (&types.Config{Importer: importer.Default()}).Check("example.com/p", fset, []*ast.File{f}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pkg.Scope().Lookup("R").Type()
+}
+
+// P23: a result shape changes with every detail that changes the bytes
+// its codec writes (so two builds that disagree never share a flight), and
+// only with those.
+func TestShapeHash_changesWithWhatTheCodecEncodes(t *testing.T) {
+	base := "type R struct {\n\tID int64\n\tName string `msgpack:\"name\"`\n\tInner\n}\n\ntype Inner struct{ At time.Time }\n"
+	h := shapeHash([]types.Type{resultType(t, base)})
+	if again := shapeHash([]types.Type{resultType(t, base)}); again != h {
+		t.Fatalf("the same type hashes to %s and %s", h, again)
+	}
+	for name, decls := range map[string]string{
+		"a field added":         "type R struct {\n\tID int64\n\tName string `msgpack:\"name\"`\n\tInner\n\tEmail string\n}\n\ntype Inner struct{ At time.Time }\n",
+		"a field renamed":       "type R struct {\n\tKey int64\n\tName string `msgpack:\"name\"`\n\tInner\n}\n\ntype Inner struct{ At time.Time }\n",
+		"a field's type":        "type R struct {\n\tID int32\n\tName string `msgpack:\"name\"`\n\tInner\n}\n\ntype Inner struct{ At time.Time }\n",
+		"a tag":                 "type R struct {\n\tID int64\n\tName string `msgpack:\"n\"`\n\tInner\n}\n\ntype Inner struct{ At time.Time }\n",
+		"embedded or named":     "type R struct {\n\tID int64\n\tName string `msgpack:\"name\"`\n\tInner Inner\n}\n\ntype Inner struct{ At time.Time }\n",
+		"a nested type's field": "type R struct {\n\tID int64\n\tName string `msgpack:\"name\"`\n\tInner\n}\n\ntype Inner struct{ At, To time.Time }\n",
+	} {
+		if got := shapeHash([]types.Type{resultType(t, decls)}); got == h {
+			t.Errorf("%s: the shape hash stayed %s", name, h)
+		}
+	}
+}

@@ -1,6 +1,8 @@
 # make test: the project's test command (README). It makes sure Redis is
 # installed, then checks formatting, vets, and runs every test with -race
-# against real redis-server processes that the tests start themselves.
+# against real redis-server processes that the tests start themselves; then
+# the runtime's unit tests again with every lock checked against the lock
+# order (the dlock_lockorder tag, see runtime/lockorder.go).
 
 GO ?= go
 
@@ -8,6 +10,7 @@ GO ?= go
 
 test: redis fmt-check vet gen-check
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -tags dlock_lockorder -count=1 -timeout 10m -run '^Test(LockOrder|Flight|Fanout|Push|Lock|MultiLock|Semaphore|Permit|Close)_' ./runtime
 	cd dlockotel && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 	cd bench && $(GO) vet ./...
 	$(MAKE) examples-offline
@@ -49,6 +52,7 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags dlock_lockorder ./runtime
 
 # The committed generated code of the examples must be fresh.
 gen-check:

@@ -84,64 +84,68 @@ func New(mp metric.MeterProvider, tp trace.TracerProvider) dlockrt.Observer {
 
 const scope = "github.com/dlock-go/dlock"
 
-func kind(k string) metric.MeasurementOption {
-	return metric.WithAttributes(attribute.String("kind", k))
+func kind(k dlockrt.Kind) metric.MeasurementOption {
+	return metric.WithAttributes(attribute.String("kind", string(k)))
 }
 
 // span records a finished span of the caller's trace, from start to now.
-func (o *observer) span(ctx context.Context, name, k string, start time.Time, failed string, attrs ...attribute.KeyValue) {
+func (o *observer) span(ctx context.Context, name string, k dlockrt.Kind, start time.Time, failed string, attrs ...attribute.KeyValue) {
 	if o.tracer == nil {
 		return
 	}
 	_, sp := o.tracer.Start(ctx, name, trace.WithTimestamp(start),
-		trace.WithAttributes(append(attrs, attribute.String("dlock.kind", k))...))
+		trace.WithAttributes(append(attrs, attribute.String("dlock.kind", string(k)))...))
 	if failed != "" {
 		sp.SetStatus(codes.Error, failed)
 	}
 	sp.End()
 }
 
-func (o *observer) Acquired(ctx context.Context, k, _ string, wait time.Duration) {
-	o.wait.Record(ctx, wait.Seconds(), kind(k))
-	o.span(ctx, "dlock.acquire", k, time.Now().Add(-wait), "")
+func (o *observer) Acquired(ctx context.Context, e dlockrt.AcquireEvent) {
+	o.wait.Record(ctx, e.Wait.Seconds(), kind(e.Kind))
+	o.span(ctx, "dlock.acquire", e.Kind, time.Now().Add(-e.Wait), "")
 }
 
-func (o *observer) NotAcquired(ctx context.Context, k, _ string) {
-	o.contention.Add(ctx, 1, kind(k))
-	o.span(ctx, "dlock.acquire", k, time.Now(), "not acquired: held by others")
+func (o *observer) NotAcquired(ctx context.Context, e dlockrt.NotAcquiredEvent) {
+	o.contention.Add(ctx, 1, kind(e.Kind))
+	o.span(ctx, "dlock.acquire", e.Kind, time.Now(), "not acquired: held by others")
 }
 
-func (o *observer) Released(ctx context.Context, k, _ string, acquired time.Time) {
-	o.hold.Record(ctx, time.Since(acquired).Seconds(), kind(k))
-	o.span(ctx, "dlock.hold", k, acquired, "")
+func (o *observer) Released(ctx context.Context, e dlockrt.ReleaseEvent) {
+	o.hold.Record(ctx, time.Since(e.Acquired).Seconds(), kind(e.Kind))
+	o.span(ctx, "dlock.hold", e.Kind, e.Acquired, "")
 }
 
-func (o *observer) Extended(ctx context.Context, k, _ string) { o.extends.Add(ctx, 1, kind(k)) }
-
-func (o *observer) Lost(ctx context.Context, k, _ string, acquired time.Time, err error) {
-	o.lost.Add(ctx, 1, kind(k))
-	o.span(ctx, "dlock.hold", k, acquired, "lease lost: "+err.Error())
+func (o *observer) Extended(ctx context.Context, e dlockrt.ExtendEvent) {
+	o.extends.Add(ctx, 1, kind(e.Kind))
 }
 
-func (o *observer) Queued(ctx context.Context, _ string, waiters int) {
-	o.queue.Record(ctx, int64(waiters))
+func (o *observer) Lost(ctx context.Context, e dlockrt.LostEvent) {
+	o.lost.Add(ctx, 1, kind(e.Kind))
+	o.span(ctx, "dlock.hold", e.Kind, e.Acquired, "lease lost: "+e.Err.Error())
 }
 
-func (o *observer) FanoutDone(ctx context.Context, _ string, start time.Time, leader bool, callers int, err error) {
+func (o *observer) Queued(ctx context.Context, e dlockrt.QueueEvent) {
+	o.queue.Record(ctx, int64(e.Waiters))
+}
+
+func (o *observer) FanoutDone(ctx context.Context, e dlockrt.FanoutEvent) {
 	role := "follower"
-	if leader {
+	if e.Leader {
 		role = "leader"
 	}
 	byRole := metric.WithAttributes(attribute.String("role", role))
 	o.runs.Add(ctx, 1, byRole)
-	o.fanoutCallers.Record(ctx, int64(callers))
+	o.fanoutCallers.Record(ctx, int64(e.Callers))
 	failed := ""
-	if err != nil {
+	if e.Err != nil {
 		o.err.Add(ctx, 1, byRole)
-		failed = err.Error()
+		failed = e.Err.Error()
 	}
-	o.span(ctx, "dlock.fanout", "fanout", start, failed,
-		attribute.String("dlock.fanout.role", role), attribute.Int("dlock.fanout.callers", callers))
+	o.span(ctx, "dlock.fanout", dlockrt.KindFanout, e.Start, failed,
+		attribute.String("dlock.fanout.role", role), attribute.Int("dlock.fanout.callers", e.Callers))
 }
 
-func (o *observer) Dropped(ctx context.Context, k, _ string, _ error) { o.dropped.Add(ctx, 1, kind(k)) }
+func (o *observer) Dropped(ctx context.Context, e dlockrt.DropEvent) {
+	o.dropped.Add(ctx, 1, kind(e.Kind))
+}

@@ -345,8 +345,8 @@ type signalQueued struct {
 	queued chan struct{}
 }
 
-func (s signalQueued) Queued(ctx context.Context, key string, n int) {
-	s.Observer.Queued(ctx, key, n)
+func (s signalQueued) Queued(ctx context.Context, e dlockrt.QueueEvent) {
+	s.Observer.Queued(ctx, e)
 	select {
 	case s.queued <- struct{}{}:
 	default:

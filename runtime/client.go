@@ -24,17 +24,20 @@ type Client struct {
 	bg     context.Context // cancelled by Close; parent of watchdogs
 	stop   context.CancelFunc
 
-	mu      sync.Mutex // protects leases, closing, waiting
+	fan fanoutRedis // the fanout scripts (fanoutScripts; faked by tests)
+
+	// Mutexes nest in the order of lockorder.go.
+	mu      lockedBy[clientMuRank] // protects leases, closing, waiting
 	leases  map[*lease]struct{}
 	closing bool           // Close has taken the leases: track refuses more
 	waiting bool           // Close waits for wg: no more goTracked
 	wg      sync.WaitGroup // goroutines of watchdog renewals, fanout waits, semaphore leaves (goTracked)
 	clock   *leaseClock    // wakes leases for their renewals and losses
 
-	fmu     sync.Mutex // protects flights and the state of every flight
+	fmu     lockedBy[fmuRank] // protects flights (each flight has its own mu)
 	flights map[string]*flight
 
-	tmu        sync.Mutex // protects turnstiles
+	tmu        lockedBy[tmuRank] // protects turnstiles
 	turnstiles map[string]*turnstile
 }
 
@@ -68,6 +71,7 @@ func New(rdb redis.UniversalClient, opts *Options) (*Client, error) {
 	}
 	c := &Client{rdb: rdb, opts: o, leases: map[*lease]struct{}{}, flights: map[string]*flight{}, turnstiles: map[string]*turnstile{},
 		clock: newLeaseClock()}
+	c.fan = fanoutScripts{c}
 	bg, stop := context.WithCancelCause(context.Background())
 	c.bg, c.stop = bg, func() { stop(ErrClosed) } // work on c.bg ends with cause ErrClosed
 	ps := o.PubSub
@@ -187,12 +191,10 @@ func (c *Client) run(ctx context.Context, s *redis.Script, keys []string, args [
 		err error
 	}
 	ch := make(chan reply, 1)
-	// owner: 0 while nobody owns the reply; 1 the caller (it got the reply
-	// before leaving); 2 undo (the caller left first).
-	var owner atomic.Int32
+	var owner atomic.Int32 // a replyOwner: who owns the late reply
 	go func() {
 		v, err := s.Run(context.WithoutCancel(ctx), c.rdb, keys, args...).Result()
-		if owner.CompareAndSwap(0, 1) {
+		if owner.CompareAndSwap(int32(replyUnowned), int32(replyCaller)) {
 			ch <- reply{v, err}
 			return
 		}
@@ -208,7 +210,7 @@ func (c *Client) run(ctx context.Context, s *redis.Script, keys []string, args [
 		c.undoIfAmbiguous(ctx, r.err, undo)
 		return r.v, redisErr(r.err)
 	case <-ctx.Done():
-		if !owner.CompareAndSwap(0, 2) { // the reply came first: it is the caller's
+		if !owner.CompareAndSwap(int32(replyUnowned), int32(replyUndo)) { // the reply came first: it is the caller's
 			r := <-ch
 			c.undoIfAmbiguous(ctx, r.err, undo)
 			return r.v, redisErr(r.err)
@@ -223,6 +225,16 @@ func (c *Client) run(ctx context.Context, s *redis.Script, keys []string, args [
 		return nil, unavailable(ctx.Err())
 	}
 }
+
+// replyOwner says who owns the reply of a script run that its caller may
+// leave before: exactly one side acts on it.
+type replyOwner int32
+
+const (
+	replyUnowned replyOwner = iota // not yet decided
+	replyCaller                    // the reply came before the caller left: the caller's
+	replyUndo                      // the caller left first: the undo's
+)
 
 // undoIfAmbiguous runs undo when err says the call may still have run in
 // Redis.

@@ -2,7 +2,6 @@ package dlockrt
 
 import (
 	"container/heap"
-	"sync"
 	"time"
 )
 
@@ -14,7 +13,7 @@ import (
 // the timer stays armed for the earliest step it was set for, and when it
 // fires with nothing due it is armed for the next one.
 type leaseClock struct {
-	mu      sync.Mutex // protects the fields below, and at and idx of the leases in q
+	mu      lockedBy[clockRank] // protects the fields below, and at and idx of the leases in q
 	q       leaseQueue
 	timer   *time.Timer
 	armed   time.Time // when timer fires; zero when it is not armed

@@ -3,7 +3,6 @@ package dlockrt
 import (
 	"context"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,8 +21,8 @@ type psDialKey struct{}
 type dialWatch struct {
 	m *mux
 
-	mu        sync.Mutex // protects the fields below
-	psAddr    string     // the server the subscription connection is on
+	mu        lockedBy[dialRank] // protects the fields below
+	psAddr    string             // the server the subscription connection is on
 	lastReset time.Time
 }
 

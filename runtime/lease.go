@@ -3,7 +3,6 @@ package dlockrt
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 )
 
@@ -17,7 +16,7 @@ import (
 // (lossMargin), whether or not Redis ever answers again.
 type lease struct {
 	c        *Client
-	kind     string          // for the Observer: "lock", "multi", "semaphore", "fanout"
+	kind     Kind            // for the Observer
 	key      string          // the (first) user key, for the Observer
 	called   time.Time       // when the caller asked for it, for the Observer
 	acquired time.Time       // when it was granted
@@ -30,13 +29,13 @@ type lease struct {
 	// emu serializes renewals (the watchdog's and Extend's) with the
 	// deadline each sets, so a stale renewal never moves the local
 	// deadline past the server's expiry.
-	emu sync.Mutex
+	emu lockedBy[renewRank]
 
-	mu       sync.Mutex // protects the fields below
-	deadline time.Time  // end of the current lease on the local clock
-	ended    bool       // lost, released or closed: done is closed
-	released bool       // Release or Close ran the release script
-	err      error      // why it ended
+	mu       lockedBy[leaseRank] // protects the fields below
+	deadline time.Time           // end of the current lease on the local clock
+	ended    bool                // lost, released or closed: done is closed
+	released bool                // Release or Close ran the release script
+	err      error               // why it ended
 	done     chan struct{}
 	stop     chan struct{}       // closed when the lease ends: stops a renewal's retries
 	onEnd    map[int]func(error) // called once when the lease ends (Context)
@@ -84,7 +83,7 @@ func (l *lease) start(ctx context.Context, sent time.Time) bool {
 	if !l.c.track(l) {
 		return false
 	}
-	l.c.opts.Observer.Acquired(ctx, l.kind, l.key, l.acquired.Sub(l.called))
+	l.c.opts.Observer.Acquired(ctx, AcquireEvent{Kind: l.kind, Key: l.key, Wait: l.acquired.Sub(l.called)})
 	l.c.clock.schedule(l, l.wakeAt(l.deadline))
 	return true
 }
@@ -138,7 +137,7 @@ func (l *lease) renew(lossAt time.Time) {
 		default:
 		}
 		if err == nil && ok {
-			l.c.opts.Observer.Extended(context.WithoutCancel(l.obsCtx), l.kind, l.key)
+			l.c.opts.Observer.Extended(context.WithoutCancel(l.obsCtx), ExtendEvent{Kind: l.kind, Key: l.key})
 			return
 		}
 		if err == nil {
@@ -230,7 +229,7 @@ func (l *lease) afterEnd(f func(error)) (stop func()) {
 func (l *lease) lose(err error) {
 	if l.finish(err, false) {
 		l.c.untrack(l)
-		l.c.opts.Observer.Lost(context.WithoutCancel(l.obsCtx), l.kind, l.key, l.acquired, err)
+		l.c.opts.Observer.Lost(context.WithoutCancel(l.obsCtx), LostEvent{Kind: l.kind, Key: l.key, Acquired: l.acquired, Err: err})
 		l.c.opts.Logger.Warn("dlock: lease lost", "kind", l.kind, "key", l.key, "err", err)
 	}
 }
@@ -280,7 +279,7 @@ func (l *lease) doExtend(ctx context.Context, ttl time.Duration) error {
 		l.doRelease(context.WithoutCancel(ctx), fmt.Errorf("%w: extend found it taken", ErrNotHeld))
 		return ErrNotHeld
 	}
-	l.c.opts.Observer.Extended(ctx, l.kind, l.key)
+	l.c.opts.Observer.Extended(ctx, ExtendEvent{Kind: l.kind, Key: l.key})
 	return nil
 }
 
@@ -293,7 +292,7 @@ func (l *lease) doRelease(ctx context.Context, why error) error {
 		return ErrNotHeld
 	}
 	l.c.untrack(l)
-	l.c.opts.Observer.Released(ctx, l.kind, l.key, l.acquired)
+	l.c.opts.Observer.Released(ctx, ReleaseEvent{Kind: l.kind, Key: l.key, Acquired: l.acquired})
 	n, total, err := l.release(ctx)
 	switch {
 	case err != nil:
@@ -303,8 +302,6 @@ func (l *lease) doRelease(ctx context.Context, why error) error {
 	}
 	return nil
 }
-
-func (l *lease) doneChan() <-chan struct{} { return l.done }
 
 func (l *lease) errNow() error {
 	l.mu.Lock()

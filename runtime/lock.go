@@ -14,7 +14,7 @@ type Lock struct {
 	key   string
 	token int64
 	set   *lockset
-	lease *lease
+	leaseHandle
 }
 
 // Once tries to take the lock on key: once, plus the configured retries.
@@ -39,7 +39,7 @@ func (c *Client) Once(ctx context.Context, key string, opts ...Option) (*Lock, e
 	case err != nil:
 		return nil, err
 	case h == nil:
-		c.opts.Observer.NotAcquired(ctx, "lock", key)
+		c.opts.Observer.NotAcquired(ctx, NotAcquiredEvent{Kind: KindLock, Key: key})
 		return nil, ErrNotAcquired
 	}
 	return h.single(), nil
@@ -141,7 +141,7 @@ func (c *Client) Lock(ctx context.Context, key string, opts ...Option) (*Lock, e
 		case <-c.bg.Done(): // Close: the next iteration says so
 		case <-ctx.Done():
 			t.Stop()
-			c.opts.Observer.NotAcquired(ctx, "lock", key)
+			c.opts.Observer.NotAcquired(ctx, NotAcquiredEvent{Kind: KindLock, Key: key})
 			return nil, notAcquiredBy(ctx, ctx.Err())
 		}
 		t.Stop()
@@ -233,7 +233,7 @@ type held struct {
 }
 
 func (h *held) single() *Lock {
-	return &Lock{key: h.set.keys[0], token: h.tokens[0], set: h.set, lease: h.lease}
+	return &Lock{key: h.set.keys[0], token: h.tokens[0], set: h.set, leaseHandle: leaseHandle{h.lease}}
 }
 
 // tryOnce makes one attempt; it returns a held lockset, or the attempt
@@ -296,50 +296,3 @@ func (l *Lock) Token() int64 {
 	}
 	return l.token
 }
-
-// Extend renews the lease for ttl from now. It returns ErrNotHeld when the
-// lock is no longer the caller's (then the lock has ended), and an
-// ErrUnavailable error when Redis did not answer (then the lease runs on,
-// and the watchdog, if on, keeps trying). The call is bounded by the
-// lease's end: when no answer comes before the lease would end, the lease
-// is lost, the error matches ErrLost, and the lock has ended.
-func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
-	if l == nil {
-		return ErrNotHeld
-	}
-	return l.lease.doExtend(ctx, ttl)
-}
-
-// Release gives the lock up and wakes a waiter. It runs even when ctx has
-// already ended (without ctx's cancellation, bounded by the Redis client's
-// own timeouts). It returns ErrNotHeld when the lock was no longer the
-// caller's (its lease ran out and maybe someone else holds it now: nothing
-// of theirs was touched) or was released before.
-func (l *Lock) Release(ctx context.Context) error {
-	if l == nil {
-		return ErrNotHeld
-	}
-	return l.lease.doRelease(context.WithoutCancel(ctx), errReleased)
-}
-
-// Done is closed when the lease ends: released, lost (the watchdog could
-// not renew it in time, or another holder has it), or the client closed.
-// After it is closed, Err says why.
-func (l *Lock) Done() <-chan struct{} {
-	if l == nil {
-		return closedChan
-	}
-	return l.lease.doneChan()
-}
-
-// Err is nil while the lock is held. After Done is closed it matches
-// ErrLost when the lease was lost, ErrNotHeld after Release, ErrClosed after
-// the client closed.
-func (l *Lock) Err() error {
-	if l == nil {
-		return ErrNotHeld
-	}
-	return l.lease.errNow()
-}
-
-var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()

@@ -231,11 +231,11 @@ func (s *lockset) hold(ctx context.Context, cfg callConfig, sent time.Time) (*le
 }
 
 // kind names the lockset for the Observer.
-func (s *lockset) kind() string {
+func (s *lockset) kind() Kind {
 	if len(s.keys) > 1 {
-		return "multi"
+		return KindMulti
 	}
-	return "lock"
+	return KindLock
 }
 
 func int64s(v any) ([]int64, bool) {

@@ -3,7 +3,6 @@ package dlockrt
 import (
 	"context"
 	"slices"
-	"time"
 )
 
 // MultiLock holds several keys at once, all or nothing. In a Cluster, keys
@@ -13,7 +12,7 @@ import (
 type MultiLock struct {
 	tokens []int64
 	set    *lockset
-	lease  *lease
+	leaseHandle
 }
 
 // Multi takes the locks on every key, or none: when any key is held by
@@ -37,10 +36,10 @@ func (c *Client) MultiWith(ctx context.Context, keys []string, opts ...Option) (
 		return nil, err
 	}
 	if h == nil {
-		c.opts.Observer.NotAcquired(ctx, "multi", set.keys[0])
+		c.opts.Observer.NotAcquired(ctx, NotAcquiredEvent{Kind: KindMulti, Key: set.keys[0]})
 		return nil, &MultiLockError{Keys: a.held}
 	}
-	return &MultiLock{tokens: h.tokens, set: set, lease: h.lease}, nil
+	return &MultiLock{tokens: h.tokens, set: set, leaseHandle: leaseHandle{h.lease}}, nil
 }
 
 // Keys are the locked keys in canonical order (duplicates removed).
@@ -57,41 +56,4 @@ func (m *MultiLock) Tokens() []int64 {
 		return nil
 	}
 	return slices.Clone(m.tokens)
-}
-
-// Extend renews every key's lease for ttl from now. If any key is no longer
-// held, the others are released, the lock ends, and it returns ErrNotHeld.
-// When no answer comes before the lease would end, the lease is lost: the
-// error matches ErrLost and the lock has ended.
-func (m *MultiLock) Extend(ctx context.Context, ttl time.Duration) error {
-	if m == nil {
-		return ErrNotHeld
-	}
-	return m.lease.doExtend(ctx, ttl)
-}
-
-// Release releases every key still held by the caller. It returns
-// ErrNotHeld when some key was no longer the caller's (the others are still
-// released). Like Lock.Release it runs even when ctx has ended.
-func (m *MultiLock) Release(ctx context.Context) error {
-	if m == nil {
-		return ErrNotHeld
-	}
-	return m.lease.doRelease(context.WithoutCancel(ctx), errReleased)
-}
-
-// Done is closed when the multi-lock ends (see Lock.Done).
-func (m *MultiLock) Done() <-chan struct{} {
-	if m == nil {
-		return closedChan
-	}
-	return m.lease.doneChan()
-}
-
-// Err says why the multi-lock ended (see Lock.Err).
-func (m *MultiLock) Err() error {
-	if m == nil {
-		return ErrNotHeld
-	}
-	return m.lease.errNow()
 }

@@ -6,41 +6,103 @@ import (
 )
 
 // Observer receives what dlock does, for metrics and tracing (see the
-// dlockotel package for OpenTelemetry). Implementations embed BaseObserver,
-// so that a new event (a method added here) is a no-op for them. Kind is "lock", "multi",
-// "semaphore" or "fanout"; key is the user key, which may carry user data:
-// an exporter should not make it a metric attribute. Methods are called
-// synchronously on hot paths: they must be fast and safe for concurrent
-// use. ctx carries the values of the caller's context (so an exporter can
-// attach spans to the caller's trace): for events off the caller's path
-// (watchdog renewals, losses) those of the context the lease was acquired
-// with, without its cancellation; for a fanout flight, those of its first
-// local caller.
+// dlockotel package for OpenTelemetry). Each method takes one event, a
+// struct, so that later versions add fields without breaking anyone;
+// implementations embed BaseObserver, so that a new event (a method added
+// here) is a no-op for them. An event's Key is the user key, which may
+// carry user data: an exporter should not make it a metric attribute.
+// Methods are called synchronously on hot paths: they must be fast and
+// safe for concurrent use. ctx carries the values of the caller's context
+// (so an exporter can attach spans to the caller's trace): for events off
+// the caller's path (watchdog renewals, losses) those of the context the
+// lease was acquired with, without its cancellation; for a fanout flight,
+// those of its first local caller.
 type Observer interface {
-	// Acquired: a lock, multi-lock or permit was taken after waiting wait
-	// (from the call to the grant).
-	Acquired(ctx context.Context, kind, key string, wait time.Duration)
+	// Acquired: a lock, multi-lock or permit was taken.
+	Acquired(ctx context.Context, e AcquireEvent)
 	// NotAcquired: a call gave up because others held the key (contention).
-	NotAcquired(ctx context.Context, kind, key string)
-	// Released: the holder released what it had held since acquired.
-	Released(ctx context.Context, kind, key string, acquired time.Time)
+	NotAcquired(ctx context.Context, e NotAcquiredEvent)
+	// Released: the holder released what it held.
+	Released(ctx context.Context, e ReleaseEvent)
 	// Extended: a lease was renewed (by the watchdog or Extend).
-	Extended(ctx context.Context, kind, key string)
-	// Lost: a lease held since acquired was lost before its release.
-	Lost(ctx context.Context, kind, key string, acquired time.Time, err error)
-	// Queued: a semaphore waiter found no permit; waiters is the length of
-	// the key's queue, itself included.
-	Queued(ctx context.Context, key string, waiters int)
-	// FanoutDone: a flight of this process, begun by its first local
-	// caller at start, delivered its outcome to callers local callers;
-	// leader says whether this process ran the job; err is the outcome's
-	// error (nil for a result; a *RemoteError when another process's
-	// leader failed).
-	FanoutDone(ctx context.Context, key string, start time.Time, leader bool, callers int, err error)
-	// Dropped: something read from Redis for key was malformed or too
-	// large (a foreign value, a forged or truncated message) and was
-	// ignored; err says what was wrong with it.
-	Dropped(ctx context.Context, kind, key string, err error)
+	Extended(ctx context.Context, e ExtendEvent)
+	// Lost: a lease was lost before its release.
+	Lost(ctx context.Context, e LostEvent)
+	// Queued: a semaphore waiter found no permit.
+	Queued(ctx context.Context, e QueueEvent)
+	// FanoutDone: a flight of this process delivered its outcome to its
+	// local callers.
+	FanoutDone(ctx context.Context, e FanoutEvent)
+	// Dropped: something read from Redis was malformed or too large (a
+	// foreign value, a forged or truncated message) and was ignored.
+	Dropped(ctx context.Context, e DropEvent)
+}
+
+// Kind is what a lease or an event is about.
+type Kind string
+
+// The kinds of leases.
+const (
+	KindLock      Kind = "lock"
+	KindMulti     Kind = "multi"
+	KindSemaphore Kind = "semaphore"
+	KindFanout    Kind = "fanout" // a fanout leader's lease
+)
+
+// AcquireEvent: a lease was granted.
+type AcquireEvent struct {
+	Kind Kind
+	Key  string        // the (first) user key
+	Wait time.Duration // from the call to the grant
+}
+
+// NotAcquiredEvent: a call gave up because others held the key.
+type NotAcquiredEvent struct {
+	Kind Kind
+	Key  string
+}
+
+// ReleaseEvent: a holder released its lease.
+type ReleaseEvent struct {
+	Kind     Kind
+	Key      string
+	Acquired time.Time // when it was granted
+}
+
+// ExtendEvent: a lease was renewed.
+type ExtendEvent struct {
+	Kind Kind
+	Key  string
+}
+
+// LostEvent: a lease was lost before its release.
+type LostEvent struct {
+	Kind     Kind
+	Key      string
+	Acquired time.Time // when it was granted
+	Err      error     // why (it matches ErrLost)
+}
+
+// QueueEvent: a semaphore waiter found no permit.
+type QueueEvent struct {
+	Key     string
+	Waiters int // the key's queue, the waiter included
+}
+
+// FanoutEvent: a flight delivered its outcome to this process's callers.
+type FanoutEvent struct {
+	Key     string
+	Start   time.Time // when its first local caller called
+	Leader  bool      // this process ran the job
+	Callers int       // local callers that got the outcome
+	Err     error     // the outcome's error: nil for a result; a *RemoteError when another process's leader failed
+}
+
+// DropEvent: something read from Redis for Key was ignored.
+type DropEvent struct {
+	Kind Kind
+	Key  string
+	Err  error // what was wrong with it
 }
 
 // BaseObserver does nothing on every event. Embed it in an Observer so
@@ -48,12 +110,11 @@ type Observer interface {
 // they fall through to BaseObserver.
 type BaseObserver struct{}
 
-func (BaseObserver) Acquired(context.Context, string, string, time.Duration) {}
-func (BaseObserver) NotAcquired(context.Context, string, string)             {}
-func (BaseObserver) Released(context.Context, string, string, time.Time)     {}
-func (BaseObserver) Extended(context.Context, string, string)                {}
-func (BaseObserver) Lost(context.Context, string, string, time.Time, error)  {}
-func (BaseObserver) Queued(context.Context, string, int)                     {}
-func (BaseObserver) FanoutDone(context.Context, string, time.Time, bool, int, error) {
-}
-func (BaseObserver) Dropped(context.Context, string, string, error) {}
+func (BaseObserver) Acquired(context.Context, AcquireEvent)        {}
+func (BaseObserver) NotAcquired(context.Context, NotAcquiredEvent) {}
+func (BaseObserver) Released(context.Context, ReleaseEvent)        {}
+func (BaseObserver) Extended(context.Context, ExtendEvent)         {}
+func (BaseObserver) Lost(context.Context, LostEvent)               {}
+func (BaseObserver) Queued(context.Context, QueueEvent)            {}
+func (BaseObserver) FanoutDone(context.Context, FanoutEvent)       {}
+func (BaseObserver) Dropped(context.Context, DropEvent)            {}

@@ -29,9 +29,9 @@ type Semaphore struct {
 // Permit is one held place in a Semaphore. Methods on a nil *Permit return
 // ErrNotHeld or zero values.
 type Permit struct {
-	s     *Semaphore
-	id    string
-	lease *lease
+	s  *Semaphore
+	id string
+	leaseHandle
 }
 
 // Semaphore returns the semaphore of key with limit permits. Every process
@@ -134,7 +134,7 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 		}
 		if r[0] == 1 {
 			p := &Permit{s: s, id: permit}
-			p.lease = &lease{c: s.c, kind: "semaphore", key: s.key, called: called,
+			p.lease = &lease{c: s.c, kind: KindSemaphore, key: s.key, called: called,
 				ttl: cfg.ttl, watchdog: cfg.watchdog, extend: p.extend, release: p.releaseAll}
 			if err := lapsed(sent, cfg.ttl); err != nil {
 				s.release(ctx, permit, "")
@@ -147,10 +147,10 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 			return p, nil
 		}
 		if !queue {
-			s.c.opts.Observer.NotAcquired(ctx, "semaphore", s.key)
+			s.c.opts.Observer.NotAcquired(ctx, NotAcquiredEvent{Kind: KindSemaphore, Key: s.key})
 			return nil, ErrNotAcquired
 		}
-		s.c.opts.Observer.Queued(ctx, s.key, int(r[3]))
+		s.c.opts.Observer.Queued(ctx, QueueEvent{Key: s.key, Waiters: int(r[3])})
 		if sub == nil {
 			if testHookSemQueued != nil {
 				testHookSemQueued(s.key)
@@ -168,7 +168,7 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 			wait = min(wait, time.Duration(r[1])*time.Millisecond+time.Millisecond)
 		}
 		if err := s.sleep(ctx, sub, wait, r[2]); err != nil {
-			s.c.opts.Observer.NotAcquired(ctx, "semaphore", s.key)
+			s.c.opts.Observer.NotAcquired(ctx, NotAcquiredEvent{Kind: KindSemaphore, Key: s.key})
 			s.leave(ctx, waiter)
 			return nil, notAcquiredBy(ctx, err)
 		}
@@ -269,40 +269,4 @@ func (p *Permit) Key() string {
 		return ""
 	}
 	return p.s.key
-}
-
-// Release gives the permit back and wakes the waiters. Releasing twice, or
-// a permit whose lease ended, changes nothing and returns ErrNotHeld. It
-// runs even when ctx has ended.
-func (p *Permit) Release(ctx context.Context) error {
-	if p == nil {
-		return ErrNotHeld
-	}
-	return p.lease.doRelease(context.WithoutCancel(ctx), errReleased)
-}
-
-// Extend renews the permit's lease for ttl from now; ErrNotHeld when it is
-// no longer held. When no answer comes before the lease would end, the
-// lease is lost: the error matches ErrLost and the permit has ended.
-func (p *Permit) Extend(ctx context.Context, ttl time.Duration) error {
-	if p == nil {
-		return ErrNotHeld
-	}
-	return p.lease.doExtend(ctx, ttl)
-}
-
-// Done is closed when the permit ends: released, lost, or the client closed.
-func (p *Permit) Done() <-chan struct{} {
-	if p == nil {
-		return closedChan
-	}
-	return p.lease.doneChan()
-}
-
-// Err says why the permit ended (see Lock.Err).
-func (p *Permit) Err() error {
-	if p == nil {
-		return ErrNotHeld
-	}
-	return p.lease.errNow()
 }

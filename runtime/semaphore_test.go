@@ -236,7 +236,7 @@ type queuedEvents struct {
 
 func newQueuedEvents() *queuedEvents { return &queuedEvents{ch: make(chan struct{}, 64)} }
 
-func (q *queuedEvents) Queued(context.Context, string, int) {
+func (q *queuedEvents) Queued(context.Context, QueueEvent) {
 	select {
 	case q.ch <- struct{}{}:
 	default:

@@ -112,10 +112,10 @@ func newSoaker() (*soaker, error) {
 			return redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(env("CLUSTER"), ","), Dialer: s.link.Dial})
 		}
 	default:
-		s.dropper = redistest.NewReplyDropper()
-		s.link = redistest.NewLink(s.dropper.Dial)
+		s.link = redistest.NewLink(nil)
+		s.dropper = redistest.NewReplyDropperOver(s.link.Dial)
 		s.newRdb = func() redis.UniversalClient {
-			return redis.NewClient(&redis.Options{Addr: env("LOCK_ADDR"), MaxRetries: retries, Dialer: s.link.Dial})
+			return redis.NewClient(&redis.Options{Addr: env("LOCK_ADDR"), MaxRetries: retries, Dialer: s.dropper.Dial})
 		}
 	}
 	s.rdb = s.newRdb()

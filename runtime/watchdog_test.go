@@ -289,7 +289,9 @@ func second[T any](_ T, err error) error { return err }
 // its deadline; released ones never.
 func TestLock_leasesWithoutWatchdogEndInDeadlineOrder(t *testing.T) {
 	c := newClient(t, newRedis(t), nil)
-	ttls := []time.Duration{900 * time.Millisecond, 300 * time.Millisecond, 600 * time.Millisecond, 150 * time.Millisecond}
+	// Leases of 1s and more: their loss margin is the full 50ms, well above
+	// a loaded machine's timer jitter (a 150ms lease's is 7.5ms).
+	ttls := []time.Duration{1800 * time.Millisecond, 1200 * time.Millisecond, 1500 * time.Millisecond, time.Second}
 	type held struct {
 		l        *Lock
 		deadline time.Time
@@ -303,12 +305,12 @@ func TestLock_leasesWithoutWatchdogEndInDeadlineOrder(t *testing.T) {
 		}
 		ls = append(ls, held{l, sent.Add(ttl)})
 	}
-	// The 150ms one is extended to end last; a released one never ends by loss.
+	// The 1s one is extended to end last; a released one never ends by loss.
 	sent := time.Now()
-	if err := ls[3].l.Extend(t.Context(), 1200*time.Millisecond); err != nil {
+	if err := ls[3].l.Extend(t.Context(), 2400*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	ls[3].deadline = sent.Add(1200 * time.Millisecond)
+	ls[3].deadline = sent.Add(2400 * time.Millisecond)
 	extra, err := c.Once(t.Context(), key(t, "released"), WithWatchdog(false), WithTTL(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -316,7 +318,7 @@ func TestLock_leasesWithoutWatchdogEndInDeadlineOrder(t *testing.T) {
 	extra.Release(t.Context())
 
 	var order []int
-	bound := time.NewTimer(10 * time.Second) // the last deadline is 1.2s away
+	bound := time.NewTimer(10 * time.Second) // the last deadline is 2.4s away
 	defer bound.Stop()
 	for range ls {
 		cases := make([]reflect.SelectCase, len(ls), len(ls)+1)
@@ -356,9 +358,9 @@ type renewals struct {
 
 func newRenewals() *renewals { return &renewals{ch: make(chan string, 64)} }
 
-func (r *renewals) Extended(_ context.Context, _, key string) {
+func (r *renewals) Extended(_ context.Context, e ExtendEvent) {
 	select {
-	case r.ch <- key:
+	case r.ch <- e.Key:
 	default:
 	}
 }

@@ -324,7 +324,7 @@ type dropCounter struct {
 	n atomic.Int32
 }
 
-func (d *dropCounter) Dropped(context.Context, string, string, error) { d.n.Add(1) }
+func (d *dropCounter) Dropped(context.Context, DropEvent) { d.n.Add(1) }
 
 // P21 for the stored result: a forged value in the fanout's key claiming a
 // 2 GiB payload is dropped (counted by the Observer), allocates nothing

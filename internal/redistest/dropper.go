@@ -17,15 +17,25 @@ import (
 // thrown away, and the client sees its connection end (io.EOF, which
 // go-redis retries unless MaxRetries is -1).
 type ReplyDropper struct {
+	next func(ctx context.Context, network, addr string) (net.Conn, error)
+
 	mu      sync.Mutex // protects armed, silent
 	armed   []byte
 	silent  bool // the connection of the lost reply stays open, silent
 	dropped chan struct{}
 }
 
-// NewReplyDropper returns a disarmed dropper.
-func NewReplyDropper() *ReplyDropper {
-	return &ReplyDropper{dropped: make(chan struct{}, 16)}
+// NewReplyDropper returns a disarmed dropper that dials like net.Dialer.
+func NewReplyDropper() *ReplyDropper { return NewReplyDropperOver(nil) }
+
+// NewReplyDropperOver returns a disarmed dropper that dials with next (a
+// Link's Dial, say); nil means net.Dialer's.
+func NewReplyDropperOver(next func(ctx context.Context, network, addr string) (net.Conn, error)) *ReplyDropper {
+	if next == nil {
+		var d net.Dialer
+		next = d.DialContext
+	}
+	return &ReplyDropper{next: next, dropped: make(chan struct{}, 16)}
 }
 
 // Arm makes the dropper lose the reply to the next request containing
@@ -48,10 +58,11 @@ func (d *ReplyDropper) ArmSilent(match string) {
 // Dropped receives once per reply thrown away.
 func (d *ReplyDropper) Dropped() <-chan struct{} { return d.dropped }
 
-// Dial dials like net.Dialer and wraps the connection.
+// Dial dials and wraps the connection. (go-redis writes a request and
+// reads its reply on one goroutine, so the reply to lose is the next one
+// read after the request.)
 func (d *ReplyDropper) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	var nd net.Dialer
-	c, err := nd.DialContext(ctx, network, addr)
+	c, err := d.next(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,17 @@ import (
 	dlockrt "github.com/dlock-go/dlock/runtime"
 )
 
+// IsVersion1 is true in the genrt whose API is version 1, and only there.
+// Every file dlockgen generates refers to the version it was generated
+// for (const _ = genrt.IsVersion1), as protobuf's generated code refers to
+// ProtoPackageIsVersionN: a file generated for another API fails to
+// compile at that line, naming the version it needs. The cure is to run
+// go generate with the dlockgen of the dlock version in go.mod.
+const IsVersion1 = true
+
+// Version is the version of genrt's API (see IsVersion1).
+const Version = 1
+
 // ErrDecode is dlockrt.ErrDecode.
 var ErrDecode = dlockrt.ErrDecode
 

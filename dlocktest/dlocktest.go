@@ -51,7 +51,8 @@ func Start() (*Server, error) {
 }
 
 // NewClient starts a server and returns a dlock client of it; both are
-// closed when the test ends.
+// closed when the test ends. Its Options.Startup is StartupSkip (the
+// in-process server cannot prove what Client.Check looks for).
 func NewClient(t testing.TB, opts ...*dlockrt.Options) *dlockrt.Client {
 	t.Helper()
 	s, err := Start()
@@ -61,11 +62,13 @@ func NewClient(t testing.TB, opts ...*dlockrt.Options) *dlockrt.Client {
 	t.Cleanup(s.Close)
 	rdb := redis.NewClient(&redis.Options{Addr: s.Addr()})
 	t.Cleanup(func() { rdb.Close() })
-	var o *dlockrt.Options
-	if len(opts) > 0 {
-		o = opts[0]
+	var o dlockrt.Options
+	if len(opts) > 0 && opts[0] != nil {
+		o = *opts[0]
 	}
-	c, err := dlockrt.New(rdb, o)
+	// The in-process server has no CONFIG: nothing to prove at start-up.
+	o.Startup = dlockrt.StartupSkip
+	c, err := dlockrt.New(rdb, &o)
 	if err != nil {
 		t.Fatalf("dlocktest: %v", err)
 	}

@@ -37,6 +37,7 @@ type wrapper struct {
 	variadic bool
 	key      []keyPart // nil: digest of the arguments
 	space    string    // what every key of this wrapper starts with: the function's identity, or space=
+	named    string    // the space the user names: space without the fanout's shape hash
 	recvName string    // the receiver's name in the method's declaration ("" if unnamed)
 	recvPtr  bool      // the receiver is a pointer
 	out      string    // the generated file's suffix ("": dlock_gen.go), from the source file's constraints
@@ -275,6 +276,10 @@ func (cp *checkedPackage) generate(hidden map[string]bool, names generatedByPath
 	if len(c.diags) > 0 {
 		return nil, c.diags
 	}
+	var warnings []Diagnostic
+	for suffix, g := range groups {
+		warnings = append(warnings, renamedSpaces(filepath.Join(cp.dir, outputName(suffix)), g)...)
+	}
 	var files []File
 	suffixes := make([]string, 0, len(groups))
 	for s := range groups {
@@ -311,7 +316,7 @@ func (cp *checkedPackage) generate(hidden map[string]bool, names generatedByPath
 		}
 		files = append(files, File{Path: path})
 	}
-	return files, c.diags
+	return files, append(c.diags, warnings...)
 }
 
 // ours reports whether the file at path starts with dlockgen's header.
@@ -490,6 +495,7 @@ func (c *checker) wrapperOf(fd *ast.FuncDecl, cm *ast.Comment) *wrapper {
 		}
 		w.space = a.Value
 	}
+	w.named = w.space
 	if d.Verb == "fanout" {
 		// Builds whose result types differ in their wire shape never share
 		// a flight (a rolling deploy runs both side by side).

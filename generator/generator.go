@@ -37,22 +37,28 @@ type Config struct {
 	Env      []string // environment of the go command; nil = this process's
 }
 
-// A Diagnostic is a mistake in the input, at a position.
+// A Diagnostic is a mistake in the input, at a position, or a warning
+// about it (which fails nothing).
 type Diagnostic struct {
-	Pos token.Position
-	Msg string
+	Pos     token.Position
+	Msg     string
+	Warning bool
 }
 
 // String is "file:line:col: message"; a mistake with no position in a
 // file (a pattern that matches no package) is "dlockgen: message".
 func (d Diagnostic) String() string {
+	msg := d.Msg
+	if d.Warning {
+		msg = "warning: " + msg
+	}
 	switch {
 	case d.Pos.Filename == "":
-		return "dlockgen: " + d.Msg
+		return "dlockgen: " + msg
 	case d.Pos.Line == 0:
-		return d.Pos.Filename + ": " + d.Msg
+		return d.Pos.Filename + ": " + msg
 	}
-	return fmt.Sprintf("%s:%d:%d: %s", d.Pos.Filename, d.Pos.Line, d.Pos.Column, d.Msg)
+	return fmt.Sprintf("%s:%d:%d: %s", d.Pos.Filename, d.Pos.Line, d.Pos.Column, msg)
 }
 
 // File is an output file: Content is the whole file, or nil when a stale
@@ -67,6 +73,7 @@ type File struct {
 type Result struct {
 	Files       []File
 	Diagnostics []Diagnostic // sorted by file, line, column
+	Warnings    []Diagnostic // what a deploy of the output should know (a key space that changes); sorted too
 }
 
 // Generate loads the packages and produces their generated files, or the
@@ -108,11 +115,27 @@ func Generate(cfg Config) (*Result, error) {
 	parallel(len(pkgs), func(i int) { outs[i].files, outs[i].diags = checked[i].generate(hidden.paths, names) })
 	res := &Result{}
 	for _, o := range outs {
-		res.Diagnostics = append(res.Diagnostics, o.diags...)
+		for _, d := range o.diags {
+			if d.Warning {
+				res.Warnings = append(res.Warnings, d)
+			} else {
+				res.Diagnostics = append(res.Diagnostics, d)
+			}
+		}
 		res.Files = append(res.Files, o.files...)
 	}
-	sort.SliceStable(res.Diagnostics, func(i, j int) bool {
-		a, b := res.Diagnostics[i].Pos, res.Diagnostics[j].Pos
+	sortByPosition(res.Diagnostics)
+	sortByPosition(res.Warnings)
+	if len(res.Diagnostics) > 0 {
+		res.Files = nil
+	}
+	sort.Slice(res.Files, func(i, j int) bool { return res.Files[i].Path < res.Files[j].Path })
+	return res, nil
+}
+
+func sortByPosition(ds []Diagnostic) {
+	sort.SliceStable(ds, func(i, j int) bool {
+		a, b := ds[i].Pos, ds[j].Pos
 		if a.Filename != b.Filename {
 			return a.Filename < b.Filename
 		}
@@ -121,11 +144,6 @@ func Generate(cfg Config) (*Result, error) {
 		}
 		return a.Column < b.Column
 	})
-	if len(res.Diagnostics) > 0 {
-		res.Files = nil
-	}
-	sort.Slice(res.Files, func(i, j int) bool { return res.Files[i].Path < res.Files[j].Path })
-	return res, nil
 }
 
 // parallel runs f(0..n-1) on up to GOMAXPROCS goroutines.

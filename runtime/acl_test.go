@@ -3,6 +3,7 @@ package dlockrt
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -175,4 +176,61 @@ func TestACL_anotherPrefixCannotTouchThisOne(t *testing.T) {
 		t.Fatalf("Once under the other prefix = %v", err)
 	}
 	ol.Release(ctx)
+}
+
+// P33: a user without channel permissions gets ErrNoPermission from every
+// call that needs a channel, under contention too: waiters (whose
+// subscription is refused), releases and completions (whose scripts may
+// not publish); never ErrUnavailable.
+func TestACL_withoutChannelsEveryErrorIsErrNoPermission(t *testing.T) {
+	srv := redistest.StartServer(t)
+	rule := strings.Replace(ACLRule, "&dlock:*", "", 1)
+	var cs []*Client
+	for i := range 4 {
+		cs = append(cs, newClient(t, aclUser(t, srv, "nochannels"+strconv.Itoa(i), rule, "secret"), &Options{Eviction: EvictionIgnore}))
+	}
+	var mu sync.Mutex
+	var errs []error
+	note := func(err error) {
+		if err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+	}
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		for range 3 {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+				defer cancel()
+				l, err := c.Lock(ctx, "k")
+				note(err)
+				if err == nil {
+					time.Sleep(5 * time.Millisecond)
+					note(l.Release(ctx))
+				}
+				p, err := c.Semaphore("s", 1).Acquire(ctx)
+				note(err)
+				if err == nil {
+					time.Sleep(5 * time.Millisecond)
+					note(p.Release(ctx))
+				}
+				_, err = c.Fanout(ctx, "f", func(context.Context) ([]byte, error) {
+					time.Sleep(20 * time.Millisecond)
+					return []byte("v"), nil
+				})
+				note(err)
+			})
+		}
+	}
+	waitGroup(t, &wg, time.Minute, "the callers")
+	if len(errs) == 0 {
+		t.Fatal("no call failed; the user has no channel permission, so contention must meet it")
+	}
+	for _, err := range errs {
+		if !errors.Is(err, ErrNoPermission) || errors.Is(err, ErrUnavailable) {
+			t.Errorf("error %v; want ErrNoPermission (and not ErrUnavailable)", err)
+		}
+	}
 }

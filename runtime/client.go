@@ -39,6 +39,8 @@ type Client struct {
 
 	tmu        lockedBy[tmuRank] // protects turnstiles
 	turnstiles map[string]*turnstile
+
+	limitsWarned sync.Map // limitPair -> true: semaphore limits that disagree, logged once
 }
 
 // New returns a Client that drives rdb, a *redis.Client (standalone or
@@ -50,12 +52,11 @@ type Client struct {
 // *redis.Client (standalone or Sentinel), New adds a dial hook to it (and to
 // Options.PubSub) that notices when connections reach a new primary, so the
 // client's subscription follows a failover; it stays after Close, inert.
-// New makes no round trip to Redis, except to check the server's eviction
-// policy under Options.Eviction EvictionRefuse: then it waits up to
-// Options.OpTimeout and fails with CheckEviction's error (ErrEvictable,
-// ErrUnavailable, ErrNoPermission). By default it checks in the background
-// and logs a warning when dlock's keys may be evicted (Info when it cannot
-// tell).
+// New makes no round trip to Redis, unless Options.Startup is
+// StartupRefuse (then it runs Check, within Options.OpTimeout, and fails
+// with its error) or Options.Eviction is EvictionRefuse (then it fails with
+// CheckEviction's error: ErrEvictable, ErrUnavailable, ErrNoPermission).
+// By default it runs Check in the background and logs each problem.
 func New(rdb redis.UniversalClient, opts *Options) (*Client, error) {
 	if isNil(rdb) {
 		return nil, invalid("nil redis client")
@@ -80,7 +81,7 @@ func New(rdb redis.UniversalClient, opts *Options) (*Client, error) {
 	}
 	c.mux = newMux(ps, o.Logger)
 	c.mux.watchFailover(rdb, ps)
-	if err := c.checkEvictionAtNew(); err != nil {
+	if err := c.startup(); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -264,17 +265,30 @@ func (c *Client) undo(ctx context.Context, v any, f func(context.Context, any)) 
 	}
 }
 
-// redisErr maps a go-redis error to dlock's: nil stays nil, a refusal for
-// lack of permission is ErrNoPermission, the rest ErrUnavailable, each
-// wrapping the cause.
+// redisErr maps a go-redis error to dlock's: nil stays nil, a refused
+// user or password is ErrAuth, a refusal for lack of permission (NOPERM,
+// or a script refused a key or channel, which Redis reports as ERR) is
+// ErrNoPermission, the rest ErrUnavailable, each wrapping the cause.
 func redisErr(err error) error {
 	if err == nil || errors.Is(err, redis.Nil) {
 		return nil
 	}
-	if m := err.Error(); strings.HasPrefix(m, "NOPERM") || strings.HasPrefix(m, "NOAUTH") || strings.HasPrefix(m, "WRONGPASS") {
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNoPermission) || errors.Is(err, ErrAuth) {
+		return err
+	}
+	switch m := err.Error(); {
+	case strings.Contains(m, "WRONGPASS") || strings.Contains(m, "NOAUTH"):
+		return fmt.Errorf("%w: %w", ErrAuth, err)
+	case strings.Contains(m, "NOPERM") || strings.Contains(m, "The user executing the script can't"):
 		return fmt.Errorf("%w: %w", ErrNoPermission, err)
 	}
 	return unavailable(err)
+}
+
+// refused reports whether err is a refusal that no retry will change: a
+// permission or the credentials.
+func refused(err error) bool {
+	return errors.Is(err, ErrNoPermission) || errors.Is(err, ErrAuth)
 }
 
 // detached returns a context for cleanup work that must happen even when the

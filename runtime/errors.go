@@ -19,10 +19,18 @@ var (
 	// ErrUnavailable: Redis could not be reached or failed. The error that
 	// reports it also wraps the cause (a network error, a context error).
 	ErrUnavailable = errors.New("dlock: redis unavailable")
-	// ErrNoPermission: the Redis user may not run what dlock needs (a
-	// NOPERM, NOAUTH or WRONGPASS reply). The error that reports it wraps
-	// Redis's reply; README's "Redis ACL" line lists what to grant.
-	ErrNoPermission = errors.New("dlock: the redis user lacks a permission dlock needs (see the README's Redis ACL line)")
+	// ErrNoPermission: the Redis user may not run what dlock needs: a
+	// command, a key or a channel its ACL leaves out (a NOPERM reply, or
+	// a script refused a key or channel), on any connection, the
+	// subscriber's included. The error that reports it wraps Redis's
+	// reply; the README's Security section lists what to grant.
+	ErrNoPermission = errors.New("dlock: the redis user lacks a permission dlock needs (see the README's Security section for the ACL)")
+	// ErrAuth: Redis refused the user or password the Redis client logs in
+	// with (WRONGPASS, NOAUTH). A configuration error, not an outage.
+	ErrAuth = errors.New("dlock: redis refused the user or password (check the Username and Password of the redis client)")
+	// ErrUnsupportedServer: the server is older than Redis 7.0 (dlock needs
+	// sharded pub/sub, SSUBSCRIBE and SPUBLISH).
+	ErrUnsupportedServer = errors.New("dlock: the redis server is older than 7.0 (dlock needs sharded pub/sub)")
 	// ErrClosed: the Client was closed.
 	ErrClosed = errors.New("dlock: client closed")
 	// ErrInvalid: a bad argument (empty key, TTL <= 0, nil client, ...). The

@@ -18,10 +18,11 @@ var ErrEvictable = errors.New("dlock: the server may evict dlock's keys (maxmemo
 type EvictionCheck int
 
 const (
-	// EvictionWarn: New asks the server in the background (within
-	// Options.OpTimeout) and logs a warning on Options.Logger when dlock's
-	// keys may be evicted; a policy it cannot read (CONFIG refused, Redis
-	// unreachable) is logged at Info level. New itself makes no round trip.
+	// EvictionWarn: Check includes the policy; under the default
+	// Options.Startup (StartupWarn) New logs a warning on Options.Logger
+	// when dlock's keys may be evicted, and a policy it cannot read (CONFIG
+	// refused, Redis unreachable) at Info level. New itself makes no round
+	// trip.
 	EvictionWarn EvictionCheck = iota
 	// EvictionRefuse: New asks the server before it returns (within
 	// Options.OpTimeout) and fails with an error matching ErrEvictable when
@@ -30,32 +31,9 @@ const (
 	// ErrUnavailable when Redis is unreachable or has no CONFIG, as on
 	// managed servers and dlocktest's in-process server).
 	EvictionRefuse
-	// EvictionIgnore: New does not ask.
+	// EvictionIgnore: neither New nor Check asks.
 	EvictionIgnore
 )
-
-// checkEvictionAtNew does what Options.Eviction says; it returns an error
-// only under EvictionRefuse.
-func (c *Client) checkEvictionAtNew() error {
-	switch c.opts.Eviction {
-	case EvictionRefuse:
-		ctx, cancel := context.WithTimeout(c.bg, c.opts.OpTimeout)
-		defer cancel()
-		return c.CheckEviction(ctx)
-	case EvictionWarn:
-		c.goTracked(func() {
-			ctx, cancel := context.WithTimeout(c.bg, c.opts.OpTimeout)
-			defer cancel()
-			switch err := c.CheckEviction(ctx); {
-			case errors.Is(err, ErrEvictable):
-				c.opts.Logger.Warn("dlock: Redis may evict dlock's keys: a lock evicted while held is lost without any error", "err", err)
-			case err != nil && !errors.Is(err, ErrClosed) && c.bg.Err() == nil:
-				c.opts.Logger.Info("dlock: could not read the server's maxmemory-policy; make sure it is noeviction", "err", err)
-			}
-		})
-	}
-	return nil
-}
 
 // CheckEviction asks the server (each primary, on a Cluster) for its
 // maxmemory-policy and returns an error matching ErrEvictable when it may

@@ -63,7 +63,7 @@ func TestNew_Eviction(t *testing.T) {
 	}
 
 	logs := make(chan slog.Record, 10)
-	c := newClient(t, srv.Client(), &Options{Logger: slog.New(chanHandler{logs})})
+	c := newClientStarted(t, srv.Client(), &Options{Logger: slog.New(chanHandler{logs})})
 	select {
 	case r := <-logs:
 		if r.Level != slog.LevelWarn || !strings.Contains(r.Message, "evict") {
@@ -75,14 +75,14 @@ func TestNew_Eviction(t *testing.T) {
 	c.Close()
 
 	quiet := make(chan slog.Record, 10)
-	c = newClient(t, srv.Client(), &Options{Logger: slog.New(chanHandler{quiet}), Eviction: EvictionIgnore})
+	c = newClientStarted(t, srv.Client(), &Options{Logger: slog.New(chanHandler{quiet}), Eviction: EvictionIgnore})
 	c.Close() // waits for anything New started
 	if len(quiet) != 0 {
 		t.Fatalf("New(EvictionIgnore) logged %q", (<-quiet).Message)
 	}
 
 	srv.Client().ConfigSet(t.Context(), "maxmemory-policy", "noeviction")
-	c = newClient(t, srv.Client(), &Options{Logger: slog.New(chanHandler{quiet}), Eviction: EvictionRefuse})
+	c = newClientStarted(t, srv.Client(), &Options{Logger: slog.New(chanHandler{quiet}), Eviction: EvictionRefuse})
 	c.Close()
 	if len(quiet) != 0 {
 		t.Fatalf("New on a noeviction server logged %q", (<-quiet).Message)

@@ -330,7 +330,8 @@ func TestFanout_oneWaiterLeavingLeavesTheOthersWaiting(t *testing.T) {
 // never takes the key's lead.
 func TestPush_followersCannotTakeOver(t *testing.T) {
 	rdb := newRedis(t)
-	a, b := newClient(t, newRedis(t), nil), newClient(t, newRedis(t), nil)
+	leads := &leadCounter{}
+	a, b := newClient(t, newRedis(t), nil), newClient(t, newRedis(t), &Options{Observer: leads})
 	k := key(t, "k")
 	aDone := make(chan error, 1)
 	if _, err := a.Push(t.Context(), k, func(_ []byte, err error) { aDone <- err }, WithTimeout(300*time.Millisecond)); err != nil {
@@ -350,5 +351,60 @@ func TestPush_followersCannotTakeOver(t *testing.T) {
 	}
 	if v, _ := rdb.Get(bg(), fanKey(mustTag(t, a, k))).Result(); !strings.HasPrefix(v, "0 -") {
 		t.Fatalf("the key after both left = %q; want the leader's step-down, nobody leading", v)
+	}
+	if n := leads.n.Load(); n != 0 {
+		t.Fatalf("the follower took the lead %d times; want never", n)
+	}
+}
+
+// leadCounter counts the fanout leads (leases of KindFanout) a client took.
+type leadCounter struct {
+	BaseObserver
+	n atomic.Int32
+}
+
+func (l *leadCounter) Acquired(_ context.Context, e AcquireEvent) {
+	if e.Kind == KindFanout {
+		l.n.Add(1)
+	}
+}
+
+// Outages are named: a follower waiting on a leader in another process
+// when Redis goes away gets an ErrUnavailable error that says Redis is
+// unreachable, once its flight's joins have failed for OpTimeout, not at
+// its own (much longer) timeout. A caller that chose WaitThroughOutages
+// waits on, and gets the outcome once Redis is back.
+func TestFanout_followersAreToldWhenRedisGoesAway(t *testing.T) {
+	p := redistest.StartProxy(t, standaloneAddr(t))
+	a := newClient(t, newRedis(t), nil)
+	b := newClient(t, redisAt(t, p.Addr()), &Options{OpTimeout: time.Second})
+	k := key(t, "k")
+	started, gate := make(chan struct{}), make(chan struct{})
+	go a.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
+		close(started)
+		recvGo(t, gate, time.Minute, "the outage to pass")
+		return []byte("v"), nil
+	})
+	recv(t, started, 10*time.Second, "the leader's job to start")
+	job := func(context.Context) ([]byte, error) { return []byte("b ran"), nil }
+	told, waited := make(chan error, 1), make(chan pushOutcome, 1)
+	go func() { _, err := b.Fanout(t.Context(), k, job, WithTimeout(time.Minute)); told <- err }()
+	go func() {
+		v, err := b.Fanout(t.Context(), k, job, WithTimeout(time.Minute), WaitThroughOutages())
+		waited <- pushOutcome{v, err}
+	}()
+	waitFanSubscribers(t, k, 1)
+	redistest.WaitFor(t, 5*time.Second, "both callers to attach", func(context.Context) bool { return flightCallers(b, k) == 2 })
+	p.Cut()
+	p.DropAll() // Redis is gone for b: its connections reset, new ones hang
+	var err error
+	d := elapsed(func() { err = recv(t, told, 30*time.Second, "the follower to be told") })
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "unreachable") || d > 3*time.Second {
+		t.Fatalf("follower during the outage = %v after %v; want ErrUnavailable saying Redis is unreachable, after about OpTimeout (1s)", err, d)
+	}
+	p.Restore()
+	close(gate)
+	if o := recv(t, waited, 30*time.Second, "the caller that waited through the outage"); o.err != nil || string(o.b) != "v" {
+		t.Fatalf("the caller that waited through the outage = %q, %v; want the leader's \"v\"", o.b, o.err)
 	}
 }

@@ -141,20 +141,21 @@ func (f *flight) forget() {
 
 // caller is one caller's place in a flight.
 type caller struct {
-	onDone func([]byte, error)
-	async  bool // a Push caller: onDone runs on a goroutine of its own
-	timer  *time.Timer
+	onDone  func([]byte, error)
+	async   bool // a Push caller: onDone runs on a goroutine of its own
+	patient bool // it waits through Redis outages (WaitThroughOutages)
+	timer   *time.Timer
 }
 
 // attachLocked adds a caller whose onDone fires at the latest after
-// timeout (f.mu held, the flight not ended).
-func (f *flight) attachLocked(onDone func([]byte, error), async bool, timeout time.Duration, runner func(context.Context) ([]byte, error)) *caller {
-	cl := &caller{onDone: onDone, async: async}
+// cfg.timeout (f.mu held, the flight not ended).
+func (f *flight) attachLocked(onDone func([]byte, error), async bool, cfg callConfig, runner func(context.Context) ([]byte, error)) *caller {
+	cl := &caller{onDone: onDone, async: async, patient: cfg.patient}
 	f.callers[cl] = struct{}{}
 	if f.runner == nil {
 		f.runner = runner
 	}
-	cl.timer = time.AfterFunc(timeout, func() { f.leave(cl, ErrTimeout) })
+	cl.timer = time.AfterFunc(cfg.timeout, func() { f.leave(cl, ErrTimeout) })
 	return cl
 }
 

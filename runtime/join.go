@@ -2,6 +2,7 @@ package dlockrt
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"time"
 )
@@ -35,6 +36,7 @@ func (f *flight) run(first bool) {
 		}
 	}()
 	leader, late := "", 0
+	var failing time.Time // since when joins fail; zero while Redis answers
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	defer t.Stop()
@@ -44,9 +46,18 @@ func (f *flight) run(first bool) {
 		f.mu.Unlock()
 		gen, sent := newOwnerID(), time.Now()
 		j, err := f.join(gen, mayLead, leader)
-		next := j.wait
+		// Join again at least every OpTimeout while waiting, even when the
+		// leader's lease runs longer: an outage that the subscription does
+		// not show at once (a network that drops everything) is then found
+		// within two OpTimeouts.
+		next := min(j.wait, f.c.opts.OpTimeout)
+		if err == nil {
+			failing = time.Time{}
+		}
 		switch {
-		case err != nil && first:
+		case err != nil && (first || refused(err)):
+			// Before its first answer, or refused for good (a permission,
+			// the credentials): the error is every caller's outcome.
 			f.giveClaim(nil, err) // Push returns the error: its onDone is not called
 			if f.ctx.Err() != nil && f.c.closed.Load() {
 				err = ErrClosed
@@ -57,6 +68,12 @@ func (f *flight) run(first bool) {
 			if f.ctx.Err() != nil {
 				f.closed()
 				return
+			}
+			if failing.IsZero() {
+				failing = sent // the outage began no later than this join
+			}
+			if down := time.Since(failing); down >= f.c.opts.OpTimeout && !f.outage(fmt.Errorf("%w: redis unreachable for %v: %w", ErrUnavailable, down.Round(time.Millisecond), err)) {
+				return // no caller waits through the outage
 			}
 			f.c.opts.Logger.Warn("dlock: fanout join failed; retrying", "key", f.key, "err", err)
 			next = min(f.cfg.ttl/10, 100*time.Millisecond) + rand.N(10*time.Millisecond)
@@ -115,6 +132,26 @@ func (f *flight) run(first bool) {
 			return
 		}
 	}
+}
+
+// outage ends the wait of every caller that does not wait through Redis
+// outages (WaitThroughOutages) with err; it reports whether any caller
+// still waits.
+func (f *flight) outage(err error) bool {
+	f.mu.Lock()
+	var gone []*caller
+	for cl := range f.callers {
+		if !cl.patient {
+			gone = append(gone, cl)
+		}
+	}
+	f.mu.Unlock()
+	for _, cl := range gone {
+		f.leave(cl, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.state != flightEnded
 }
 
 // joinNow, as await's next, says to join again at once, once the messages

@@ -63,8 +63,29 @@ func newRedis(t testing.TB) *redis.Client {
 	return c
 }
 
-// newClient returns a dlock client on rdb, closed with the test.
+// newClient returns a dlock client on rdb, closed with the test. Unless o
+// says otherwise (StartupRefuse), it skips the start-up check: the tests
+// that are about it use New.
 func newClient(t testing.TB, rdb redis.UniversalClient, o *Options) *Client {
+	t.Helper()
+	var opts Options
+	if o != nil {
+		opts = *o
+	}
+	if opts.Startup == StartupWarn {
+		opts.Startup = StartupSkip
+	}
+	c, err := New(rdb, &opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// newClientStarted is newClient with the start-up check Options.Startup
+// asks for (by default, in the background, logging each problem).
+func newClientStarted(t testing.TB, rdb redis.UniversalClient, o *Options) *Client {
 	t.Helper()
 	c, err := New(rdb, o)
 	if err != nil {

@@ -129,7 +129,7 @@ func (m *mux) subscribe(ctx context.Context, name string) (*subscription, error)
 		m.mu.Unlock()
 		if err != nil {
 			s.close()
-			return nil, unavailable(err)
+			return nil, redisErr(err)
 		}
 		return s, nil
 	case <-ctx.Done():
@@ -221,6 +221,9 @@ func (m *mux) write(sh *shard) {
 			if err := ps.SSubscribe(sh.ctx, sub...); err != nil {
 				m.log.Debug("dlock: ssubscribe deferred to reconnect", "err", err)
 			}
+		}
+		if testHookMuxWrote != nil {
+			testHookMuxWrote(sub, unsub)
 		}
 		if len(unsub) > 0 {
 			ps.SUnsubscribe(sh.ctx, unsub...)

@@ -16,6 +16,9 @@ import (
 // SUNSUBSCRIBE is told apart by counting those still unanswered, also when
 // the channel was subscribed again since.
 func (m *mux) unsubscribed(sh *shard, name string) {
+	if testHookMuxUnsubscribed != nil {
+		testHookMuxUnsubscribed(name)
+	}
 	m.mu.Lock()
 	dropped := false
 	switch {
@@ -37,15 +40,28 @@ func (m *mux) unsubscribed(sh *shard, name string) {
 	}
 }
 
+// testHookMuxWrote, when set by a test, runs after the writer sent its
+// SSUBSCRIBEs (sub) and before it sends its SUNSUBSCRIBEs (unsub).
+var testHookMuxWrote func(sub, unsub []string)
+
+// testHookMuxUnsubscribed, when set by a test, runs on the reader before it
+// handles a SUNSUBSCRIBE reply for name.
+var testHookMuxUnsubscribed func(name string)
+
 // lost records that sh's connection broke: its channels are unconfirmed
-// until go-redis resubscribes them. In a Cluster the channels may now live
-// on another node, so they are routed again.
+// until go-redis resubscribes them, and their subscribers get a resync
+// notice at once (they look again now: when Redis itself is gone, their
+// next call says so, rather than their timers much later). In a Cluster
+// the channels may now live on another node, so they are routed again.
 func (m *mux) lost(sh *shard) {
 	m.mu.Lock()
 	clear(sh.unsent) // the broken connection's answers never come
 	var names []string
 	for name, ch := range m.chans {
 		if ch.shard == sh {
+			if ch.confirmed {
+				ch.notifyLocked(notice{resync: true})
+			}
 			ch.confirmed = false
 			names = append(names, name)
 		}

@@ -36,6 +36,9 @@ type Observer interface {
 	// Dropped: something read from Redis was malformed or too large (a
 	// foreign value, a forged or truncated message) and was ignored.
 	Dropped(ctx context.Context, e DropEvent)
+	// LimitMismatch: a semaphore's holder asked for another limit than
+	// this caller (two builds during a deploy); grants honour the smallest.
+	LimitMismatch(ctx context.Context, e LimitEvent)
 }
 
 // Kind is what a lease or an event is about.
@@ -105,6 +108,13 @@ type DropEvent struct {
 	Err  error // what was wrong with it
 }
 
+// LimitEvent: processes disagree on a semaphore's limit.
+type LimitEvent struct {
+	Key   string
+	Limit int // this caller's
+	Other int // a current holder's
+}
+
 // BaseObserver does nothing on every event. Embed it in an Observer so
 // that events added in later versions do not break the implementation:
 // they fall through to BaseObserver.
@@ -118,3 +128,4 @@ func (BaseObserver) Lost(context.Context, LostEvent)               {}
 func (BaseObserver) Queued(context.Context, QueueEvent)            {}
 func (BaseObserver) FanoutDone(context.Context, FanoutEvent)       {}
 func (BaseObserver) Dropped(context.Context, DropEvent)            {}
+func (BaseObserver) LimitMismatch(context.Context, LimitEvent)     {}

@@ -72,17 +72,43 @@ type Options struct {
 	// client's own timeouts. Default 5s.
 	OpTimeout time.Duration
 
+	// Startup says what New does with Client.Check, the proof that Redis
+	// gives dlock all it needs. Default StartupWarn: New checks in the
+	// background and logs each problem as a warning.
+	Startup StartupCheck
+
 	// Eviction says what New does about a server whose maxmemory-policy
-	// may evict dlock's keys (see CheckEviction). Default EvictionWarn.
+	// may evict dlock's keys (see CheckEviction; Check includes it unless
+	// EvictionIgnore). Default EvictionWarn.
 	Eviction EvictionCheck
 
 	// Observer receives events for metrics and tracing. Default: none.
 	Observer Observer
 
-	// Logger receives warnings (dropped messages, reconnects, lost leases).
-	// Default: discard. Results and arguments are never logged.
+	// Logger receives warnings (start-up problems, dropped messages,
+	// reconnects, lost leases, semaphore limits that disagree). Default
+	// slog.Default(); to silence dlock, pass
+	// slog.New(slog.DiscardHandler). Results and arguments are never
+	// logged.
 	Logger *slog.Logger
 }
+
+// StartupCheck is what New does with Client.Check (Options.Startup).
+type StartupCheck int
+
+const (
+	// StartupWarn: New runs Check in the background (within
+	// Options.OpTimeout) and logs each problem it finds as a warning (a
+	// maxmemory-policy it may not read at Info level). New itself makes no
+	// round trip.
+	StartupWarn StartupCheck = iota
+	// StartupRefuse: New runs Check before it returns (within
+	// Options.OpTimeout) and fails with its error: misconfiguration fails
+	// at start-up, not under load.
+	StartupRefuse
+	// StartupSkip: New does not check (Options.Eviction still applies).
+	StartupSkip
+)
 
 func (o *Options) resolve() (Options, error) {
 	var r Options
@@ -97,6 +123,9 @@ func (o *Options) resolve() (Options, error) {
 	}
 	if r.Eviction < EvictionWarn || r.Eviction > EvictionIgnore {
 		return r, invalid("unknown Options.Eviction %d", r.Eviction)
+	}
+	if r.Startup < StartupWarn || r.Startup > StartupSkip {
+		return r, invalid("unknown Options.Startup %d", r.Startup)
 	}
 	if r.TTL < 0 || r.RetryDelay < 0 || r.FenceTTL < 0 || r.OpTimeout < 0 || r.Retries < 0 ||
 		r.FanoutTimeout < 0 || r.ResultTTL < 0 || r.MaxResultSize < 0 {
@@ -127,7 +156,7 @@ func (o *Options) resolve() (Options, error) {
 		r.Observer = BaseObserver{}
 	}
 	if r.Logger == nil {
-		r.Logger = slog.New(slog.DiscardHandler)
+		r.Logger = slog.Default()
 	}
 	return r, nil
 }
@@ -141,6 +170,7 @@ type callConfig struct {
 	delay    time.Duration
 	watchdog bool
 	timeout  time.Duration // fanout/push: how long a caller waits for the outcome
+	patient  bool          // fanout/push: wait through Redis outages
 	err      error
 	set      optSet // the options given
 }
@@ -153,15 +183,17 @@ const (
 	optRetries
 	optWatchdog
 	optTimeout
+	optOutages
 )
 
-var optNames = map[optSet]string{optTTL: "WithTTL", optRetries: "WithRetries", optWatchdog: "WithWatchdog", optTimeout: "WithTimeout"}
+var optNames = map[optSet]string{optTTL: "WithTTL", optRetries: "WithRetries", optWatchdog: "WithWatchdog",
+	optTimeout: "WithTimeout", optOutages: "WaitThroughOutages"}
 
 // What each call takes.
 const (
 	onceOpts      = optTTL | optRetries | optWatchdog // Once, Multi
 	lockOpts      = optTTL | optWatchdog              // Lock: it waits on its context
-	fanoutOpts    = optTTL | optTimeout               // Fanout, Push: the leader always has a watchdog
+	fanoutOpts    = optTTL | optTimeout | optOutages  // Fanout, Push: the leader always has a watchdog
 	semaphoreOpts = optTTL | optWatchdog              // Acquire, TryAcquire
 )
 
@@ -210,6 +242,16 @@ func WithTimeout(d time.Duration) Option {
 	}
 }
 
+// WaitThroughOutages makes a Fanout or Push caller that waits for a leader
+// in another process wait through Redis outages, until its timeout. By
+// default, once the flight's joins have failed for Options.OpTimeout (Redis
+// unreachable), the caller gets an ErrUnavailable error that says so. (A
+// caller whose flight leads in its own process gets the outcome locally
+// either way.)
+func WaitThroughOutages() Option {
+	return func(c *callConfig) { c.patient, c.set = true, c.set|optOutages }
+}
+
 // callConfig applies opts to the client's defaults; an option the call
 // (named call) does not take is an ErrInvalid error, not silently ignored.
 func (c *Client) callConfig(call string, takes optSet, opts []Option) (callConfig, error) {
@@ -222,7 +264,7 @@ func (c *Client) callConfig(call string, takes optSet, opts []Option) (callConfi
 		o(&cfg)
 	}
 	if extra := cfg.set &^ takes; extra != 0 {
-		for o := optTTL; o <= optTimeout; o <<= 1 {
+		for o := optTTL; o <= optOutages; o <<= 1 {
 			if extra&o != 0 {
 				return cfg, invalid("%s does not take %s", call, optNames[o])
 			}

@@ -56,7 +56,7 @@ func (c *Client) push(ctx context.Context, key string, onDone func([]byte, error
 	if f := c.flights[key]; f != nil {
 		f.mu.Lock()
 		if f.state != flightEnded {
-			cl := f.attachLocked(onDone, async, cfg.timeout, runner)
+			cl := f.attachLocked(onDone, async, cfg, runner)
 			f.mu.Unlock()
 			c.fmu.Unlock()
 			return nil, attachment{f, cl}, ErrNotAcquired
@@ -67,7 +67,7 @@ func (c *Client) push(ctx context.Context, key string, onDone func([]byte, error
 		start: time.Now(), obsCtx: context.WithoutCancel(ctx)}
 	f.ctx, f.cancel = context.WithCancel(c.bg)
 	f.mu.Lock()
-	first := f.attachLocked(onDone, async, cfg.timeout, runner)
+	first := f.attachLocked(onDone, async, cfg, runner)
 	if runner == nil {
 		f.claim = &claim{cl: first, ch: make(chan claimed, 1)}
 	}

@@ -8,9 +8,15 @@ import (
 )
 
 // waiterLease is how long a queued waiter keeps its place without renewing
-// it; a waiter renews it three times per lease while it waits. A waiter
-// that died blocks the ones behind it for at most this long.
+// it; a waiter renews it three times per lease while it waits.
 const waiterLease = 3 * time.Second
+
+// semOfferGrace is how long a waiter a free permit is offered to has to
+// take it: a live one is told at once and takes it in a round trip; a dead
+// one's place lapses then, and the waiter behind it, told to look again
+// after the grace, takes its turn. So a waiter that died at the head of
+// the queue holds up the others for about this long, not a waiterLease.
+const semOfferGrace = 250 * time.Millisecond
 
 // Semaphore admits at most Limit holders of a key across the fleet at once.
 // Waiters are served first come, first served, fleet-wide. Holders hold
@@ -35,8 +41,11 @@ type Permit struct {
 }
 
 // Semaphore returns the semaphore of key with limit permits. Every process
-// should use the same limit for a key. A bad key or limit (< 1) makes every
-// call on it fail with ErrInvalid.
+// should use the same limit for a key; when they differ (during a deploy
+// that changes it), no grant ever exceeds the smallest limit of the
+// requester and the current holders, and the disagreement is reported
+// (Observer.LimitMismatch, and a warning naming the key and both limits).
+// A bad key or limit (< 1) makes every call on it fail with ErrInvalid.
 func (c *Client) Semaphore(key string, limit int) *Semaphore {
 	s := &Semaphore{c: c, key: key, limit: limit}
 	if limit < 1 {
@@ -93,12 +102,14 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 		return nil, err
 	}
 	called := time.Now()
-	waiter, permit := newOwnerID(), newOwnerID()
+	// The permit's id carries the limit its holder asked for: other
+	// processes' grants honour the smallest limit in force.
+	waiter, permit := newOwnerID(), newOwnerID()+"/"+strconv.Itoa(s.limit)
 	q := "0"
 	if queue {
 		q = "1"
 	}
-	args := []any{waiter, permit, s.limit, ms(cfg.ttl), ms(waiterLease), q, s.ch}
+	args := []any{waiter, permit, s.limit, ms(cfg.ttl), ms(waiterLease), q, s.ch, ms(semOfferGrace)}
 	keys := []string{s.rkey}
 	var sub *subscription
 	defer func() {
@@ -120,9 +131,10 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 			return nil, notAcquiredBy(ctx, err)
 		}
 		r, ok := int64s(v)
-		if !ok || len(r) < 2 || (r[0] == 0 && len(r) != 4) {
+		if !ok || (r[0] == 1 && len(r) != 3) || (r[0] == 0 && len(r) != 5) {
 			return nil, unavailable(errBadReply)
 		}
+		s.limitsAgree(ctx, r[len(r)-1])
 		if r[0] != 1 {
 			late = 1 // late grants are counted in a row
 		}
@@ -167,6 +179,9 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 		if r[1] >= 0 {
 			wait = min(wait, time.Duration(r[1])*time.Millisecond+time.Millisecond)
 		}
+		if r[1] == ms(semOfferGrace) {
+			wait = semOfferGrace // permits are offered to waiters ahead: look again once a dead one's place lapsed
+		}
 		if err := s.sleep(ctx, sub, wait, r[2]); err != nil {
 			s.c.opts.Observer.NotAcquired(ctx, NotAcquiredEvent{Kind: KindSemaphore, Key: s.key})
 			s.leave(ctx, waiter)
@@ -175,17 +190,29 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 	}
 }
 
-// sleep waits until it is worth looking again: a "free" notice for a ticket
-// at or after ours, a resync, the timer, or the end of ctx (its error).
+// sleep waits until it is worth looking again: a "free <t1> <t2>" notice
+// for a ticket at or after ours (at once up to t1; after the offer's
+// grace up to t2), a resync, the timer, or the end of ctx (its error).
 func (s *Semaphore) sleep(ctx context.Context, sub *subscription, wait time.Duration, ticket int64) error {
 	t := time.NewTimer(wait)
 	defer t.Stop()
+	deadline := time.Now().Add(wait)
 	for {
 		select {
 		case n := <-sub.C:
 			if up, ok := strings.CutPrefix(n.payload, "free "); ok && !n.resync {
-				if last, err := strconv.ParseInt(up, 10, 64); err == nil && ticket > last {
-					continue // permits for those ahead of us
+				t1, t2, ok := freeNotice(up)
+				switch {
+				case ok && ticket > t2:
+					continue // permits for those well ahead of us
+				case ok && ticket > t1:
+					// A standby: the permit is offered to a waiter just
+					// ahead; look again when a dead one's place lapsed.
+					if at := time.Now().Add(semOfferGrace + semOfferGrace/5); at.Before(deadline) {
+						deadline = at
+						t.Reset(time.Until(at))
+					}
+					continue
 				}
 			}
 			if testHookSemWoken != nil {
@@ -203,6 +230,41 @@ func (s *Semaphore) sleep(ctx context.Context, sub *subscription, wait time.Dura
 			return ctx.Err()
 		}
 	}
+}
+
+// freeNotice parses "<t1> <t2>" (or an older "<t1>").
+func freeNotice(s string) (t1, t2 int64, ok bool) {
+	a, b, two := strings.Cut(s, " ")
+	t1, err := strconv.ParseInt(a, 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	t2 = t1
+	if two {
+		if t2, err = strconv.ParseInt(b, 10, 64); err != nil || t2 < t1 {
+			return 0, 0, false
+		}
+	}
+	return t1, t2, true
+}
+
+// limitsAgree reports a holder's limit other than ours (other, 0 for
+// none): to the Observer every time, to the log once per key and pair of
+// limits.
+func (s *Semaphore) limitsAgree(ctx context.Context, other int64) {
+	if other == 0 || other == int64(s.limit) {
+		return
+	}
+	s.c.opts.Observer.LimitMismatch(ctx, LimitEvent{Key: s.key, Limit: s.limit, Other: int(other)})
+	if _, seen := s.c.limitsWarned.LoadOrStore(limitPair{s.key, s.limit, int(other)}, true); !seen {
+		s.c.opts.Logger.Warn("dlock: processes use different limits for one semaphore; grants honour the smallest",
+			"key", s.key, "limit", s.limit, "other", other)
+	}
+}
+
+type limitPair struct {
+	key          string
+	limit, other int
 }
 
 // testHookSemWoken, when set by a test, runs when a queued Acquire wakes
@@ -228,7 +290,7 @@ func (s *Semaphore) leave(ctx context.Context, waiter string) {
 func (s *Semaphore) release(ctx context.Context, permit, waiter string) (bool, error) {
 	ctx, cancel := s.c.detached(ctx)
 	defer cancel()
-	v, err := s.c.run(ctx, scriptSemRelease, []string{s.rkey}, []any{permit, waiter, s.limit, s.ch}, nil)
+	v, err := s.c.run(ctx, scriptSemRelease, []string{s.rkey}, []any{permit, waiter, s.limit, s.ch, ms(semOfferGrace)}, nil)
 	n, _ := v.(int64)
 	return n == 1, err
 }

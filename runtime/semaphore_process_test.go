@@ -3,9 +3,11 @@ package dlockrt
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 func init() {
 	helpers["semholders"] = helperSemHolders
 	helpers["semhog"] = helperSemHog
+	helpers["semwaiter"] = helperSemWaiter
 }
 
 // occupancy is an oracle for semaphores: enter adds the holder with a
@@ -167,4 +170,142 @@ func TestSemaphore_crashedHolderPermitsReturn(t *testing.T) {
 		})
 	}
 	waitGroup(t, &wg, 30*time.Second, "the waiters' permits")
+}
+
+// helperSemWaiter queues for the key "sem" (limit 1) and says "queued" once
+// its waiter is asleep in the queue, then waits to be killed.
+func helperSemWaiter() int {
+	rdb := redis.NewClient(&redis.Options{Addr: os.Getenv("ADDR")})
+	asleep := make(chan struct{}, 8)
+	c, _ := New(rdb, &Options{Prefix: os.Getenv("NAME"), Observer: queuedSignal{ch: asleep}})
+	go c.Semaphore("sem", 1).Acquire(context.Background())
+	<-asleep // queued,
+	<-asleep // then subscribed and looked again
+	fmt.Println("queued")
+	return awaitKill("semwaiter")
+}
+
+// queuedSignal signals every Queued event.
+type queuedSignal struct {
+	BaseObserver
+	ch chan struct{}
+}
+
+func (q queuedSignal) Queued(context.Context, QueueEvent) {
+	select {
+	case q.ch <- struct{}{}:
+	default:
+	}
+}
+
+// A waiter killed at the head of the queue (kill -9: it never leaves)
+// holds up the live waiter behind it for about the offer's grace, a few
+// hundred milliseconds, not its whole waiterLease.
+func TestSemaphore_killedHeadWaiterCostsAFewHundredMilliseconds(t *testing.T) {
+	name := "deadhead-" + strconv.Itoa(rand.IntN(1e9))
+	c := newClient(t, newRedis(t), &Options{Prefix: name})
+	s := c.Semaphore("sem", 1)
+	held, err := s.Acquire(t.Context(), WithTTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := startHelperSaying(t, "semwaiter", "queued", "ADDR="+standaloneAddr(t), "NAME="+name)
+	asleep := make(chan struct{}, 8)
+	live := newClient(t, newRedis(t), &Options{Prefix: name, Observer: queuedSignal{ch: asleep}})
+	got := make(chan error, 1)
+	go func() {
+		p, err := live.Semaphore("sem", 1).Acquire(t.Context())
+		if err == nil {
+			p.Release(bg())
+		}
+		got <- err
+	}()
+	recv(t, asleep, 10*time.Second, "the live waiter to queue")
+	recv(t, asleep, 10*time.Second, "the live waiter to sleep")
+	head.kill()
+	head.wait(t, 10*time.Second)
+	released := time.Now()
+	held.Release(t.Context())
+	if err := recv(t, got, 10*time.Second, "the live waiter"); err != nil {
+		t.Fatalf("live waiter = %v", err)
+	}
+	d := time.Since(released)
+	t.Logf("a dead head of the queue cost the waiter behind it %v", d)
+	if d > semOfferGrace+750*time.Millisecond {
+		t.Fatalf("the waiter behind a dead head got the permit %v after the release; want about the %v grace", d, semOfferGrace)
+	}
+}
+
+// P31: processes that disagree on a semaphore's limit (3 and 5, as two
+// builds during a deploy) never hold more permits at once than the
+// smallest limit of the current holders and the requester; the
+// disagreement is reported to the Observer and logged.
+func TestSemaphore_limitsAgreeAcrossBuilds(t *testing.T) {
+	name := "limits-" + strconv.Itoa(rand.IntN(1e9))
+	mismatches := make(chan LimitEvent, 64)
+	logs := make(chan slog.Record, 64)
+	obs := limitSignal{ch: mismatches}
+	three := newClient(t, newRedis(t), &Options{Prefix: name, Observer: obs, Logger: slog.New(chanHandler{logs})})
+	five := newClient(t, newRedis(t), &Options{Prefix: name, Observer: obs, Logger: slog.New(chanHandler{logs})})
+	var mu sync.Mutex
+	holding := map[int]int{} // holder -> its limit
+	over := ""
+	var wg sync.WaitGroup
+	for i := range 16 {
+		c, limit := three, 3
+		if i%2 == 1 {
+			c, limit = five, 5
+		}
+		wg.Go(func() {
+			for range 20 {
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+				p, err := c.Semaphore("sem", limit).Acquire(ctx)
+				cancel()
+				if err != nil {
+					t.Errorf("Acquire(limit %d) = %v", limit, err)
+					return
+				}
+				mu.Lock()
+				holding[i] = limit
+				smallest := limit
+				for _, l := range holding {
+					smallest = min(smallest, l)
+				}
+				if len(holding) > smallest && over == "" {
+					over = fmt.Sprintf("%d holders with limits %v", len(holding), holding)
+				}
+				mu.Unlock()
+				time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
+				mu.Lock()
+				delete(holding, i) // the holder stops believing before it releases
+				mu.Unlock()
+				p.Release(bg())
+			}
+		})
+	}
+	waitGroup(t, &wg, 2*time.Minute, "the holders")
+	if over != "" {
+		t.Fatalf("over the smallest limit: %s", over)
+	}
+	e := recv(t, mismatches, 5*time.Second, "the disagreement reported to the Observer")
+	if e.Key != "sem" || (e.Limit != 3 && e.Limit != 5) || e.Other+e.Limit != 8 {
+		t.Fatalf("LimitMismatch = %+v; want the key and limits 3 and 5", e)
+	}
+	r := recv(t, logs, 5*time.Second, "a warning")
+	if r.Level != slog.LevelWarn || !strings.Contains(r.Message, "different limits") {
+		t.Fatalf("logged %v %q; want a warning about the limits", r.Level, r.Message)
+	}
+}
+
+// limitSignal hands on every LimitMismatch event.
+type limitSignal struct {
+	BaseObserver
+	ch chan LimitEvent
+}
+
+func (l limitSignal) LimitMismatch(_ context.Context, e LimitEvent) {
+	select {
+	case l.ch <- e:
+	default:
+	}
 }

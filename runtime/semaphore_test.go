@@ -253,7 +253,8 @@ func (q *queuedEvents) asleep(t *testing.T) {
 
 // P10: a waiter that died in the queue (its process cut off: it no longer
 // renews its place) does not block the line: the waiter behind it gets the
-// permit once the dead one's place lapses.
+// permit once the dead one's place lapses, the offer's grace after the
+// release.
 func TestSemaphore_deadWaiterLeavesTheQueue(t *testing.T) {
 	p := redistest.StartProxy(t, standaloneAddr(t))
 	dead := newClient(t, redisAt(t, p.Addr()), nil)
@@ -284,8 +285,8 @@ func TestSemaphore_deadWaiterLeavesTheQueue(t *testing.T) {
 	held.Release(t.Context())
 	var werr error
 	d := elapsed(func() { werr = recv(t, got, 20*time.Second, "the live waiter") })
-	if werr != nil || d > waiterLease+2*time.Second {
-		t.Fatalf("live waiter behind a dead one = %v after %v; want the permit once the dead one's %v place lapses", werr, d, waiterLease)
+	if werr != nil || d > semOfferGrace+750*time.Millisecond {
+		t.Fatalf("live waiter behind a dead one = %v after %v; want the permit about the offer's grace (%v) after the release", werr, d, semOfferGrace)
 	}
 }
 

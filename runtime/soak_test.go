@@ -141,7 +141,7 @@ func runSoak(t *testing.T, setup string, dur time.Duration, env []string, admin 
 	const (
 		kill, pause = "kill -9 a client process", "SIGSTOP a process 1.5s (past its 1s leases)"
 		cutAll      = "every process cut off 1.5s (past its leases)"
-		slowThenCut = "the long lock's holder: replies slowed 600ms (past the loss margin) 1.2s, then its requests cut 1.5s"
+		slowThenCut = "the long lock's holder: replies slowed 300ms (past the loss margin) 1.2s, then its requests cut 1.5s"
 		lateGrants  = "one process's replies delayed 1.1s (past its leases) for 6s"
 		forged      = "forged messages on dlock's channels"
 	)
@@ -150,7 +150,7 @@ func runSoak(t *testing.T, setup string, dur time.Duration, env []string, admin 
 		soakFault{pause, history.Pause, nil},
 		soakFault{cutAll, history.None, nil},
 		soakFault{slowThenCut, history.None, nil},
-		soakFault{lateGrants, history.None, nil},
+		soakFault{lateGrants, history.Late, nil},
 		soakFault{forged, history.None, func() { forge(t, admin, name, 500*time.Millisecond) }})
 	var killed []*child
 	lastKill := time.Time{}
@@ -181,25 +181,33 @@ func runSoak(t *testing.T, setup string, dur time.Duration, env []string, admin 
 				ldr.set(live(), "healthy")
 			})
 		case slowThenCut:
+			// Renewals sent a third into the lease come back 300ms later,
+			// well before the loss point: the holder keeps the lease on a
+			// round trip six times the loss margin, then must stop
+			// believing a lease after its last renewal reached the server
+			// (not after its reply came back), when a waiter takes it.
 			id := ldr.freshLongHolder(live())
 			if id < 0 {
 				t.Logf("no process took the long lock within 10s: %q skipped", f.name)
 				continue
 			}
 			window(f.name, f.effect, id, func() {
-				ldr.set([]int{id}, "slow-replies 600")
+				ldr.set([]int{id}, "slow-replies 300")
 				time.Sleep(1200 * time.Millisecond)
 				ldr.set([]int{id}, "cut-requests")
 				time.Sleep(1500 * time.Millisecond)
 				ldr.set([]int{id}, "healthy")
 			})
 		case lateGrants:
+			// The window opens once the link holds every reply and closes
+			// before it heals: a grant returned 1.1s into it came in a
+			// reply the server sent 1.1s before, past its lease (Late).
 			id := ids[step%3]
-			window(f.name, f.effect, id, func() {
-				ldr.set([]int{id}, "slow-replies 1100")
-				time.Sleep(6 * time.Second)
-				ldr.set([]int{id}, "healthy")
-			})
+			ldr.set([]int{id}, "slow-replies 1100")
+			w := drv.Call(history.Event{Kind: history.Fault, Op: f.name, Effect: f.effect, Target: "p" + strconv.Itoa(id), Delay: 1100})
+			time.Sleep(6 * time.Second)
+			drv.Return(w, history.Event{})
+			ldr.set([]int{id}, "healthy")
 		default:
 			window(f.name, f.effect, -1, f.do)
 		}

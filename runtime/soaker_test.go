@@ -26,6 +26,9 @@ const soakTTL = time.Second
 // (or DEADLINE, unix ms, passes: the driver died). It runs:
 //   - lockers on two hot keys: Lock, now and then Once, and now and then a
 //     Multi of both keys;
+//   - a locker of a key no other process takes (the uncontended path:
+//     every try is granted, so a grant a slow link brings back late is
+//     seen);
 //   - semaphore users (limit 2): Acquire, now and then TryAcquire;
 //   - fanout callers (one key per 300ms round; a quarter of the runs fail);
 //   - a long holder, holding the key "long" 3s at a time (its identity
@@ -65,6 +68,7 @@ func helperSoaker() int {
 		wg.Go(s.fanouts)
 	}
 	wg.Go(s.longHolder)
+	wg.Go(s.ownLocker)
 	wg.Go(s.closer)
 	wg.Wait()
 	return s.finish()
@@ -302,6 +306,27 @@ func (s *soaker) fanouts() {
 				s.rec.Return(op, history.Event{Err: err.Error()})
 			}
 		})
+	}
+}
+
+// ownLocker takes, holds briefly and releases a key of its own, by Lock
+// and by Once.
+func (s *soaker) ownLocker() {
+	key := "own" + s.id
+	for s.running() {
+		op := s.acquire(history.Lock, key, 0)
+		var l *Lock
+		var err error
+		s.timed(3*time.Second, func(ctx context.Context) {
+			if rand.IntN(2) == 0 {
+				l, err = s.c.Once(ctx, key)
+			} else {
+				l, err = s.c.Lock(ctx, key)
+			}
+		})
+		if s.acquired(op, l.Token(), err) {
+			soakHold(s.rec, history.Lock, []int64{op}, l.Done(), l.Release)
+		}
 	}
 }
 

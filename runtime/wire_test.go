@@ -7,6 +7,7 @@ import (
 	"math"
 	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -397,5 +398,70 @@ marked:
 	}
 	if !resynced {
 		t.Fatal("the message after a full buffer was dropped without a resync")
+	}
+}
+
+// P12: the answer to our own SUNSUBSCRIBE that arrives after the channel
+// was subscribed again is not taken for the server dropping it. The reader
+// is held at that answer until the new SSUBSCRIBE is on the wire, so the
+// order that a loopback link almost never shows happens every time.
+func TestMux_ownUnsubscribeAnsweredAfterResubscribeIsNotADrop(t *testing.T) {
+	rdb := newRedis(t)
+	c := newClient(t, rdb, nil)
+	name := mustTag(t, c, key(t, "churn")) + ":ch"
+	answered, resume := make(chan struct{}), make(chan struct{})
+	resent := make(chan struct{}, 1)
+	var once sync.Once
+	testHookMuxUnsubscribed = func(n string) {
+		if n != name {
+			return
+		}
+		once.Do(func() {
+			close(answered)
+			recvGo(t, resume, 10*time.Second, "the test to let the reader go on")
+		})
+	}
+	testHookMuxWrote = func(sub, _ []string) {
+		if slices.Contains(sub, name) {
+			select {
+			case resent <- struct{}{}:
+			default:
+			}
+		}
+	}
+	t.Cleanup(func() { testHookMuxUnsubscribed, testHookMuxWrote = nil, nil })
+
+	s1, err := c.mux.subscribe(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv(t, resent, 10*time.Second, "the first SSUBSCRIBE")
+	s1.close()
+	recv(t, answered, 10*time.Second, "the answer to our SUNSUBSCRIBE")
+	subbed := make(chan *subscription, 1)
+	go func() {
+		s2, err := c.mux.subscribe(t.Context(), name)
+		if err != nil {
+			t.Errorf("subscribing again: %v", err)
+			close(subbed)
+			return
+		}
+		subbed <- s2
+	}()
+	recv(t, resent, 10*time.Second, "the second SSUBSCRIBE, sent while its predecessor's answer waits")
+	close(resume)
+	s2 := recv(t, subbed, 10*time.Second, "the second subscription to be confirmed")
+	if s2 == nil {
+		t.FailNow()
+	}
+	defer s2.close()
+	if err := rdb.SPublish(t.Context(), name, "hello").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n := recv(t, s2.C, 10*time.Second, "the message on the subscribed channel"); n.payload != "hello" {
+		t.Errorf("heard %+v; want hello", n)
+	}
+	if n := c.mux.drops.Load(); n != 0 {
+		t.Errorf("%d answers to our own unsubscribes taken for the server dropping the channel", n)
 	}
 }

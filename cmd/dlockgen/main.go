@@ -65,6 +65,17 @@
 // guard that stops compiling when the annotated signature changes (re-run
 // go generate: a stale dlock_gen.go never blocks regeneration).
 //
+// # Renames
+//
+// A wrapper's keys start with its key space: the package path, the type
+// and the function name, unless space= pins it. Renaming any of them gives
+// the new build other keys than the old one, so while a deploy runs both,
+// their replicas do not exclude each other. dlockgen compares each
+// wrapper's key space with the one in the dlock_gen.go it replaces (each
+// wrapper's doc comment names it) and prints a warning naming the space=
+// that keeps the old one; -check prints it too. Warnings change no exit
+// status.
+//
 // # Flags and exit status
 //
 //	-check    write nothing; exit 1 and print a unified diff if any file is stale
@@ -149,6 +160,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, d)
 		}
 		return 1
+	}
+	for _, d := range res.Warnings { // when generating and when checking alike
+		d.Pos.Filename = rel(d.Pos.Filename)
+		fmt.Fprintln(stderr, d)
 	}
 	stale := 0
 	for _, f := range res.Files {

@@ -130,3 +130,21 @@ func TestDlockgen_versionAndPatternErrors(t *testing.T) {
 		t.Fatalf("a missing package: exit %d, stderr %q; want 1 and a message without :0:0:", code, stderr)
 	}
 }
+
+// A renamed function's key space changes: generating and -check both
+// print the warning (and it changes no exit status: -check fails only
+// because the file is stale).
+func TestDlockgen_renameWarning(t *testing.T) {
+	dir := gentest.Module(t, map[string]string{"p/p.go": "package p\n\nimport \"context\"\n\n//dlock:once\nfunc reindex(ctx context.Context) error { return nil }\n"})
+	if code, _, stderr := dlockgen(t, dir, "./..."); code != 0 {
+		t.Fatalf("dlockgen = %d, %s", code, stderr)
+	}
+	os.WriteFile(filepath.Join(dir, "p", "p.go"), []byte("package p\n\nimport \"context\"\n\n//dlock:once\nfunc rebuild(ctx context.Context) error { return nil }\n"), 0o644)
+	code, _, stderr := dlockgen(t, dir, "-check", "./...")
+	if code != 1 || !strings.Contains(stderr, `warning: Rebuild's key space changes`) || !strings.Contains(stderr, `space="example.com/m/p.reindex"`) {
+		t.Fatalf("dlockgen -check after a rename = %d, %q; want 1 (stale) and the rename warning", code, stderr)
+	}
+	if code, _, stderr := dlockgen(t, dir, "./..."); code != 0 || !strings.Contains(stderr, "warning: Rebuild's key space changes") {
+		t.Fatalf("dlockgen after a rename = %d, %q; want 0 and the rename warning", code, stderr)
+	}
+}

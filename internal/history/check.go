@@ -89,6 +89,7 @@ type window struct {
 	name, effect, target string
 	recorder             string // the process that recorded it (the driver, or the one it hit)
 	t0, t1               int64
+	delay                int64 // Late: how long each reply was held (ns)
 }
 
 // hits reports whether the window's fault bears on proc's operations: one
@@ -265,7 +266,8 @@ func load(dir string) (*history, error) {
 		case e.Kind == Fault:
 			// A window its recorder never closed (it was killed) ends
 			// with the recorder's last event.
-			h.windows = append(h.windows, window{e.Op, e.Effect, e.Target, e.Proc, e.T, min(s.end(), last[e.Proc])})
+			h.windows = append(h.windows, window{e.Op, e.Effect, e.Target, e.Proc, e.T, min(s.end(), last[e.Proc]),
+				e.Delay * int64(time.Millisecond)})
 		case e.Kind == Fanout && e.Op == Lead:
 			h.leads[e.Key] = append(h.leads[e.Key], e.Since)
 		case e.Kind == Fanout && e.Op == Run:
@@ -641,10 +643,32 @@ func (h *history) holdFacts(kind string) ([][2]int64, []violation) {
 		}
 		viol = append(viol, violation{o.t, win, o.what()})
 	}
+	viol = append(viol, h.lateGrants(kind)...)
 	if kind == Lock {
 		viol = append(viol, h.tokenFacts()...)
 	}
 	return ops, viol
+}
+
+// lateGrants are the holds of kind returned through replies held longer
+// than their lease (see Late): each had lapsed before its holder believed
+// it, whoever else took the key meanwhile. No window excuses them.
+func (h *history) lateGrants(kind string) []violation {
+	var viol []violation
+	for _, w := range h.windows {
+		if w.effect != Late {
+			continue
+		}
+		for _, l := range h.holds[kind] {
+			if l.proc == w.target && l.ttl > 0 && l.ttl <= w.delay && w.t0+w.delay <= l.acqRet && l.acqRet < w.t1 {
+				viol = append(viol, violation{l.acqRet, "", fmt.Sprintf(
+					"%s: lease %d of %s returned as held %v into %q, whose replies were held %v (past its %v lease)",
+					l.key, l.n, l.proc, time.Duration(l.acqRet-w.t0).Round(time.Millisecond), w.name,
+					time.Duration(w.delay), time.Duration(l.ttl))})
+			}
+		}
+	}
+	return viol
 }
 
 // overlap: at moment t, when h's belief began (or resumed), others

@@ -462,6 +462,42 @@ func TestCheck_resetExcuseEndsALeaseAfterItsWindow(t *testing.T) {
 	}
 }
 
+// P19: through replies held longer than its lease, no grant comes back as
+// held, whether or not anyone else took the key meanwhile; a grant that
+// came back before the delay could hold it, another process's, and a
+// lease longer than the delay are not late.
+func TestCheck_lateGrantFailsWithoutAnOverlap(t *testing.T) {
+	late := Event{Kind: Fault, Op: "slow replies", Effect: Late, Target: "a", Delay: 1100}
+	evs := func(kind string, ttl, at int64, proc string) []ev {
+		acq := Event{Kind: kind, Op: Acquire, Key: "k", Limit: 2, TTL: ttl}
+		return []ev{
+			call("drv", 1, 0, late), ret("drv", 1, 6000, Event{}),
+			call(proc, 1, at-1200, acq), ret(proc, 1, at, granted(1)),
+			call(proc, 2, at+10, Event{Kind: kind, Op: Release, Lease: 1}), ret(proc, 2, at+11, Event{}),
+		}
+	}
+	for _, kind := range []string{Lock, Semaphore} {
+		r, _ := check(t, evs(kind, 1000, 3000, "a")...)
+		if f := failuresOf(r, kind); len(f) != 1 || !strings.Contains(f[0], "replies were held 1.1s") {
+			t.Errorf("%s: a grant returned 3s into replies held 1.1s (1s lease): failures %v", kind, r.Failures)
+		}
+		for _, c := range []struct {
+			what    string
+			ttl, at int64
+			proc    string
+		}{
+			{"returned before the delay could hold it", 1000, 1000, "a"},
+			{"returned after the window", 1000, 6500, "a"},
+			{"another process's", 1000, 3000, "b"},
+			{"a lease longer than the delay", 2000, 3000, "a"},
+		} {
+			if r, _ := check(t, evs(kind, c.ttl, c.at, c.proc)...); len(r.Failures) != 0 {
+				t.Errorf("%s: a grant %s was taken for late: %v", kind, c.what, r.Failures)
+			}
+		}
+	}
+}
+
 // P18: a job's error reaches only the callers of its run; a caller that
 // joined after the run published it must not get it (it runs the job
 // again, or gets a later result).

@@ -24,7 +24,9 @@
 // the leases believed during it or asked for in it, until one lease and
 // Options.Grace after it (a holder whose key the server lost learns it at
 // its next renewal); neither excuses tokens. A ClockBack excuses smaller
-// tokens for acquires called before its window ends. A direct sweep
+// tokens for acquires called before its window ends. A Late window
+// excuses nothing and adds a rule: no grant comes back as held through
+// replies held longer than its lease. A direct sweep
 // counts the violations in and out of the windows (and alone checks a key
 // over Options.MaxOps operations). It also checks that a job's error
 // reaches only callers that called before the run published it, and that
@@ -84,7 +86,14 @@ const (
 	// readings again (the window's end), a key that expires and is taken
 	// afresh may get a smaller fencing token (tokens are its clock in µs).
 	ClockBack = "clock back"
-	None      = "" // no effect on the models (network faults): windows for the report only
+	// Late: Target's replies were held Delay ms each through the window
+	// (its link was slowed before the window began and heals after it
+	// ends). A grant that came back at least Delay into the window came in
+	// a reply the server sent at least Delay earlier: a lease no longer
+	// than Delay had lapsed before its acquire returned, and none may be
+	// returned as held (P19).
+	Late = "late replies"
+	None = "" // no effect on the models (network faults): windows for the report only
 )
 
 // An Event is one line of a history file: the call of an operation (Ret
@@ -113,6 +122,7 @@ type Event struct {
 	// lost reply, names the process itself).
 	Effect string `json:"eff,omitempty"`
 	Target string `json:"tgt,omitempty"`
+	Delay  int64  `json:"delay,omitempty"` // Late: how long each reply was held, in ms
 }
 
 // A Recorder appends one process's events to its file.

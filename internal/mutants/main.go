@@ -12,10 +12,12 @@
 // compile. A survivor is a missing test: write the test, never delete the
 // mutant.
 //
-// Before the mutants it runs every package's targeted tests once on the
-// unchanged tree, so that a test that fails anyway kills nothing. Tests run
-// without -race (a mutant names race-only tests with race: true), with
-// CI=true (a missing redis-server fails rather than skips) and -failfast.
+// Beside the mutants (in a copy of its own) it runs every package's targeted
+// tests once on the unchanged tree: a test that fails anyway kills nothing,
+// so a failing baseline fails the run. The mutants whose tests run longest
+// go first. Tests run without -race (a mutant names race-only tests with
+// race: true) and vet, with CI=true (a missing redis-server fails rather
+// than skips) and -failfast.
 //
 // Flags:
 //
@@ -146,7 +148,7 @@ func run(ms []mutant, jobs int, md string, keep bool) int {
 		defer os.RemoveAll(tmp)
 	}
 	jobs = min(jobs, max(len(ms), 1))
-	trees := make([]string, jobs)
+	trees := make([]string, jobs+1) // the last for the baseline
 	for i := range trees {
 		trees[i] = filepath.Join(tmp, fmt.Sprint("tree", i))
 		if err := copyTree(root, trees[i], files); err != nil {
@@ -155,17 +157,24 @@ func run(ms []mutant, jobs int, md string, keep bool) int {
 		}
 	}
 	start := time.Now()
-	if bad := baseline(trees[0], ms); bad != "" {
-		fmt.Fprintln(os.Stderr, "mutants: the tests fail on the unchanged tree, so they can kill nothing:\n"+bad)
-		return 1
-	}
-	fmt.Printf("baseline: every targeted test passes on the unchanged tree (%v)\n", time.Since(start).Round(time.Second))
+	var printMu sync.Mutex
+	// The baseline runs beside the mutants (its tests mostly wait on
+	// timers); a failing baseline voids every verdict.
+	baseBad := make(chan string, 1)
+	go func() {
+		bad := baseline(trees[jobs], ms)
+		if bad == "" {
+			printMu.Lock()
+			fmt.Printf("baseline: every targeted test passes on the unchanged tree (%v)\n", time.Since(start).Round(time.Second))
+			printMu.Unlock()
+		}
+		baseBad <- bad
+	}()
 
 	work := make(chan int)
 	results := make([]outcome, len(ms))
 	var wg sync.WaitGroup
-	var printMu sync.Mutex
-	for _, tree := range trees {
+	for _, tree := range trees[:jobs] {
 		wg.Go(func() {
 			for i := range work {
 				r := try(tree, ms[i])
@@ -176,11 +185,15 @@ func run(ms []mutant, jobs int, md string, keep bool) int {
 			}
 		})
 	}
-	for i := range ms {
+	for _, i := range heavyFirst(ms) {
 		work <- i
 	}
 	close(work)
 	wg.Wait()
+	if bad := <-baseBad; bad != "" {
+		fmt.Fprintln(os.Stderr, "mutants: the tests fail on the unchanged tree, so they can kill nothing:\n"+bad)
+		return 1
+	}
 
 	killed, bad := 0, 0
 	for _, r := range results {
@@ -202,6 +215,32 @@ func run(ms []mutant, jobs int, md string, keep bool) int {
 		return 1
 	}
 	return 0
+}
+
+// heavyFirst orders the mutants for the workers: those whose tests run
+// long (soaks, then Cluster and Sentinel groups and child processes) first,
+// so that no long one is left alone at the end.
+func heavyFirst(ms []mutant) []int {
+	weight := func(m mutant) int {
+		w := 0
+		for _, t := range m.tests {
+			switch {
+			case strings.Contains(t, "Soak"):
+				w = max(w, 3)
+			case strings.Contains(t, "Cluster"), strings.Contains(t, "Sentinel"):
+				w = max(w, 2)
+			case strings.Contains(t, "process"), strings.Contains(t, "Process"):
+				w = max(w, 1)
+			}
+		}
+		return w
+	}
+	order := make([]int, len(ms))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return weight(ms[b]) - weight(ms[a]) })
+	return order
 }
 
 func (r outcome) line() string {
@@ -263,7 +302,8 @@ func killer(out string) string {
 }
 
 func goTest(dir, pkg, tests string, race bool) (string, error) {
-	args := []string{"test", "-count=1", "-failfast", "-timeout", testTimeout.String(), "-run", tests}
+	// No vet: make test vets the tree; here it would only slow each mutant.
+	args := []string{"test", "-count=1", "-failfast", "-vet=off", "-timeout", testTimeout.String(), "-run", tests}
 	if race {
 		args = append(args, "-race")
 	}

@@ -1,6 +1,7 @@
 package redistest
 
 import (
+	"bytes"
 	"net"
 	"sync"
 	"time"
@@ -18,6 +19,19 @@ type Proxy struct {
 	cutTo [2]bool       // one-way cuts: [0] client to server, [1] server to client
 	delay time.Duration // added before each forwarded chunk
 	flow  *sync.Cond    // broadcast when cut turns false
+	edits [][2][]byte   // replacements in the server's replies
+}
+
+// Rewrite replaces old with new, of the same length, in every reply the
+// server sends from now on (say, the version in HELLO's reply): a server
+// that says what the test needs it to.
+func (p *Proxy) Rewrite(old, new string) {
+	if len(old) != len(new) {
+		panic("redistest: Rewrite needs old and new of one length")
+	}
+	p.mu.Lock()
+	p.edits = append(p.edits, [2][]byte{[]byte(old), []byte(new)})
+	p.mu.Unlock()
 }
 
 // StartProxy starts a proxy to target; it is closed when the test ends.
@@ -136,6 +150,11 @@ func (p *Proxy) pipe(dst, src net.Conn, dir int) {
 				p.flow.Wait()
 			}
 			d := p.delay
+			if dir == 1 {
+				for _, e := range p.edits {
+					copy(buf[:n], bytes.ReplaceAll(buf[:n], e[0], e[1]))
+				}
+			}
 			p.mu.Unlock()
 			if d > 0 {
 				time.Sleep(d)

@@ -9,25 +9,38 @@
 --            "q<waiter>"  a queued waiter:   score = B + its ticket
 --            "l<waiter>"  a waiter's lease:  score = 2B + its deadline
 --            "s"          the ticket counter: score = 3B + last ticket
--- ARGV[1]: waiter id      ARGV[2]: permit id        ARGV[3]: limit
--- ARGV[4]: lease in ms    ARGV[5]: waiter lease ms  ARGV[6]: "1" to queue
---          ("0": TryAcquire, which never queues and never overtakes)
+--          A permit id ends in "/<limit>": the limit its holder asked for.
+-- ARGV[1]: waiter id      ARGV[2]: permit id ("<id>/<limit>")
+-- ARGV[3]: limit          ARGV[4]: lease in ms        ARGV[5]: waiter lease ms
+-- ARGV[6]: "1" to queue ("0": TryAcquire, which never queues and never
+--          overtakes)
 -- ARGV[7]: T:sem:ch, the shard channel
+-- ARGV[8]: the grace, in ms, of a waiter a permit is offered to (below)
 --
--- Purges holders and waiters whose leases ended. A queued waiter is granted
--- when a permit is free for it: its rank in the queue is below the number
+-- Purges holders and waiters whose leases ended. The limit in force is the
+-- smallest of the caller's and the current holders' (so that a deploy that
+-- changes a limit never lets more hold than any of them asked for). A
+-- queued waiter is granted when its rank in the queue is below the number
 -- of free permits. Idempotent per permit id: a repeat of a granted attempt
--- (a client retry after a lost reply) returns the same grant. Returns
--- {1, lease ms} when granted, else {0, ms until the earliest holder's lease
--- ends (-1: no holder), the waiter's ticket (0 when not queued), the number
--- of waiters queued}. When permits stay free and others wait, publishes
--- "free <ticket>": waiters with tickets up to that one should look again.
+-- (a client retry after a lost reply) returns the same grant.
+--
+-- Offers: when permits are free for waiters ahead of the caller (or left
+-- free after a grant), the first of them are offered the permits: their
+-- place lasts only the grace from now (a live waiter answers at once and
+-- renews it; a dead one's place lapses then, and the waiter behind takes
+-- its turn), and "free <t1> <t2>" is published: waiters with tickets up to
+-- t1 should look again now, those up to t2 after the grace.
+--
+-- Returns {1, lease ms, other} when granted, else {0, ms until it is
+-- worth looking again (-1: nothing to wait for), the waiter's ticket (0
+-- when not queued), the number of waiters queued, other}; other is a limit
+-- a current holder asked for that differs from the caller's (0: none).
 local function n(x) return string.format('%.0f', x) end
 local B = 1e13
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local k, ch = KEYS[1], ARGV[7]
-local limit, ttl, qttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local limit, ttl, qttl, grace = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[8])
 local h, q, l = 'h' .. ARGV[2], 'q' .. ARGV[1], 'l' .. ARGV[1]
 
 redis.call('ZREMRANGEBYSCORE', k, 0, n(now))
@@ -45,13 +58,32 @@ local function keep()
   end
 end
 
-local function announce(free)
-  local qs = redis.call('ZRANGEBYSCORE', k, n(B), '(' .. n(2 * B), 'WITHSCORES', 'LIMIT', free - 1, 1)
-  if not qs[2] then
-    qs = redis.call('ZREVRANGEBYSCORE', k, '(' .. n(2 * B), n(B), 'WITHSCORES', 'LIMIT', 0, 1)
+-- The live holders, the smallest limit among them and the caller's, and
+-- a holder's limit that differs from the caller's.
+local holders = redis.call('ZRANGEBYSCORE', k, '(0', '(' .. n(B))
+local inForce, other = limit, 0
+for _, m in ipairs(holders) do
+  local hl = tonumber(string.match(m, '/(%d+)$'))
+  if hl and hl ~= limit then
+    other = hl
+    if hl < inForce then inForce = hl end
   end
-  if qs[2] then
-    redis.call('SPUBLISH', ch, 'free ' .. n(tonumber(qs[2]) - B))
+end
+
+-- offer offers free permits to the first waiters (see above).
+local function offer(free)
+  local qs = redis.call('ZRANGEBYSCORE', k, n(B), '(' .. n(2 * B), 'WITHSCORES', 'LIMIT', 0, 2 * free)
+  local t1, t2
+  for i = 1, #qs, 2 do
+    local ticket = tonumber(qs[i + 1]) - B
+    if (i - 1) / 2 < free then
+      redis.call('ZADD', k, 'LT', n(2 * B + now + grace), 'l' .. string.sub(qs[i], 2))
+      t1 = ticket
+    end
+    t2 = ticket
+  end
+  if t1 then
+    redis.call('SPUBLISH', ch, 'free ' .. n(t1) .. ' ' .. n(t2))
   end
 end
 
@@ -60,10 +92,10 @@ if mine and mine > 0 then -- a repeat of a granted attempt
   redis.call('ZADD', k, n(now + ttl), h)
   redis.call('ZREM', k, q, l)
   keep()
-  return {1, ttl}
+  return {1, ttl, other}
 end
 
-local free = limit - redis.call('ZCOUNT', k, '(0', '(' .. n(B))
+local free = inForce - #holders
 local granted = false
 local ticket = 0
 if ARGV[6] == '1' then
@@ -92,13 +124,19 @@ keep()
 
 if granted then
   if free > 1 then
-    announce(free - 1)
+    offer(free - 1)
   end
-  return {1, ttl}
+  return {1, ttl, other}
 end
-local first = redis.call('ZRANGEBYSCORE', k, '(0', '(' .. n(B), 'WITHSCORES', 'LIMIT', 0, 1)
 local wait = -1
+local first = redis.call('ZRANGEBYSCORE', k, '(0', '(' .. n(B), 'WITHSCORES', 'LIMIT', 0, 1)
 if first[2] then
   wait = tonumber(first[2]) - now
 end
-return {0, wait, ticket, redis.call('ZCOUNT', k, n(B), '(' .. n(2 * B))}
+if free > 0 and ARGV[6] == '1' then
+  -- Permits are free for waiters ahead of the caller: offer them, and look
+  -- again once a dead one's place would have lapsed.
+  offer(free)
+  wait = grace
+end
+return {0, wait, ticket, redis.call('ZCOUNT', k, n(B), '(' .. n(2 * B)), other}

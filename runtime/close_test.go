@@ -157,7 +157,8 @@ func TestClose_jobContextCauseIsErrClosed(t *testing.T) {
 
 // P20 with a waiter subscribed: Close stays bounded when Redis hangs while
 // the subscription's health check pings it (go-redis does not bound that
-// ping by its context).
+// ping by its context). The waiter waits through the outage (it would be
+// told of it after OpTimeout otherwise), so it is still waiting at Close.
 func TestClose_boundedWithASubscriberAndRedisHung(t *testing.T) {
 	srv := redistest.StartServer(t)
 	leader := newClient(t, srv.Client(), nil)
@@ -171,7 +172,7 @@ func TestClose_boundedWithASubscriberAndRedisHung(t *testing.T) {
 	recv(t, started, 10*time.Second, "the leader's job to start")
 	waiting := make(chan error, 1)
 	go func() {
-		_, err := c.Fanout(context.Background(), "k", func(context.Context) ([]byte, error) { return nil, nil }, WithTimeout(time.Minute))
+		_, err := c.Fanout(context.Background(), "k", func(context.Context) ([]byte, error) { return nil, nil }, WithTimeout(time.Minute), WaitThroughOutages())
 		waiting <- err
 	}()
 	redistest.WaitFor(t, 5*time.Second, "the waiter's subscription", func(context.Context) bool { return c.mux.numChannels() == 1 && waiterConfirmed(c) })

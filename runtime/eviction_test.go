@@ -44,13 +44,22 @@ func evicting(t *testing.T, admin *redis.Client, maxmemory, policy string) {
 	}
 }
 
-// chanHandler is a slog handler that sends each record's message and level.
+// chanHandler hands log records to a test. It never blocks: a record that
+// finds the channel full is dropped (a handler that blocked would hang
+// whoever logs, and the log package's mutex with it when it is the
+// default).
 type chanHandler struct{ ch chan slog.Record }
 
-func (h chanHandler) Enabled(context.Context, slog.Level) bool      { return true }
-func (h chanHandler) Handle(_ context.Context, r slog.Record) error { h.ch <- r; return nil }
-func (h chanHandler) WithAttrs([]slog.Attr) slog.Handler            { return h }
-func (h chanHandler) WithGroup(string) slog.Handler                 { return h }
+func (h chanHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h chanHandler) Handle(_ context.Context, r slog.Record) error {
+	select {
+	case h.ch <- r:
+	default:
+	}
+	return nil
+}
+func (h chanHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h chanHandler) WithGroup(string) slog.Handler      { return h }
 
 // At New, Options.Eviction decides: warn in the background (default),
 // refuse, or ignore.

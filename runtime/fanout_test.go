@@ -286,11 +286,14 @@ func TestFanout_waitersHearTheOutcomeAtOnce(t *testing.T) {
 // flightCallers counts the callers attached to c's flight of key.
 func flightCallers(c *Client, key string) int {
 	c.fmu.Lock()
-	defer c.fmu.Unlock()
-	if f := c.flights[key]; f != nil {
-		return len(f.callers)
+	f := c.flights[key]
+	c.fmu.Unlock()
+	if f == nil {
+		return 0
 	}
-	return 0
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.callers)
 }
 
 // P9: when one of two callers waiting in a process leaves (its context

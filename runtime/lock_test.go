@@ -279,6 +279,55 @@ func TestLock_pubsubConnectionKilled(t *testing.T) {
 	}
 }
 
+// P5: a waiter whose subscription connection breaks is told at once and
+// looks again (a release published while the connection was down would be
+// found then), goes back to sleep while the lock is still held, and is
+// woken by the release that comes while its client reconnects, long
+// before the holder's lease ends.
+func TestLock_releaseWhileTheSubscriptionReconnects(t *testing.T) {
+	k := key(t, "k")
+	asleep := make(chan struct{}, 4)
+	setHook(t, &testHookLockSleep, func(key string) {
+		if key == k {
+			sendGo(t, asleep, struct{}{}, 10*time.Second, "the test to see the waiter asleep")
+		}
+	})
+	broken, reconnect := make(chan struct{}, 4), make(chan struct{})
+	setHook(t, &testHookMuxBroken, func() {
+		if sendGo(t, broken, struct{}{}, 10*time.Second, "the test to see the connection broken") {
+			recvGo(t, reconnect, 10*time.Second, "the test to let the reader reconnect")
+		}
+	})
+	rdb := newRedis(t)
+	c1 := newClient(t, rdb, nil)
+	c2 := newClient(t, newRedis(t), nil)
+	l1, err := c1.Once(t.Context(), k, WithTTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		l2, err := c2.Lock(ctx, k)
+		if err == nil {
+			l2.Release(bg())
+		}
+		got <- err
+	}()
+	recv(t, asleep, 10*time.Second, "the waiter to sleep")
+	if err := rdb.Do(bg(), "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatalf("CLIENT KILL = %v", err)
+	}
+	recv(t, broken, 10*time.Second, "the waiter's client to see its subscription connection broken")
+	recv(t, asleep, 10*time.Second, "the waiter, told of the break, to look again and sleep")
+	l1.Release(t.Context())
+	close(reconnect)
+	if err := recv(t, got, 20*time.Second, "the waiter's Lock"); err != nil {
+		t.Fatalf("Lock after a release while its subscription reconnected = %v", err)
+	}
+}
+
 // A foreign value in a lock's key (one dlock did not write) counts as held
 // by somebody else: Once does not take or overwrite it.
 func TestLock_Once_foreignValueIsHeld(t *testing.T) {

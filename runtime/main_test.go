@@ -147,6 +147,17 @@ func recv[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
 	return zero
 }
 
+// setHook sets a test hook for the rest of the test. Set it before making
+// the clients whose goroutines run it: cleanups run last in, first out, so
+// those clients are closed, and their goroutines done, before it is unset.
+func setHook[F any](t testing.TB, hook *F, f F) {
+	*hook = f
+	t.Cleanup(func() {
+		var none F
+		*hook = none
+	})
+}
+
 // recvGo is recv for the goroutines a test starts, which must not call
 // t.Fatalf: when d passes first, it reports the timeout with t.Errorf;
 // when the test ends first (its Context is done), it reports nothing.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/dlock-go/dlock/internal/slot"
 )
 
 // The multiplexer carries every subscription of a client over one sharded
@@ -215,20 +217,47 @@ func (m *mux) write(sh *shard) {
 		clear(sh.dirty)
 		ps := sh.ps
 		m.mu.Unlock()
-		// Errors are the connection's: go-redis records the channels and
-		// (re)subscribes them when it reconnects; the reader sees the error.
-		if len(sub) > 0 {
-			if err := ps.SSubscribe(sh.ctx, sub...); err != nil {
+		// Errors are the connection's: the reader sees them too, and
+		// subscribes every channel again on a new connection (go-redis
+		// would otherwise do it on its own, in one command).
+		for _, names := range m.bySlot(sub) {
+			if err := ps.SSubscribe(sh.ctx, names...); err != nil {
 				m.log.Debug("dlock: ssubscribe deferred to reconnect", "err", err)
 			}
 		}
 		if testHookMuxWrote != nil {
 			testHookMuxWrote(sub, unsub)
 		}
-		if len(unsub) > 0 {
-			ps.SUnsubscribe(sh.ctx, unsub...)
+		for _, names := range m.bySlot(unsub) {
+			ps.SUnsubscribe(sh.ctx, names...)
 		}
 	}
+}
+
+// bySlot splits names into the batches one SSUBSCRIBE or SUNSUBSCRIBE may
+// carry: on a Cluster, the channels of one slot (the server refuses
+// others with CROSSSLOT); elsewhere all of them.
+func (m *mux) bySlot(names []string) [][]string {
+	if len(names) == 0 {
+		return nil
+	}
+	if m.cluster == nil || len(names) == 1 {
+		return [][]string{names}
+	}
+	slots := map[int][]string{}
+	var order []int
+	for _, n := range names {
+		s := slot.Of(n)
+		if slots[s] == nil {
+			order = append(order, s)
+		}
+		slots[s] = append(slots[s], n)
+	}
+	batches := make([][]string, 0, len(order))
+	for _, s := range order {
+		batches = append(batches, slots[s])
+	}
+	return batches
 }
 
 // read receives messages and confirmations, pings an idle connection and
@@ -271,11 +300,20 @@ func (m *mux) read(sh *shard) {
 			case errors.As(err, &rerr):
 				m.refused(sh, err)
 				continue
+			case m.cluster != nil:
+				// go-redis would subscribe the channels again in one
+				// command, which a Cluster refuses when they are of
+				// several slots: a new connection, subscribed slot by slot.
+				m.log.Warn("dlock: subscription connection failed", "addr", sh.addr, "err", err)
+				m.reset(sh)
 			default:
 				m.log.Warn("dlock: subscription connection failed", "addr", sh.addr, "err", err)
 				m.lost(sh)
 			}
 			pinged = false
+			if testHookMuxBroken != nil {
+				testHookMuxBroken()
+			}
 			select {
 			case <-time.After(backoff/2 + rand.N(backoff)):
 			case <-sh.ctx.Done():

@@ -44,6 +44,11 @@ func (m *mux) unsubscribed(sh *shard, name string) {
 // SSUBSCRIBEs (sub) and before it sends its SUNSUBSCRIBEs (unsub).
 var testHookMuxWrote func(sub, unsub []string)
 
+// testHookMuxBroken, when set by a test, runs on the reader after it
+// found its connection broken (and told the subscribers), before it
+// reconnects.
+var testHookMuxBroken func()
+
 // testHookMuxUnsubscribed, when set by a test, runs on the reader before it
 // handles a SUNSUBSCRIBE reply for name.
 var testHookMuxUnsubscribed func(name string)
@@ -90,9 +95,16 @@ func (m *mux) reset(sh *shard) {
 }
 
 // refused handles an error reply on the subscription connection: MOVED
-// means the channel belongs elsewhere; anything else (NOPERM) fails the
-// subscribers still waiting for a confirmation.
+// means the channel belongs elsewhere; CROSSSLOT, that go-redis subscribed
+// channels of several slots again in one command after a reconnect (the
+// connection is replaced and they are subscribed slot by slot); anything
+// else (NOPERM) fails the subscribers still waiting for a confirmation.
 func (m *mux) refused(sh *shard, err error) {
+	if strings.HasPrefix(err.Error(), "CROSSSLOT") {
+		m.log.Debug("dlock: resubscribing slot by slot", "addr", sh.addr, "err", err)
+		m.reset(sh)
+		return
+	}
 	m.mu.Lock()
 	var pending []string
 	for name, ch := range m.chans {

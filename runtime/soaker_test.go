@@ -158,8 +158,9 @@ func (s *soaker) timed(limit time.Duration, f func(ctx context.Context)) {
 	}
 }
 
-// obeyLink sets the link as the driver says: "<seq> <state>", state one
-// of healthy, cut, cut-requests, slow-replies <ms>; and acknowledges it.
+// obeyLink sets the link as the driver says: "<seq> <state>", state
+// healthy or any of cut, cut-requests, slow-replies <ms>; and acknowledges
+// it.
 func (s *soaker) obeyLink() {
 	ch := s.linkSub.Channel()
 	for s.running() {
@@ -171,14 +172,19 @@ func (s *soaker) obeyLink() {
 		}
 		seq, state, _ := strings.Cut(m.Payload, " ")
 		var ls redistest.LinkState
-		switch f := strings.Fields(state); {
-		case state == "cut":
-			ls = redistest.LinkState{CutRequests: true, CutReplies: true}
-		case state == "cut-requests":
-			ls = redistest.LinkState{CutRequests: true}
-		case len(f) == 2 && f[0] == "slow-replies":
-			n, _ := strconv.Atoi(f[1])
-			ls = redistest.LinkState{DelayReplies: time.Duration(n) * time.Millisecond}
+		for f := strings.Fields(state); len(f) > 0; f = f[1:] {
+			switch f[0] {
+			case "cut":
+				ls.CutRequests, ls.CutReplies = true, true
+			case "cut-requests":
+				ls.CutRequests = true
+			case "slow-replies":
+				if len(f) > 1 {
+					n, _ := strconv.Atoi(f[1])
+					ls.DelayReplies = time.Duration(n) * time.Millisecond
+					f = f[1:]
+				}
+			}
 		}
 		s.link.Set(ls)
 		s.ordb.Set(context.Background(), s.name+":link-ack:"+s.id, seq, time.Minute)

@@ -406,13 +406,11 @@ marked:
 // is held at that answer until the new SSUBSCRIBE is on the wire, so the
 // order that a loopback link almost never shows happens every time.
 func TestMux_ownUnsubscribeAnsweredAfterResubscribeIsNotADrop(t *testing.T) {
-	rdb := newRedis(t)
-	c := newClient(t, rdb, nil)
-	name := mustTag(t, c, key(t, "churn")) + ":ch"
+	name := "dlock:{" + key(t, "churn") + "}:ch"
 	answered, resume := make(chan struct{}), make(chan struct{})
 	resent := make(chan struct{}, 1)
 	var once sync.Once
-	testHookMuxUnsubscribed = func(n string) {
+	setHook(t, &testHookMuxUnsubscribed, func(n string) {
 		if n != name {
 			return
 		}
@@ -420,16 +418,17 @@ func TestMux_ownUnsubscribeAnsweredAfterResubscribeIsNotADrop(t *testing.T) {
 			close(answered)
 			recvGo(t, resume, 10*time.Second, "the test to let the reader go on")
 		})
-	}
-	testHookMuxWrote = func(sub, _ []string) {
+	})
+	setHook(t, &testHookMuxWrote, func(sub, _ []string) {
 		if slices.Contains(sub, name) {
 			select {
 			case resent <- struct{}{}:
 			default:
 			}
 		}
-	}
-	t.Cleanup(func() { testHookMuxUnsubscribed, testHookMuxWrote = nil, nil })
+	})
+	rdb := newRedis(t)
+	c := newClient(t, rdb, nil)
 
 	s1, err := c.mux.subscribe(t.Context(), name)
 	if err != nil {

@@ -249,6 +249,7 @@ func (cp *checkedPackage) generate(hidden map[string]bool, names generatedByPath
 		declared := maps.Clone(cp.testNames)
 		maps.Copy(declared, cp.otherNames)
 		c.checkCollisions(ws, declared)
+		c.checkKeySpaces(ws)
 	}
 	groups := map[string][]*wrapper{}
 	if len(ws) > 0 && len(sentinelVars(pkg, cp.sources)) > 0 {

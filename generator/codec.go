@@ -3,7 +3,8 @@ package generator
 import (
 	"go/types"
 	"strconv"
-	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/dave/jennifer/jen"
 )
@@ -68,11 +69,14 @@ func typeSlug(t types.Type, here *types.Package) string {
 	return "Value"
 }
 
+// upperFirst upper-cases s's first letter (a rune, not a byte: "über"
+// becomes "Über"); a letter with no upper case stays as it is.
 func upperFirst(s string) string {
-	if s == "" {
+	r, n := utf8.DecodeRuneInString(s)
+	if n == 0 {
 		return s
 	}
-	return strings.ToUpper(s[:1]) + s[1:]
+	return string(unicode.ToUpper(r)) + s[n:]
 }
 
 // codecKind classifies how a type is encoded.

@@ -153,6 +153,9 @@ func (d *directive) checkValues() []offError {
 			errs = append(errs, offError{a.ValueOff, fmt.Sprintf("%s=%s is not a duration (e.g. 10s, 500ms)", n, a.Value)})
 		case v < 0 || (v == 0 && n != "wait"):
 			errs = append(errs, offError{a.ValueOff, fmt.Sprintf("%s=%s must be positive", n, a.Value)})
+		case v%time.Millisecond != 0:
+			// Redis counts leases in milliseconds: 500us would become 1ms.
+			errs = append(errs, offError{a.ValueOff, fmt.Sprintf("%s=%s is not a whole number of milliseconds: dlock counts time in milliseconds (write %v)", n, a.Value, max(v.Round(time.Millisecond), time.Millisecond))})
 		}
 	}
 	if d.Verb == "semaphore" {
@@ -171,6 +174,9 @@ func (d *directive) checkValues() []offError {
 	}
 	return errs
 }
+
+// has reports whether the directive gives the argument.
+func (d *directive) has(name string) bool { _, ok := d.Args[name]; return ok }
 
 // duration returns the parsed duration argument, or 0 when absent.
 func (d *directive) duration(name string) time.Duration {

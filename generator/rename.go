@@ -18,8 +18,10 @@ import (
 // to path, with those of the dlock_gen.go file they replace, and warns of
 // each that changes, naming the space= that keeps the old one.
 
-// spaceMark finds a wrapper's key space in its doc comment.
-var spaceMark = regexp.MustCompile(`\(key space ([^)\s]+)\)`)
+// spaceMark finds a wrapper's key space in its doc comment: "(key space
+// S); if it stops compiling". A method's space holds parentheses of its
+// own ("pkg.(Store).Get"), a space none.
+var spaceMark = regexp.MustCompile(`\(key space (\S+)\); `)
 
 // renamedSpaces returns a warning for each wrapper of ws whose key space
 // differs from the space of the wrapper the file at path declares under

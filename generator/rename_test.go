@@ -67,3 +67,26 @@ func TestGenerate_movingAPackageWarnsOfEachKeySpace(t *testing.T) {
 		}
 	}
 }
+
+// A method's key space names its type in parentheses ("pkg.(Store).Get"):
+// regenerating unchanged warns of nothing, and renaming the type warns
+// with the whole old space.
+func TestGenerate_renamingAMethodsTypeWarnsWithTheWholeSpace(t *testing.T) {
+	src := func(typ string) string {
+		return "package users\n\nimport \"context\"\n\ntype " + typ + " struct{}\n\n" +
+			"//dlock:once\nfunc (s *" + typ + ") Get(ctx context.Context) error { return nil }\n"
+	}
+	dir := gentest.Module(t, map[string]string{"users/users.go": src("Store")})
+	generateInto(t, dir)
+	if res := generateInto(t, dir); len(res.Warnings) != 0 {
+		t.Fatalf("regenerating an unchanged method wrapper warned: %v", res.Warnings)
+	}
+	os.WriteFile(filepath.Join(dir, "users", "users.go"), []byte(src("Repo")), 0o644)
+	res := generateInto(t, dir)
+	if len(res.Warnings) != 1 {
+		t.Fatalf("warnings after renaming the type: %v; want one", res.Warnings)
+	}
+	if w, want := res.Warnings[0].String(), `space="example.com/m/users.(Store).Get"`; !strings.Contains(w, want) {
+		t.Errorf("warning %q does not say %q", w, want)
+	}
+}

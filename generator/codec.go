@@ -3,6 +3,7 @@ package generator
 import (
 	"go/types"
 	"strconv"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -333,11 +334,30 @@ func (e *emitter) codec(i int, t types.Type) {
 			jen.Defer().Qual(genrtPath, "Ascend").Call(dec),
 		}, decBody...)
 	}
-	e.f.Commentf("dlockEnc%s encodes a %s.", idx, types.TypeString(t, types.RelativeTo(e.pkg.Types)))
+	if classify(t) == kindStruct {
+		// First, so that the compiler's first error is the one that says why.
+		if g := e.shapeGuard(t); g != nil {
+			e.f.Commentf("The fields dlockEnc%s and dlockDec%s were generated for: if this", idx, idx)
+			e.f.Commentf("stops compiling, %s changed since; run go generate.", types.TypeString(t, types.RelativeTo(e.pkg.Types)))
+			e.f.Add(g)
+			e.f.Line()
+		}
+	}
+	name := types.TypeString(t, types.RelativeTo(e.pkg.Types))
+	e.f.Commentf("dlockEnc%s encodes %s %s.", idx, article(name), name)
 	e.f.Func().Id("dlockEnc"+idx).Params(jen.Id("enc").Op("*").Qual(msgpackPath, "Encoder"), jen.Id("v").Add(tc)).Error().Block(encBody...)
 	e.f.Line()
-	e.f.Commentf("dlockDec%s decodes a %s.", idx, types.TypeString(t, types.RelativeTo(e.pkg.Types)))
+	e.f.Commentf("dlockDec%s decodes %s %s.", idx, article(name), name)
 	e.f.Func().Id("dlockDec"+idx).Params(jen.Id("dec").Op("*").Qual(msgpackPath, "Decoder")).Params(tc, jen.Error()).Block(decBody...)
+}
+
+// article is "an" before a type spelled with a vowel first ("an int",
+// "an Item"), else "a" ("a []int", "a uint8", as they are read).
+func article(typ string) string {
+	if typ != "" && strings.ContainsRune("aeioAEIO", rune(typ[0])) {
+		return "an"
+	}
+	return "a"
 }
 
 func elemOf(t types.Type) types.Type {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -284,4 +285,82 @@ func TestGenerate_diagnosticsMeanNoFiles(t *testing.T) {
 	if len(res.Diagnostics) == 0 || len(res.Files) != 0 {
 		t.Fatalf("diagnostics %v, %d files; want the bad package's diagnostic and no file", res.Diagnostics, len(res.Files))
 	}
+}
+
+// P34: a result type (here of another package) that gains, loses, renames
+// or retypes a field after go generate makes the stale dlock_gen.go fail
+// to compile, at a line that says to run go generate; a field's tag too.
+// Regenerating fixes the build.
+func TestGenerate_staleResultTypeDoesNotCompile(t *testing.T) {
+	const user = "package model\n\ntype User struct {\n\tName string\n\tAge  int `json:\"age\"`\n}\n"
+	const svc = "package svc\n\nimport (\n\t\"context\"\n\n\t\"example.com/m/model\"\n)\n\n" +
+		"//dlock:fanout key=\"u:{id}\"\nfunc load(ctx context.Context, id int) (model.User, error) { return model.User{}, nil }\n"
+	for _, change := range []struct{ name, from, to string }{
+		{"field added", "\tName string\n", "\tName string\n\tEmail string\n"},
+		{"field removed", "\tName string\n", ""},
+		{"field renamed", "\tName string\n", "\tFullName string\n"},
+		{"field retyped", "\tAge  int", "\tAge  int64"},
+		{"tag changed", "`json:\"age\"`", "`json:\"age\" msgpack:\"-\"`"},
+	} {
+		t.Run(change.name, func(t *testing.T) {
+			dir := gentest.Module(t, map[string]string{"model/user.go": user, "svc/svc.go": svc})
+			generateInto(t, dir)
+			if out, err := gentest.Go(t, dir, "build", "./..."); err != nil {
+				t.Fatalf("build after generate: %v\n%s", err, out)
+			}
+			changed := strings.Replace(user, change.from, change.to, 1)
+			if changed == user {
+				t.Fatalf("the change %q did not apply", change.name)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "model", "user.go"), []byte(changed), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := gentest.Go(t, dir, "build", "./...")
+			if err == nil {
+				t.Fatalf("build with a stale %s passed; want a failure", FileName)
+			}
+			line := failingLine(t, dir, out)
+			if !strings.Contains(line.comment, "run go generate") {
+				t.Errorf("the build failed at %s:%d, whose comment %q does not say to run go generate; output:\n%s", FileName, line.n, line.comment, out)
+			}
+			generateInto(t, dir)
+			if out, err := gentest.Go(t, dir, "build", "./..."); err != nil {
+				t.Fatalf("build after regenerating: %v\n%s", err, out)
+			}
+		})
+	}
+}
+
+type genLine struct {
+	n       int
+	comment string // the comment lines just above the failing declaration
+}
+
+// failingLine finds the first svc/dlock_gen.go line go build reported and
+// the comment above the declaration it is in.
+func failingLine(t *testing.T, dir, out string) genLine {
+	t.Helper()
+	_, rest, ok := strings.Cut(out, FileName+":")
+	if !ok {
+		t.Fatalf("go build did not fail in %s:\n%s", FileName, out)
+	}
+	num, _, _ := strings.Cut(rest, ":")
+	n, err := strconv.Atoi(num)
+	if err != nil {
+		t.Fatalf("no line number after %s in:\n%s", FileName, out)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "svc", FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	i := n - 1
+	for i > 0 && !strings.HasPrefix(lines[i], "var ") && !strings.HasPrefix(lines[i], "func ") {
+		i--
+	}
+	var comment []string
+	for j := i - 1; j >= 0 && strings.HasPrefix(lines[j], "//"); j-- {
+		comment = append([]string{lines[j]}, comment...)
+	}
+	return genLine{n, strings.Join(comment, " ")}
 }

@@ -41,16 +41,24 @@ func dlockDecFloat64(dec *msgpack.Decoder) (float64, error) {
 	return x, err
 }
 
-// dlockEncInt encodes a int.
+// dlockEncInt encodes an int.
 func dlockEncInt(enc *msgpack.Encoder, v int) error {
 	return enc.EncodeInt(int64(v))
 }
 
-// dlockDecInt decodes a int.
+// dlockDecInt decodes an int.
 func dlockDecInt(dec *msgpack.Decoder) (int, error) {
 	x, err := dec.DecodeInt64()
 	return int(x), err
 }
+
+// The fields dlockEncProduct and dlockDecProduct were generated for: if this
+// stops compiling, Product changed since; run go generate.
+var _ struct {
+	ID    int     `json:"id"`
+	Name  string  `json:"name"`
+	Price float64 `json:"price"`
+} = Product{}
 
 // dlockEncProduct encodes a Product.
 func dlockEncProduct(enc *msgpack.Encoder, v Product) error {

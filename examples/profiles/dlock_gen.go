@@ -29,16 +29,23 @@ func LoadProfile(ctx context.Context, name string) (Profile, error) {
 
 var _ func(context.Context, string) (Profile, error) = loadProfile
 
-// dlockEncInt encodes a int.
+// dlockEncInt encodes an int.
 func dlockEncInt(enc *msgpack.Encoder, v int) error {
 	return enc.EncodeInt(int64(v))
 }
 
-// dlockDecInt decodes a int.
+// dlockDecInt decodes an int.
 func dlockDecInt(dec *msgpack.Decoder) (int, error) {
 	x, err := dec.DecodeInt64()
 	return int(x), err
 }
+
+// The fields dlockEncProfile and dlockDecProfile were generated for: if this
+// stops compiling, Profile changed since; run go generate.
+var _ struct {
+	Name   string
+	Visits int
+} = Profile{}
 
 // dlockEncProfile encodes a Profile.
 func dlockEncProfile(enc *msgpack.Encoder, v Profile) error {

@@ -51,16 +51,24 @@ func Cleanup(ctx context.Context) error {
 
 var _ func(context.Context) error = cleanup
 
-// dlockEncInt64 encodes a int64.
+// dlockEncInt64 encodes an int64.
 func dlockEncInt64(enc *msgpack.Encoder, v int64) error {
 	return enc.EncodeInt(v)
 }
 
-// dlockDecInt64 decodes a int64.
+// dlockDecInt64 decodes an int64.
 func dlockDecInt64(dec *msgpack.Decoder) (int64, error) {
 	x, err := dec.DecodeInt64()
 	return x, err
 }
+
+// The fields dlockEncReport and dlockDecReport were generated for: if this
+// stops compiling, Report changed since; run go generate.
+var _ struct {
+	Day     string
+	Visits  int64
+	BuiltBy string
+} = Report{}
 
 // dlockEncReport encodes a Report.
 func dlockEncReport(enc *msgpack.Encoder, v Report) error {

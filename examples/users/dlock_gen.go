@@ -277,23 +277,23 @@ func init() {
 	}
 }
 
-// dlockEncInt encodes a int.
+// dlockEncInt encodes an int.
 func dlockEncInt(enc *msgpack.Encoder, v int) error {
 	return enc.EncodeInt(int64(v))
 }
 
-// dlockDecInt decodes a int.
+// dlockDecInt decodes an int.
 func dlockDecInt(dec *msgpack.Decoder) (int, error) {
 	x, err := dec.DecodeInt64()
 	return int(x), err
 }
 
-// dlockEncInt64 encodes a int64.
+// dlockEncInt64 encodes an int64.
 func dlockEncInt64(enc *msgpack.Encoder, v int64) error {
 	return enc.EncodeInt(v)
 }
 
-// dlockDecInt64 decodes a int64.
+// dlockDecInt64 decodes an int64.
 func dlockDecInt64(dec *msgpack.Decoder) (int64, error) {
 	x, err := dec.DecodeInt64()
 	return x, err
@@ -354,6 +354,13 @@ func dlockDecMapStringToInt64(dec *msgpack.Decoder) (map[string]int64, error) {
 	}
 	return v, nil
 }
+
+// The fields dlockEncProfile and dlockDecProfile were generated for: if this
+// stops compiling, Profile changed since; run go generate.
+var _ struct {
+	Bio       string
+	Followers int
+} = Profile{}
 
 // dlockEncProfile encodes a Profile.
 func dlockEncProfile(enc *msgpack.Encoder, v Profile) error {
@@ -472,6 +479,16 @@ func dlockEncTimeTime(enc *msgpack.Encoder, v time.Time) error {
 func dlockDecTimeTime(dec *msgpack.Decoder) (time.Time, error) {
 	return genrt.DecodeTime(dec)
 }
+
+// The fields dlockEncUser and dlockDecUser were generated for: if this
+// stops compiling, User changed since; run go generate.
+var _ struct {
+	ID      int64
+	Name    string
+	Tags    []string
+	Seen    time.Time
+	Friends map[string]int64
+} = User{}
 
 // dlockEncUser encodes a User.
 func dlockEncUser(enc *msgpack.Encoder, v User) error {

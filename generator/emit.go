@@ -552,9 +552,9 @@ func (e *emitter) holeBase(w *wrapper, p keyPart) (*jen.Statement, types.Type, b
 }
 
 // nilGuard returns an error, instead of panicking, when a hole reads a
-// field or method through a nil pointer.
-// Every pointer on the way is guarded: the base, and each embedded pointer
-// field that a promoted field or method is reached through.
+// field or method through a nil pointer or interface.
+// Every pointer and interface on the way is guarded: the base, and each
+// embedded field that a promoted field or method is reached through.
 func (e *emitter) nilGuard(w *wrapper, p keyPart) []jen.Code {
 	if p.field == "" {
 		return nil
@@ -565,7 +565,7 @@ func (e *emitter) nilGuard(w *wrapper, p keyPart) []jen.Code {
 		guards = append(guards, jen.If(x.Clone().Op("==").Nil()).Block(
 			e.returnErr(w, jen.Qual(genrtPath, "NilKeyValue").Call(jen.Lit(holeText(p))))))
 	}
-	if _, ok := typ.Underlying().(*types.Pointer); ok {
+	if panicsWhenNil(typ) {
 		guard(expr)
 	}
 	_, index, _ := types.LookupFieldOrMethod(typ, true, e.pkg.Types, p.field)
@@ -577,11 +577,21 @@ func (e *emitter) nilGuard(w *wrapper, p keyPart) []jen.Code {
 		f := st.Field(i)
 		expr = expr.Clone().Dot(f.Name())
 		typ = f.Type()
-		if _, ok := typ.Underlying().(*types.Pointer); ok {
+		if panicsWhenNil(typ) {
 			guard(expr)
 		}
 	}
 	return guards
+}
+
+// panicsWhenNil reports whether a hole reading through a value of type t
+// panics when it is nil: a pointer, or an interface (its method).
+func panicsWhenNil(t types.Type) bool {
+	switch t.Underlying().(type) {
+	case *types.Pointer, *types.Interface:
+		return true
+	}
+	return false
 }
 
 func deref(t types.Type) types.Type {

@@ -713,8 +713,7 @@ func (c *checker) unencodableSeen(t types.Type, seen map[types.Type]bool) string
 	case *types.Struct:
 		for i := 0; i < u.NumFields(); i++ {
 			f := u.Field(i)
-			tag := reflectTag(u.Tag(i))
-			if tag == "-" {
+			if skipped(u, i) {
 				continue
 			}
 			if !f.Exported() {

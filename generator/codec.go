@@ -148,7 +148,7 @@ func classify(t types.Type) codecKind {
 		}
 	case *types.Struct:
 		for i := 0; i < u.NumFields(); i++ {
-			if f := u.Field(i); !f.Exported() && reflectTag(u.Tag(i)) != "-" {
+			if f := u.Field(i); !f.Exported() && !skipped(u, i) {
 				return kindReflect
 			}
 		}
@@ -158,16 +158,23 @@ func classify(t types.Type) codecKind {
 }
 
 // structFields are the fields a struct codec writes, in order: all but
-// those tagged msgpack:"-".
+// the skipped ones.
 func structFields(t types.Type) []*types.Var {
 	u := t.Underlying().(*types.Struct)
 	var fs []*types.Var
 	for i := 0; i < u.NumFields(); i++ {
-		if reflectTag(u.Tag(i)) != "-" {
+		if !skipped(u, i) {
 			fs = append(fs, u.Field(i))
 		}
 	}
 	return fs
+}
+
+// skipped reports whether struct codecs leave field i of u out: tagged
+// msgpack:"-", or blank (_: padding, or a marker; nothing can be exported
+// or read there).
+func skipped(u *types.Struct, i int) bool {
+	return reflectTag(u.Tag(i)) == "-" || u.Field(i).Name() == "_"
 }
 
 // basic kinds: the Encoder method, the conversion, the Decoder method.

@@ -458,6 +458,12 @@ func (e *emitter) fanoutBody(w *wrapper, opts []jen.Code) []jen.Code {
 		job := jen.Func().Params(ctxParam).Params(e.typ(r), jen.Error()).Block(jen.Return(e.call(w, w.ctxName)))
 		return []jen.Code{jen.Return(jen.Qual(genrtPath, "Fanout1").Call(
 			append([]jen.Code{jen.Id(w.ctxName), jen.Id("dlockC"), jen.Id("dlockKey"), job, jen.Id(e.encName(r)), jen.Id(e.decName(r))}, opts...)...))}
+	case 2: // genrt.Fanout2 with both results' codecs
+		a, b := w.results[0], w.results[1]
+		job := jen.Func().Params(ctxParam).Params(e.typ(a), e.typ(b), jen.Error()).Block(jen.Return(e.call(w, w.ctxName)))
+		return []jen.Code{jen.Return(jen.Qual(genrtPath, "Fanout2").Call(
+			append([]jen.Code{jen.Id(w.ctxName), jen.Id("dlockC"), jen.Id("dlockKey"), job,
+				jen.Id(e.encName(a)), jen.Id(e.decName(a)), jen.Id(e.encName(b)), jen.Id(e.decName(b))}, opts...)...))}
 	}
 	var vals []jen.Code
 	var encode []jen.Code

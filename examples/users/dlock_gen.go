@@ -55,35 +55,9 @@ func CountActive(ctx context.Context, since time.Duration, tags []string) (int, 
 	if dlockErr != nil {
 		return dlockR0, dlockR1, dlockErr
 	}
-	dlockB, dlockErr := dlockC.Fanout(ctx, dlockKey, func(ctx context.Context) ([]byte, error) {
-		dlockV0, dlockV1, dlockErr := countActive(ctx, since, tags)
-		if dlockErr != nil {
-			return nil, dlockErr
-		}
-		return genrt.EncodeTuple(2, func(dlockEnc *msgpack.Encoder) error {
-			if err := dlockEncInt(dlockEnc, dlockV0); err != nil {
-				return err
-			}
-			if err := dlockEncString(dlockEnc, dlockV1); err != nil {
-				return err
-			}
-			return nil
-		})
-	})
-	if dlockErr != nil {
-		return dlockR0, dlockR1, dlockErr
-	}
-	dlockErr = genrt.DecodeTuple(dlockB, 2, func(dlockDec *msgpack.Decoder) error {
-		var err error
-		if dlockR0, err = dlockDecInt(dlockDec); err != nil {
-			return err
-		}
-		if dlockR1, err = dlockDecString(dlockDec); err != nil {
-			return err
-		}
-		return nil
-	})
-	return dlockR0, dlockR1, dlockErr
+	return genrt.Fanout2(ctx, dlockC, dlockKey, func(ctx context.Context) (int, string, error) {
+		return countActive(ctx, since, tags)
+	}, dlockEncInt, dlockDecInt, dlockEncString, dlockDecString)
 }
 
 var _ func(context.Context, time.Duration, []string) (int, string, error) = countActive

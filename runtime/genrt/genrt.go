@@ -247,6 +247,42 @@ func Fanout1[T any](ctx context.Context, c *dlockrt.Client, key string, job func
 	return v, nil
 }
 
+// Fanout2 is Fanout1 for a job with two results (and its error), written
+// as one two-element tuple.
+func Fanout2[A, B any](ctx context.Context, c *dlockrt.Client, key string, job func(context.Context) (A, B, error),
+	encA func(*msgpack.Encoder, A) error, decA func(*msgpack.Decoder) (A, error),
+	encB func(*msgpack.Encoder, B) error, decB func(*msgpack.Decoder) (B, error), opts ...dlockrt.Option) (A, B, error) {
+	var zeroA A
+	var zeroB B
+	b, err := c.Fanout(ctx, key, func(ctx context.Context) ([]byte, error) {
+		a, b, err := job(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return EncodeTuple(2, func(e *msgpack.Encoder) error {
+			if err := encA(e, a); err != nil {
+				return err
+			}
+			return encB(e, b)
+		})
+	}, opts...)
+	if err != nil {
+		return zeroA, zeroB, err
+	}
+	var a A
+	var v B
+	if err := DecodeTuple(b, 2, func(d *msgpack.Decoder) (err error) {
+		if a, err = decA(d); err != nil {
+			return err
+		}
+		v, err = decB(d)
+		return err
+	}); err != nil {
+		return zeroA, zeroB, err
+	}
+	return a, v, nil
+}
+
 // Fanout0 is Fanout1 for a job with no result but its error.
 func Fanout0(ctx context.Context, c *dlockrt.Client, key string, job func(context.Context) error, opts ...dlockrt.Option) error {
 	b, err := c.Fanout(ctx, key, func(ctx context.Context) ([]byte, error) {

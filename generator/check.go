@@ -78,12 +78,12 @@ func checkPackage(pkg *packages.Package) *checkedPackage {
 	files := make([]*ast.File, len(pkg.Syntax))
 	copy(files, pkg.Syntax)
 	sort.Slice(files, func(i, j int) bool {
-		return pkg.Fset.Position(files[i].Pos()).Filename < pkg.Fset.Position(files[j].Pos()).Filename
+		return fileOf(pkg, files[i].Pos()) < fileOf(pkg, files[j].Pos())
 	})
 	dir := pkg.Dir // the package's own directory (cgo files live in the build cache)
 	sources := map[string]string{}
 	for _, f := range files {
-		name := pkg.Fset.Position(f.Pos()).Filename
+		name := fileOf(pkg, f.Pos())
 		if dir == "" {
 			dir = filepath.Dir(name)
 		}
@@ -165,7 +165,7 @@ func (c *checker) checkConfigTypes(ws []*wrapper, sources map[string]string) {
 		seen := map[types.Type]bool{}
 		for _, t := range append(append([]types.Type{}, w.results...), paramTypes(w.params)...) {
 			if n := constrainedType(t, c.pkg, sources, seen); n != nil {
-				file := filepath.Base(c.pkg.Fset.Position(n.Obj().Pos()).Filename)
+				file := filepath.Base(fileOf(c.pkg, n.Obj().Pos()))
 				c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("%s uses %s, declared in %s, which has build constraints: move the function to a file with the same constraints", w.fn.Name(), n.Obj().Name(), file)})
 				break
 			}
@@ -183,7 +183,7 @@ func constrainedType(t types.Type, pkg *packages.Package, sources map[string]str
 	switch u := types.Unalias(t).(type) {
 	case *types.Named:
 		if u.Obj().Pkg() == pkg.Types {
-			if out := sources[pkg.Fset.Position(u.Obj().Pos()).Filename]; out != "" {
+			if out := sources[fileOf(pkg, u.Obj().Pos())]; out != "" {
 				return u
 			}
 		}
@@ -826,6 +826,13 @@ func (c *checker) checkCollisions(ws []*wrapper, testNames map[string]token.Pos)
 			c.errorf(obj.Pos(), "%s: names starting with dlockEnc and dlockDec are reserved for dlockgen's codecs", name)
 		}
 	}
+}
+
+// fileOf is the file that holds pos, as it is on disk: a //line
+// directive changes where positions are reported, not which file (and so
+// which build constraints) a declaration is in.
+func fileOf(pkg *packages.Package, pos token.Pos) string {
+	return pkg.Fset.PositionFor(pos, false).Filename
 }
 
 func (c *checker) shortPos(p token.Pos) string { return shortPosition(c.pkg.Fset.Position(p)) }

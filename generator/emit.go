@@ -236,7 +236,7 @@ func sentinelVars(pkg *packages.Package, sources map[string]string) []*types.Var
 		if !ok || !v.Exported() || !strings.HasPrefix(name, "Err") || !types.Implements(v.Type(), errType) {
 			continue
 		}
-		if out, ok := sources[pkg.Fset.Position(v.Pos()).Filename]; !ok || out != "" {
+		if out, ok := sources[fileOf(pkg, v.Pos())]; !ok || out != "" {
 			continue // declared in a constrained file: dlock_gen.go is the same in every build
 		}
 		vs = append(vs, v)

@@ -43,8 +43,11 @@
 // flight. Without key=, the key is the space plus a digest of the
 // arguments' msgpack encoding (the context left out). ttl= is the lease
 // (default: the client's TTL), timeout= how long fanout callers wait
-// (default: twice the TTL), wait= how long to wait for the lock or permit.
-// A comment may follow the arguments.
+// (default: twice the TTL), wait= how long to wait for the lock or permit
+// (wait=0 fails at once; a semaphore without wait= waits as long as the
+// caller's context); durations are whole milliseconds. A once and a
+// semaphore, or semaphores of two limits, may not share a space. A comment
+// may follow the arguments.
 //
 // The annotated function's first parameter must be a context.Context and
 // its last result an error. A fanout's other results cross the wire as one
@@ -62,8 +65,10 @@
 // embeds *T and re-declares the annotated methods, built by
 // NewTWithDlock(base *T, c *dlockrt.Client); it satisfies every interface
 // *T satisfies. Each wrapper has a doc comment naming its directive, and a
-// guard that stops compiling when the annotated signature changes (re-run
-// go generate: a stale dlock_gen.go never blocks regeneration).
+// guard that stops compiling when the annotated signature changes; each
+// named struct the codecs carry has one that stops compiling when its
+// fields change (re-run go generate: a stale dlock_gen.go never blocks
+// regeneration).
 //
 // # Renames
 //

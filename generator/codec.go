@@ -348,6 +348,12 @@ func (e *emitter) codec(i int, t types.Type) {
 			e.f.Commentf("stops compiling, %s changed since; run go generate.", types.TypeString(t, types.RelativeTo(e.pkg.Types)))
 			e.f.Add(g)
 			e.f.Line()
+		} else if g := e.fieldsCheck(t); g != nil {
+			e.f.Commentf("The fields dlockEnc%s and dlockDec%s were generated for (some cannot", idx, idx)
+			e.f.Commentf("be named here): the program panics at start, saying to run go generate,")
+			e.f.Commentf("when %s has others.", types.TypeString(t, types.RelativeTo(e.pkg.Types)))
+			e.f.Add(g)
+			e.f.Line()
 		}
 	}
 	name := types.TypeString(t, types.RelativeTo(e.pkg.Types))

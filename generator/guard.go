@@ -2,6 +2,7 @@ package generator
 
 import (
 	"go/types"
+	"strconv"
 	"strings"
 
 	"github.com/dave/jennifer/jen"
@@ -17,7 +18,8 @@ import (
 // the new field without a word). It returns nil for other types, and for
 // structs with a field that cannot be spelled here (an unexported field
 // or type of another package): their codec names the fields it writes, so
-// a removed or renamed one still fails to compile.
+// a removed or renamed one still fails to compile, and fieldsCheck pins the
+// rest at program start.
 func (e *emitter) shapeGuard(t types.Type) jen.Code {
 	n, ok := types.Unalias(t).(*types.Named)
 	if !ok {
@@ -38,16 +40,41 @@ func (e *emitter) shapeGuard(t types.Type) jen.Code {
 			field = jen.Add(e.typ(f.Type()))
 		}
 		if tag := u.Tag(i); tag != "" {
-			// Identity compares a tag's value, whichever literal spells it.
-			if strings.Contains(tag, "`") {
-				field = field.Lit(tag)
-			} else {
+			// Identity compares a tag's value, whichever literal spells it
+			// (a raw string cannot hold a backquote, a carriage return or
+			// invalid UTF-8).
+			if strconv.CanBackquote(tag) {
 				field = field.Op("`" + tag + "`")
+			} else {
+				field = field.Lit(tag)
 			}
 		}
 		fields = append(fields, field)
 	}
 	return jen.Var().Id("_").Struct(fields...).Op("=").Add(e.typ(t)).Values()
+}
+
+// fieldsCheck is shapeGuard's stand-in for a named struct whose fields
+// cannot all be spelled here: genrt.MustFields checks their names at
+// program start.
+func (e *emitter) fieldsCheck(t types.Type) jen.Code {
+	n, ok := types.Unalias(t).(*types.Named)
+	if !ok {
+		return nil
+	}
+	u, ok := n.Underlying().(*types.Struct)
+	if !ok {
+		return nil
+	}
+	args := []jen.Code{jen.Qual("reflect", "TypeFor").Types(e.typ(t)).Call()}
+	for i := 0; i < u.NumFields(); i++ {
+		if f := u.Field(i); f.Embedded() {
+			args = append(args, jen.Lit(""))
+		} else {
+			args = append(args, jen.Lit(f.Name()))
+		}
+	}
+	return jen.Var().Id("_").Op("=").Qual(genrtPath, "MustFields").Call(args...)
 }
 
 // spellable reports whether generated code in this package can name t.
@@ -87,7 +114,7 @@ func (e *emitter) spellable(t types.Type, seen map[types.Type]bool) bool {
 }
 
 func (e *emitter) spellableName(obj *types.TypeName, args *types.TypeList, seen map[types.Type]bool) bool {
-	if obj.Pkg() != nil && obj.Pkg() != e.pkg.Types && !obj.Exported() {
+	if p := obj.Pkg(); p != nil && p != e.pkg.Types && (!obj.Exported() || !importable(p.Path(), e.pkg.PkgPath)) {
 		return false
 	}
 	for i := 0; args != nil && i < args.Len(); i++ {
@@ -96,4 +123,19 @@ func (e *emitter) spellableName(obj *types.TypeName, args *types.TypeList, seen 
 		}
 	}
 	return true
+}
+
+// importable reports whether package from may import path: a path with an
+// internal element only from within the tree rooted at its parent.
+func importable(path, from string) bool {
+	parent, ok := "", false
+	switch {
+	case strings.HasPrefix(path, "internal/") || path == "internal":
+		parent, ok = "", true
+	case strings.Contains(path, "/internal/"):
+		parent, ok = path[:strings.LastIndex(path, "/internal/")], true
+	case strings.HasSuffix(path, "/internal"):
+		parent, ok = strings.TrimSuffix(path, "/internal"), true
+	}
+	return !ok || parent == "" || from == parent || strings.HasPrefix(from, parent+"/")
 }

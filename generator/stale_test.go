@@ -364,3 +364,30 @@ func failingLine(t *testing.T, dir, out string) genLine {
 	}
 	return genLine{n, strings.Join(comment, " ")}
 }
+
+// P34 where the fields cannot be named in the generated package (a blank
+// field of another package): the stale program builds, but stops at start
+// with a panic that says to run go generate, rather than drop the field.
+func TestGenerate_staleUnnamableResultTypeStopsAtStart(t *testing.T) {
+	const stat = "package model\n\ntype Stat struct {\n\t_     int32\n\tCount int\n}\n"
+	const svc = "package svc\n\nimport (\n\t\"context\"\n\n\t\"example.com/m/model\"\n)\n\n" +
+		"//dlock:fanout\nfunc stat(ctx context.Context) (model.Stat, error) { return model.Stat{}, nil }\n"
+	const main = "package main\n\nimport _ \"example.com/m/svc\"\n\nfunc main() { println(\"started\") }\n"
+	dir := gentest.Module(t, map[string]string{"model/stat.go": stat, "svc/svc.go": svc, "cmd/x/main.go": main})
+	generateInto(t, dir)
+	if out, err := gentest.Go(t, dir, "run", "./cmd/x"); err != nil || !strings.Contains(out, "started") {
+		t.Fatalf("go run after generate: %v\n%s", err, out)
+	}
+	changed := strings.Replace(stat, "\tCount int\n", "\tCount int\n\tMax   int\n", 1)
+	if err := os.WriteFile(filepath.Join(dir, "model", "stat.go"), []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := gentest.Go(t, dir, "run", "./cmd/x")
+	if err == nil || strings.Contains(out, "started") || !strings.Contains(out, "run go generate") {
+		t.Fatalf("go run with a stale %s: err = %v, output:\n%s\nwant a panic at start saying to run go generate", FileName, err, out)
+	}
+	generateInto(t, dir)
+	if out, err := gentest.Go(t, dir, "run", "./cmd/x"); err != nil || !strings.Contains(out, "started") {
+		t.Fatalf("go run after regenerating: %v\n%s", err, out)
+	}
+}

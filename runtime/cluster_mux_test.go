@@ -3,6 +3,7 @@ package dlockrt
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -138,4 +139,62 @@ func heardOnEach(t *testing.T, pub *redis.ClusterClient, subs map[string]*subscr
 			wait.Stop()
 		}
 	}
+}
+
+// P12: an unsubscribe sent on a connection that is then replaced is never
+// answered; the replacement forgets it, so when the server later drops the
+// channel (its slot moved) the drop is not taken for that answer, and the
+// channel follows its slot and is heard there.
+func TestCluster_mux_unansweredUnsubscribeDoesNotHideADrop(t *testing.T) {
+	cl := sharedCluster(t)
+	cc := cl.Client()
+	k := key(t, "k")
+	var name string
+	var s1 *subscription
+	unsubbing, sendIt, replaced := make(chan struct{}), make(chan struct{}), make(chan struct{}, 1)
+	var unsubOnce, resetOnce sync.Once
+	setHook(t, &testHookMuxWrote, func(_, unsub []string) {
+		if slices.Contains(unsub, name) {
+			unsubOnce.Do(func() {
+				close(unsubbing)
+				recvGo(t, sendIt, 10*time.Second, "the test to let the unsubscribe go out")
+			})
+		}
+	})
+	// The subscriber leaves while the broken connection is being replaced:
+	// after the subscribers were told, before the new connection is in
+	// place. The unsubscribe then goes out on the old connection.
+	setHook(t, &testHookMuxResetting, func() {
+		resetOnce.Do(func() {
+			s1.close()
+			recvGo(t, unsubbing, 10*time.Second, "the writer to unsubscribe")
+		})
+	})
+	setHook(t, &testHookMuxBroken, func() {
+		select {
+		case replaced <- struct{}{}:
+		default:
+		}
+	})
+	c := newClient(t, cc, nil)
+	name = lockChannel(mustTag(t, c, k))
+	var err error
+	if s1, err = c.mux.subscribe(t.Context(), name); err != nil {
+		t.Fatal(err)
+	}
+	owner := cl.Owner(slot.Of(name))
+	if err := owner.Client().Do(bg(), "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatalf("CLIENT KILL = %v", err)
+	}
+	recv(t, replaced, 10*time.Second, "the broken connection to be replaced")
+	close(sendIt) // on the old, closed connection: no answer ever comes
+	s2, err := c.mux.subscribe(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.close()
+	heardOnEach(t, cc, map[string]*subscription{name: s2}, "before the move")
+	s := slot.Of(name)
+	cl.MoveSlot(s, otherPrimary(cl, s))
+	heardOnEach(t, cc, map[string]*subscription{name: s2}, "after the move")
 }

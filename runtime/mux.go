@@ -217,12 +217,16 @@ func (m *mux) write(sh *shard) {
 		clear(sh.dirty)
 		ps := sh.ps
 		m.mu.Unlock()
-		// Errors are the connection's: the reader sees them too, and
-		// subscribes every channel again on a new connection (go-redis
-		// would otherwise do it on its own, in one command).
+		// Errors are the connection's. go-redis reconnects within the
+		// failed call, before it records the channels, so they would not
+		// be subscribed on the new connection: they are sent again, after
+		// a pause (the reader may also replace the connection meanwhile).
+		failed := false
 		for _, names := range m.bySlot(sub) {
 			if err := ps.SSubscribe(sh.ctx, names...); err != nil {
-				m.log.Debug("dlock: ssubscribe deferred to reconnect", "err", err)
+				m.log.Debug("dlock: ssubscribe failed; sending again", "err", err)
+				m.resend(sh, ps, names)
+				failed = true
 			}
 		}
 		if testHookMuxWrote != nil {
@@ -231,6 +235,27 @@ func (m *mux) write(sh *shard) {
 		for _, names := range m.bySlot(unsub) {
 			ps.SUnsubscribe(sh.ctx, names...)
 		}
+		if failed {
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-sh.ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// resend marks names, whose SSUBSCRIBE on ps failed, to be sent again
+// (unless the connection was replaced meanwhile, which sends them anyway).
+func (m *mux) resend(sh *shard, ps *redis.PubSub, names []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if sh.ps != ps {
+		return
+	}
+	for _, n := range names {
+		delete(sh.sent, n)
+		sh.markLocked(n)
 	}
 }
 

@@ -49,6 +49,10 @@ var testHookMuxWrote func(sub, unsub []string)
 // reconnects.
 var testHookMuxBroken func()
 
+// testHookMuxResetting, when set by a test, runs in reset between telling
+// the subscribers and replacing the connection.
+var testHookMuxResetting func()
+
 // testHookMuxUnsubscribed, when set by a test, runs on the reader before it
 // handles a SUNSUBSCRIBE reply for name.
 var testHookMuxUnsubscribed func(name string)
@@ -81,10 +85,16 @@ func (m *mux) lost(sh *shard) {
 // and subscribes every channel again.
 func (m *mux) reset(sh *shard) {
 	m.lost(sh)
+	if testHookMuxResetting != nil {
+		testHookMuxResetting()
+	}
 	m.mu.Lock()
 	old := sh.ps
 	sh.ps = sh.client.SSubscribe(sh.ctx)
 	clear(sh.sent)
+	// unsent counts our SUNSUBSCRIBEs on the current connection; those the
+	// writer sent on the old one since lost() will never be answered.
+	clear(sh.unsent)
 	for name, ch := range m.chans {
 		if ch.shard == sh {
 			sh.markLocked(name)
@@ -127,6 +137,11 @@ func (m *mux) refused(sh *shard, err error) {
 			if !ch.isReady {
 				ch.isReady = true
 				close(ch.ready)
+			} else {
+				// Subscribed before (the connection was replaced): its
+				// subscribers will hear nothing more, so they look again
+				// now, and go on by their timers.
+				ch.notifyLocked(notice{resync: true})
 			}
 		}
 	}

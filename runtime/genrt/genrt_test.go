@@ -2,7 +2,9 @@ package genrt
 
 import (
 	"errors"
+	"reflect"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,5 +68,27 @@ func TestDecodeTuple_malformedIsRefused(t *testing.T) {
 		if err := DecodeTuple(b, n, read); !errors.Is(err, ErrDecode) {
 			t.Errorf("%s: DecodeTuple(%x, %d) = %v; want ErrDecode", name, b, n, err)
 		}
+	}
+}
+
+// MustFields passes while a struct has the fields its codecs were generated
+// for and panics, naming the type and go generate, when it has others.
+func TestMustFields(t *testing.T) {
+	type user struct {
+		Name string
+		_    int
+		age  int
+	}
+	MustFields(reflect.TypeFor[user](), "Name", "_", "age")
+	for _, names := range [][]string{{"Name", "_"}, {"Name", "_", "age", "Email"}, {"Name", "age", "_"}} {
+		func() {
+			defer func() {
+				msg, _ := recover().(string)
+				if !strings.Contains(msg, "user") || !strings.Contains(msg, "run go generate") {
+					t.Errorf("MustFields(%v) panicked with %q; want a message naming the type and go generate", names, msg)
+				}
+			}()
+			MustFields(reflect.TypeFor[user](), names...)
+		}()
 	}
 }

@@ -78,7 +78,7 @@ soak: redis
 	DLOCK_SOAK=$(SOAK) DLOCK_SOAK_REPORT=$(SOAK_REPORT) $(GO) test -race -count=1 -timeout 60m -run 'TestSoak' -v ./runtime/ > soak.log 2>&1; \
 	status=$$?; cat $(SOAK_REPORT) 2>/dev/null; grep -E '^(--- |FAIL|ok)' soak.log; echo "(full log: soak.log)"; exit $$status
 
-# make mutants: plants each one-line bug of internal/mutants/list.go in a
+# make mutants: plants each one-line bug of internal/mutants/list*.go in a
 # copy of the tree and runs the tests that must catch it (two at a time,
 # about 20 minutes on 2 cores); prints a line per mutant, writes the table
 # to docs/mutants.md, and fails when one survives, no longer applies or

@@ -4,7 +4,7 @@
 //
 //	go run ./internal/mutants [-j 2] [-run REGEXP] [-list] [-md FILE]
 //
-// Each mutant (list.go) replaces one exact piece of text in one file (it
+// Each mutant (list.go, list_scripts.go) replaces one exact piece of text in one file (it
 // must occur exactly once) and names the package and the tests that must
 // fail with it. The command prints one line per mutant — killed by which
 // test, or SURVIVED — and exits non-zero when any survived, no longer

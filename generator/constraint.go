@@ -1,10 +1,14 @@
 package generator
 
 import (
+	"fmt"
 	"go/ast"
 	"go/build/constraint"
+	"go/types"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/tools/go/packages"
 )
 
 // Build constraints. A wrapper builds under exactly the constraints of the
@@ -126,4 +130,59 @@ func set(words string) map[string]bool {
 		m[w] = true
 	}
 	return m
+}
+
+// checkConfigTypes diagnoses a wrapper of an unconstrained file whose
+// signature uses a type of this package declared in a constrained file:
+// dlock_gen.go would then differ, or not build, in other configurations.
+func (c *checker) checkConfigTypes(ws []*wrapper, sources map[string]string) {
+	for _, w := range ws {
+		if w.out != "" {
+			continue
+		}
+		seen := map[types.Type]bool{}
+		for _, t := range append(append([]types.Type{}, w.results...), paramTypes(w.params)...) {
+			if n := constrainedType(t, c.pkg, sources, seen); n != nil {
+				file := filepath.Base(fileOf(c.pkg, n.Obj().Pos()))
+				c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("%s uses %s, declared in %s, which has build constraints: move the function to a file with the same constraints", w.fn.Name(), n.Obj().Name(), file)})
+				break
+			}
+		}
+	}
+}
+
+// constrainedType returns a named type of pkg in t declared in a
+// constrained file, or nil.
+func constrainedType(t types.Type, pkg *packages.Package, sources map[string]string, seen map[types.Type]bool) *types.Named {
+	if seen[t] {
+		return nil
+	}
+	seen[t] = true
+	switch u := types.Unalias(t).(type) {
+	case *types.Named:
+		if u.Obj().Pkg() == pkg.Types {
+			if out := sources[fileOf(pkg, u.Obj().Pos())]; out != "" {
+				return u
+			}
+		}
+		return constrainedType(u.Underlying(), pkg, sources, seen)
+	case *types.Pointer:
+		return constrainedType(u.Elem(), pkg, sources, seen)
+	case *types.Slice:
+		return constrainedType(u.Elem(), pkg, sources, seen)
+	case *types.Array:
+		return constrainedType(u.Elem(), pkg, sources, seen)
+	case *types.Map:
+		if n := constrainedType(u.Key(), pkg, sources, seen); n != nil {
+			return n
+		}
+		return constrainedType(u.Elem(), pkg, sources, seen)
+	case *types.Struct:
+		for i := 0; i < u.NumFields(); i++ {
+			if n := constrainedType(u.Field(i).Type(), pkg, sources, seen); n != nil {
+				return n
+			}
+		}
+	}
+	return nil
 }

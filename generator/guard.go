@@ -21,12 +21,8 @@ import (
 // a removed or renamed one still fails to compile, and fieldsCheck pins the
 // rest at program start.
 func (e *emitter) shapeGuard(t types.Type) jen.Code {
-	n, ok := types.Unalias(t).(*types.Named)
-	if !ok {
-		return nil
-	}
-	u, ok := n.Underlying().(*types.Struct)
-	if !ok {
+	u := namedStruct(t)
+	if u == nil {
 		return nil
 	}
 	fields := make([]jen.Code, 0, u.NumFields())
@@ -58,12 +54,8 @@ func (e *emitter) shapeGuard(t types.Type) jen.Code {
 // cannot all be spelled here: genrt.MustFields checks their names at
 // program start.
 func (e *emitter) fieldsCheck(t types.Type) jen.Code {
-	n, ok := types.Unalias(t).(*types.Named)
-	if !ok {
-		return nil
-	}
-	u, ok := n.Underlying().(*types.Struct)
-	if !ok {
+	u := namedStruct(t)
+	if u == nil {
 		return nil
 	}
 	args := []jen.Code{jen.Qual("reflect", "TypeFor").Types(e.typ(t)).Call()}
@@ -75,6 +67,15 @@ func (e *emitter) fieldsCheck(t types.Type) jen.Code {
 		}
 	}
 	return jen.Var().Id("_").Op("=").Qual(genrtPath, "MustFields").Call(args...)
+}
+
+// namedStruct is t's struct when t is a named struct type, else nil.
+func namedStruct(t types.Type) *types.Struct {
+	if n, ok := types.Unalias(t).(*types.Named); ok {
+		u, _ := n.Underlying().(*types.Struct)
+		return u
+	}
+	return nil
 }
 
 // spellable reports whether generated code in this package can name t.

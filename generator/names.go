@@ -1,0 +1,142 @@
+package generator
+
+import (
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"go/types"
+	"path/filepath"
+	"strings"
+)
+
+// The package-level names dlockgen generates, and those they must not
+// collide with: the package's own, its test files', and those of its
+// other build configurations.
+
+// otherConfigNames returns the package-level names declared by the
+// package's files that this build excludes (another GOOS, other tags), so
+// that what dlock_gen.go holds, and how it names its imports, does not
+// depend on the configuration dlockgen runs under.
+func (c *checker) otherConfigNames(dir string, sources map[string]string) map[string]token.Pos {
+	names := map[string]token.Pos{}
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+	for _, path := range paths {
+		base := filepath.Base(path)
+		if _, in := sources[path]; in || strings.HasSuffix(base, "_test.go") {
+			continue
+		}
+		if _, generated := isOutputName(base); generated {
+			continue
+		}
+		f, err := parser.ParseFile(c.pkg.Fset, path, nil, parser.SkipObjectResolution)
+		if err != nil || f.Name.Name != c.pkg.Name {
+			continue
+		}
+		declNames(f, names)
+	}
+	return names
+}
+
+// declNames adds the package-level names f declares.
+func declNames(f *ast.File, names map[string]token.Pos) {
+	for _, decl := range f.Decls {
+		switch d := decl.(type) {
+		case *ast.FuncDecl:
+			if d.Recv == nil {
+				names[d.Name.Name] = d.Name.Pos()
+			}
+		case *ast.GenDecl:
+			for _, spec := range d.Specs {
+				switch s := spec.(type) {
+				case *ast.TypeSpec:
+					names[s.Name.Name] = s.Name.Pos()
+				case *ast.ValueSpec:
+					for _, n := range s.Names {
+						names[n.Name] = n.Pos()
+					}
+				}
+			}
+		}
+	}
+}
+
+// testFiles reads the package's _test.go files: a directive there is
+// diagnosed (dlockgen does not generate for test files), and the names the
+// package's own test files declare are returned, since a generated name
+// that collides with one breaks go test.
+func (c *checker) testFiles(dir string) map[string]token.Pos {
+	names := map[string]token.Pos{}
+	paths, _ := filepath.Glob(filepath.Join(dir, "*_test.go"))
+	for _, path := range paths {
+		f, err := parser.ParseFile(c.pkg.Fset, path, nil, parser.ParseComments|parser.SkipObjectResolution)
+		if err != nil {
+			continue // go test reports it
+		}
+		for _, g := range f.Comments {
+			for _, cm := range g.List {
+				if isDirectiveLike(cm.Text) {
+					c.errorf(cm.Pos(), "%s in a _test.go file: dlockgen generates wrappers for non-test files only; move the function to a non-test file", firstWord(cm.Text))
+				}
+			}
+		}
+		if f.Name.Name != c.pkg.Name {
+			continue // an external test package declares its own names
+		}
+		declNames(f, names)
+	}
+	return names
+}
+
+// generatedNames are the package-level names the wrappers will declare.
+func generatedNames(ws []*wrapper) map[string]bool {
+	names := map[string]bool{}
+	for _, w := range ws {
+		if w.recv == nil {
+			names[w.name] = true
+		} else {
+			names[w.recv.Obj().Name()+"WithDlock"] = true
+			names["New"+w.recv.Obj().Name()+"WithDlock"] = true
+		}
+	}
+	return names
+}
+
+// checkCollisions refuses generated names that the package already uses.
+func (c *checker) checkCollisions(ws []*wrapper, testNames map[string]token.Pos) {
+	scope := c.pkg.Types.Scope()
+	taken := map[string]token.Position{}
+	claim := func(name string, w *wrapper) {
+		if obj := scope.Lookup(name); obj != nil {
+			c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("generated name %s collides with %s declared at %s", name, name, c.shortPos(obj.Pos()))})
+			return
+		}
+		if pos, ok := testNames[name]; ok {
+			c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("generated name %s collides with %s declared at %s (in a test file or another build configuration)", name, name, c.shortPos(pos))})
+			return
+		}
+		if p, ok := taken[name]; ok {
+			c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("generated name %s is also generated for the directive at %s", name, shortPosition(p))})
+			return
+		}
+		taken[name] = w.pos
+	}
+	decorated := map[*types.Named]bool{}
+	for _, w := range ws {
+		if w.recv == nil {
+			claim(w.name, w)
+			continue
+		}
+		if !decorated[w.recv] {
+			decorated[w.recv] = true
+			claim(w.recv.Obj().Name()+"WithDlock", w)
+			claim("New"+w.recv.Obj().Name()+"WithDlock", w)
+		}
+	}
+	for _, name := range scope.Names() {
+		if strings.HasPrefix(name, "dlockEnc") || strings.HasPrefix(name, "dlockDec") {
+			obj := scope.Lookup(name)
+			c.errorf(obj.Pos(), "%s: names starting with dlockEnc and dlockDec are reserved for dlockgen's codecs", name)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package generator
 import (
 	"fmt"
 	"go/ast"
+	"go/parser"
 	"go/token"
 	"go/types"
 	"io"
@@ -78,14 +79,20 @@ func checkPackage(pkg *packages.Package) *checkedPackage {
 	dir := pkg.Dir // the package's own directory (cgo files live in the build cache)
 	sources := map[string]string{}
 	for _, f := range files {
-		name := fileOf(pkg, f.Pos())
+		name, cgo := sourceOf(pkg, f.Package)
 		if dir == "" {
 			dir = filepath.Dir(name)
 		}
 		if _, generated := isOutputName(filepath.Base(name)); generated || filepath.Dir(name) != dir {
 			continue
 		}
-		suffix, build := outputFor(name, f)
+		header := f
+		if cgo { // cgo's translation drops the source's //go:build lines
+			if h, err := parser.ParseFile(pkg.Fset, name, nil, parser.ParseComments|parser.PackageClauseOnly); err == nil {
+				header = h
+			}
+		}
+		suffix, build := outputFor(name, header, cgo)
 		sources[name] = suffix
 		for _, w := range c.fileWrappers(f) {
 			w.out, w.build = suffix, build
@@ -114,7 +121,7 @@ func (cp *checkedPackage) generate(hidden map[string]bool, names generatedByPath
 	if len(ws) > 0 {
 		declared := maps.Clone(cp.testNames)
 		maps.Copy(declared, cp.otherNames)
-		c.checkCollisions(ws, declared)
+		c.checkCollisions(ws, declared, c.importNames(cp.dir))
 		c.checkKeySpaces(ws)
 	}
 	groups := map[string][]*wrapper{}
@@ -147,6 +154,12 @@ func (cp *checkedPackage) generate(hidden map[string]bool, names generatedByPath
 	for suffix, g := range groups {
 		warnings = append(warnings, renamedSpaces(filepath.Join(cp.dir, outputName(suffix)), g)...)
 	}
+	// Names the emitter must not import packages under: those of the
+	// package's other configurations and every wrapper's own (name=time).
+	reserved := maps.Clone(cp.otherNames)
+	for name := range generatedNames(ws) {
+		reserved[name] = token.NoPos
+	}
 	var files []File
 	suffixes := make([]string, 0, len(groups))
 	for s := range groups {
@@ -159,7 +172,7 @@ func (cp *checkedPackage) generate(hidden map[string]bool, names generatedByPath
 		if g := groups[suffix]; len(g) > 0 {
 			build = g[0].build
 		}
-		src, err := emit(pkg, groups[suffix], suffix, build, cp.sources, cp.otherNames)
+		src, err := emit(pkg, groups[suffix], suffix, build, cp.sources, reserved)
 		if err != nil {
 			return nil, append(c.diags, Diagnostic{Pos: token.Position{Filename: out}, Msg: "internal error: " + err.Error()})
 		}
@@ -433,8 +446,25 @@ func validSpace(s string) bool {
 // fileOf is the file that holds pos, as it is on disk: a //line
 // directive changes where positions are reported, not which file (and so
 // which build constraints) a declaration is in.
+//
+// A cgo file (one that imports "C") is compiled from cmd/cgo's translation
+// in the build cache, whose //line directives name the source: its
+// positions are the source's.
 func fileOf(pkg *packages.Package, pos token.Pos) string {
-	return pkg.Fset.PositionFor(pos, false).Filename
+	name, _ := sourceOf(pkg, pos)
+	return name
+}
+
+// sourceOf is fileOf, and whether the file is cgo's translation.
+func sourceOf(pkg *packages.Package, pos token.Pos) (name string, cgo bool) {
+	name = pkg.Fset.PositionFor(pos, false).Filename
+	if pkg.Dir == "" || filepath.Dir(name) == pkg.Dir {
+		return name, false
+	}
+	if adj := pkg.Fset.Position(pos).Filename; filepath.Dir(adj) == pkg.Dir {
+		return adj, true
+	}
+	return name, false
 }
 
 func (c *checker) shortPos(p token.Pos) string { return shortPosition(c.pkg.Fset.Position(p)) }

@@ -22,8 +22,9 @@ import (
 // outputFor returns the output suffix for wrappers of the source file at
 // path ("" when it has no constraints) and the //go:build line of its
 // output: the conjunction of the file name's GOOS/GOARCH constraint (as go
-// build reads it) and the file's own //go:build (or // +build) lines.
-func outputFor(path string, f *ast.File) (suffix, buildLine string) {
+// build reads it), the file's own //go:build (or // +build) lines, and
+// cgo for a file that imports "C".
+func outputFor(path string, f *ast.File, cgo bool) (suffix, buildLine string) {
 	var exprs []constraint.Expr
 	if x := nameConstraint(filepath.Base(path)); x != nil {
 		exprs = append(exprs, x)
@@ -31,12 +32,15 @@ func outputFor(path string, f *ast.File) (suffix, buildLine string) {
 	if x := fileConstraint(f); x != nil {
 		exprs = append(exprs, x)
 	}
+	if cgo { // a file that imports "C" builds only with cgo enabled
+		exprs = append(exprs, &constraint.TagExpr{Tag: "cgo"})
+	}
 	if len(exprs) == 0 {
 		return "", ""
 	}
 	x := exprs[0]
-	if len(exprs) == 2 {
-		x = &constraint.AndExpr{X: exprs[0], Y: exprs[1]}
+	for _, y := range exprs[1:] {
+		x = &constraint.AndExpr{X: x, Y: y}
 	}
 	return strings.TrimSuffix(filepath.Base(path), ".go"), "//go:build " + x.String()
 }

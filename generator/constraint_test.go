@@ -102,3 +102,76 @@ type LinuxStatOrNot struct{ N int }
 		}
 	}
 }
+
+// A file that imports "C" builds only with cgo: its wrappers go into a file
+// constrained by cgo (and by the file's own //go:build line), found through
+// cmd/cgo's translation that go/packages loads in its place; with cgo off,
+// everything builds and -check agrees. Before, its directives were skipped
+// without a word (the translation lives in the build cache).
+func TestGenerate_cgoFile(t *testing.T) {
+	dir := gentest.Module(t, map[string]string{
+		"p/plain.go": "package p\n\nimport \"context\"\n\n//dlock:once\nfunc plain(ctx context.Context) error { return nil }\n",
+		"p/c.go": `//go:build !windows
+
+package p
+
+// int two(void) { return 2; }
+import "C"
+
+import (
+	"context"
+	"errors"
+)
+
+var ErrCgo = errors.New("cgo")
+
+// Pair is a type of the cgo file.
+type Pair struct{ N int }
+
+//dlock:fanout key="two"
+func two(ctx context.Context) (Pair, error) { return Pair{N: int(C.two())}, nil }
+`,
+	})
+	if out, _ := gentest.Go(t, dir, "env", "CGO_ENABLED"); strings.TrimSpace(out) != "1" {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("cgo is disabled (go env CGO_ENABLED = %q): install a C compiler (apt-get install gcc)", strings.TrimSpace(out))
+		}
+		t.Skip("cgo is disabled here (no C compiler)")
+	}
+	gen := func(env ...string) *Result {
+		t.Helper()
+		res, err := Generate(Config{Dir: dir, Patterns: []string{"./..."}, Env: append(gentest.Env(), env...)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Diagnostics) > 0 {
+			t.Fatalf("diagnostics: %v", res.Diagnostics)
+		}
+		return res
+	}
+	for _, f := range gen().Files {
+		os.WriteFile(f.Path, f.Content, 0o644)
+	}
+	cg, err := os.ReadFile(filepath.Join(dir, "p", "dlock_gen.c.go"))
+	if err != nil {
+		t.Fatalf("the cgo file's wrappers were not written: %v", err)
+	}
+	if !bytes.Contains(cg, []byte("//go:build !windows && cgo\n")) || !bytes.Contains(cg, []byte("func Two(")) {
+		t.Fatalf("dlock_gen.c.go lacks its constraint or its wrapper:\n%s", cg)
+	}
+	main, _ := os.ReadFile(filepath.Join(dir, "p", FileName))
+	if bytes.Contains(main, []byte("ErrCgo")) || bytes.Contains(main, []byte("func Two(")) {
+		t.Fatalf("dlock_gen.go holds what only builds with cgo:\n%s", main)
+	}
+	for _, env := range [][]string{nil, {"CGO_ENABLED=0"}} {
+		if out, err := gentest.GoEnv(t, dir, env, "vet", "./..."); err != nil {
+			t.Fatalf("%v go vet: %v\n%s", env, err, out)
+		}
+		for _, f := range gen(env...).Files {
+			old, _ := os.ReadFile(f.Path)
+			if f.Content == nil || !bytes.Equal(old, f.Content) {
+				t.Errorf("%v: -check would report %s stale", env, filepath.Base(f.Path))
+			}
+		}
+	}
+}

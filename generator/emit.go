@@ -26,16 +26,17 @@ const (
 
 // emitter writes one package's dlock_gen.go.
 type emitter struct {
-	pkg      *packages.Package
-	f        *jen.File
-	codecs   map[string]int  // type string -> codec index
-	order    []types.Type    // codec types, by index
-	names    []string        // codec names, by index
-	slugs    map[string]bool // codec names taken
-	imported map[string]bool // names the file's imports may take
+	pkg         *packages.Package
+	f           *jen.File
+	codecs      map[string]int    // type string -> codec index
+	order       []types.Type      // codec types, by index
+	names       []string          // codec names, by index
+	slugs       map[string]bool   // codec names taken
+	imported    map[string]bool   // names the file's imports took
+	importNames map[string]string // import path -> its name in the file
 	// codecSuffix ends the codec names of a constrained file's output
 	codecSuffix string
-	otherNames  map[string]token.Pos // package-level names of other build configurations
+	otherNames  map[string]token.Pos // package-level names of other build configurations and of the wrappers
 }
 
 // emit renders one generated file: the wrappers ws (all of one source
@@ -55,7 +56,7 @@ func emit(pkg *packages.Package, ws []*wrapper, suffix, build string, sources ma
 	if build != "" {
 		f.HeaderComment(build)
 	}
-	e := &emitter{pkg: pkg, f: f, codecs: map[string]int{}, imported: map[string]bool{}, slugs: map[string]bool{}, otherNames: otherNames}
+	e := &emitter{pkg: pkg, f: f, codecs: map[string]int{}, imported: map[string]bool{}, importNames: map[string]string{}, slugs: map[string]bool{}, otherNames: otherNames}
 	if suffix != "" { // codecs of its own: another file of the build may define the same types' codecs
 		sum := sha256.Sum256([]byte(suffix))
 		e.codecSuffix = "_" + hex.EncodeToString(sum[:4])

@@ -11,18 +11,45 @@ import (
 // Spelling types in generated code: the import names it reserves, and
 // each type as the source wrote it.
 
-// importAs imports path under name, or under "dlock"+name when the package
-// declares name itself (a package-level msgpack or slices).
-func (e *emitter) importAs(path, name string) {
-	if _, other := e.otherNames[name]; other || e.pkg.Types.Scope().Lookup(name) != nil {
+// importAs imports path under a name of its own and returns it. The
+// name is the package's, or "dlock"+name when the package declares name
+// itself (a package-level msgpack or slices), a wrapper is named so
+// (name=time), or generated code uses it for a local (a package named
+// enc or v); then numbered when another path took it (two packages
+// named model). jen is never left to pick an alias, so the names
+// reserve keeps parameters away from are the names the file uses.
+func (e *emitter) importAs(path, name string) string {
+	if n, ok := e.importNames[path]; ok {
+		return n
+	}
+	if e.declared(name) || generatedLocals[name] {
 		name = "dlock" + name
 	}
+	for base, i := name, 2; e.imported[name] || e.declared(name); i++ {
+		name = base + strconv.Itoa(i)
+	}
 	e.imported[name] = true
+	e.importNames[path] = name
 	if path == runtimePath || name != pathBase(path) {
 		e.f.ImportAlias(path, name)
 	} else {
 		e.f.ImportName(path, name)
 	}
+	return name
+}
+
+// declared reports whether the package (in any configuration) or its
+// wrappers declare name at package level.
+func (e *emitter) declared(name string) bool {
+	_, other := e.otherNames[name]
+	return other || e.pkg.Types.Scope().Lookup(name) != nil
+}
+
+// generatedLocals are the local names of the codecs and decorators that an
+// import name would shadow inside them.
+var generatedLocals = map[string]bool{
+	"a": true, "b": true, "base": true, "c": true, "dec": true, "e": true, "enc": true, "err": true,
+	"es": true, "i": true, "k": true, "n": true, "v": true, "x": true,
 }
 
 func pathBase(path string) string {
@@ -43,10 +70,10 @@ func (e *emitter) reserve(ws []*wrapper) {
 	seen := map[types.Type]bool{}
 	for _, w := range ws {
 		for _, p := range w.params {
-			packageNames(p.typ, e.pkg.Types, taken, seen)
+			e.bodyNames(p.typ, taken, seen)
 		}
 		for _, r := range w.results {
-			packageNames(r, e.pkg.Types, taken, seen)
+			e.bodyNames(r, taken, seen)
 		}
 		taken[w.fn.Name()] = true // the body calls it
 		if w.recv != nil {
@@ -65,50 +92,64 @@ func (e *emitter) reserve(ws []*wrapper) {
 	}
 }
 
-// packageNames adds the names the wrapper body uses to spell t: the
-// packages it refers to, and its named types of the package here.
-func packageNames(t types.Type, here *types.Package, out map[string]bool, seen map[types.Type]bool) {
+// bodyNames adds the names the wrapper body uses to spell t: the import
+// names of the packages it refers to (assigned here, in the order the
+// wrappers name them), and its named types of the package itself.
+func (e *emitter) bodyNames(t types.Type, out map[string]bool, seen map[types.Type]bool) {
 	if seen[t] {
 		return
 	}
 	seen[t] = true
 	switch t := t.(type) {
 	case *types.Named:
-		if p := t.Obj().Pkg(); p == here {
-			out[t.Obj().Name()] = true
-		} else if p != nil {
-			out[p.Name()] = true
-		}
+		e.objName(t.Obj(), out)
 		if args := t.TypeArgs(); args != nil {
 			for i := 0; i < args.Len(); i++ {
-				packageNames(args.At(i), here, out, seen)
+				e.bodyNames(args.At(i), out, seen)
 			}
 		}
-		packageNames(t.Underlying(), here, out, seen)
+		e.bodyNames(t.Underlying(), out, seen)
 	case *types.Alias:
-		packageNames(types.Unalias(t), here, out, seen)
+		e.objName(t.Obj(), out)
+		if args := t.TypeArgs(); args != nil {
+			for i := 0; i < args.Len(); i++ {
+				e.bodyNames(args.At(i), out, seen)
+			}
+		}
+		e.bodyNames(types.Unalias(t), out, seen)
 	case *types.Pointer:
-		packageNames(t.Elem(), here, out, seen)
+		e.bodyNames(t.Elem(), out, seen)
 	case *types.Slice:
-		packageNames(t.Elem(), here, out, seen)
+		e.bodyNames(t.Elem(), out, seen)
 	case *types.Array:
-		packageNames(t.Elem(), here, out, seen)
+		e.bodyNames(t.Elem(), out, seen)
 	case *types.Map:
-		packageNames(t.Key(), here, out, seen)
-		packageNames(t.Elem(), here, out, seen)
+		e.bodyNames(t.Key(), out, seen)
+		e.bodyNames(t.Elem(), out, seen)
 	case *types.Chan:
-		packageNames(t.Elem(), here, out, seen)
+		e.bodyNames(t.Elem(), out, seen)
 	case *types.Struct:
 		for i := 0; i < t.NumFields(); i++ {
-			packageNames(t.Field(i).Type(), here, out, seen)
+			e.bodyNames(t.Field(i).Type(), out, seen)
 		}
 	case *types.Signature:
 		for i := 0; i < t.Params().Len(); i++ {
-			packageNames(t.Params().At(i).Type(), here, out, seen)
+			e.bodyNames(t.Params().At(i).Type(), out, seen)
 		}
 		for i := 0; i < t.Results().Len(); i++ {
-			packageNames(t.Results().At(i).Type(), here, out, seen)
+			e.bodyNames(t.Results().At(i).Type(), out, seen)
 		}
+	}
+}
+
+// objName adds the name that spells obj's package, or obj itself when
+// it is the package's own.
+func (e *emitter) objName(obj *types.TypeName, out map[string]bool) {
+	switch p := obj.Pkg(); {
+	case p == e.pkg.Types:
+		out[obj.Name()] = true
+	case p != nil:
+		out[e.importAs(p.Path(), p.Name())] = true
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"go/token"
 	"go/types"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -36,6 +37,77 @@ func (c *checker) otherConfigNames(dir string, sources map[string]string) map[st
 		declNames(f, names)
 	}
 	return names
+}
+
+// importNames returns the names the imports of the package's files (of
+// every configuration, and its own test files) declare in their file
+// scopes: a package-level name equal to one does not compile ("json
+// already declared through import of package").
+func (c *checker) importNames(dir string) map[string]importName {
+	names := map[string]importName{}
+	parsed := map[string]bool{}
+	for _, f := range c.pkg.Syntax {
+		name := fileOf(c.pkg, f.Pos())
+		parsed[name] = true
+		if _, generated := isOutputName(filepath.Base(name)); !generated {
+			fileImportNames(f, c.pkg.TypesInfo, names)
+		}
+	}
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+	for _, path := range paths {
+		if _, generated := isOutputName(filepath.Base(path)); generated || parsed[path] {
+			continue
+		}
+		f, err := parser.ParseFile(c.pkg.Fset, path, nil, parser.ImportsOnly|parser.SkipObjectResolution)
+		if err != nil || f.Name.Name != c.pkg.Name {
+			continue
+		}
+		fileImportNames(f, nil, names)
+	}
+	return names
+}
+
+// fileImportNames adds the names f's imports declare: an import's own
+// name, its package's name (from info, or guessed from the path's last
+// element when f was only parsed), or a dot import's exported names.
+func fileImportNames(f *ast.File, info *types.Info, names map[string]importName) {
+	for _, s := range f.Imports {
+		var pn *types.PkgName
+		if info != nil {
+			pn = info.PkgNameOf(s)
+		}
+		name := ""
+		switch {
+		case s.Name != nil:
+			name = s.Name.Name
+		case pn != nil:
+			name = pn.Name()
+		default:
+			path, _ := strconv.Unquote(s.Path.Value)
+			name = pathBase(path)
+		}
+		switch name {
+		case "_":
+		case ".":
+			if pn != nil {
+				scope := pn.Imported().Scope()
+				for _, n := range scope.Names() {
+					if token.IsExported(n) {
+						names[n] = importName{s.Pos(), true}
+					}
+				}
+			}
+		default:
+			names[name] = importName{s.Pos(), false}
+		}
+	}
+}
+
+// importName is where an import declares a name, and whether it is one
+// of a dot import's.
+type importName struct {
+	pos token.Pos
+	dot bool
 }
 
 // declNames adds the package-level names f declares.
@@ -103,12 +175,20 @@ func generatedNames(ws []*wrapper) map[string]bool {
 }
 
 // checkCollisions refuses generated names that the package already uses.
-func (c *checker) checkCollisions(ws []*wrapper, testNames map[string]token.Pos) {
+func (c *checker) checkCollisions(ws []*wrapper, testNames map[string]token.Pos, imports map[string]importName) {
 	scope := c.pkg.Types.Scope()
 	taken := map[string]token.Position{}
 	claim := func(name string, w *wrapper) {
 		if obj := scope.Lookup(name); obj != nil {
 			c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("generated name %s collides with %s declared at %s", name, name, c.shortPos(obj.Pos()))})
+			return
+		}
+		if in, ok := imports[name]; ok {
+			what := "the import " + name
+			if in.dot {
+				what = name + " of the dot import"
+			}
+			c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("generated name %s collides with %s at %s: choose another name= (or rename the import)", name, what, c.shortPos(in.pos))})
 			return
 		}
 		if pos, ok := testNames[name]; ok {

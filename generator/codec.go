@@ -98,8 +98,7 @@ const (
 	kindPointer
 	kindMap
 	kindStruct
-	kindBinary // encoding.BinaryMarshaler and BinaryUnmarshaler
-	kindText   // encoding.TextMarshaler and TextUnmarshaler
+	kindMethods // a gob, binary or text marshaler pair (codecOf)
 )
 
 func classify(t types.Type) codecKind {
@@ -107,14 +106,11 @@ func classify(t types.Type) codecKind {
 		if isTime(n) {
 			return kindTime
 		}
-		if customCodec(n) {
-			return kindReflect
-		}
-		switch marshalers(n) {
-		case "Binary":
-			return kindBinary
-		case "Text":
-			return kindText
+		if sc, _ := codecOf(n); sc != nil {
+			if sc.kind == "custom" {
+				return kindReflect
+			}
+			return kindMethods
 		}
 	}
 	switch u := t.Underlying().(type) {
@@ -201,10 +197,10 @@ func (e *emitter) codec(i int, t types.Type) {
 	case kindTime:
 		encBody = []jen.Code{jen.Return(jen.Qual(genrtPath, "EncodeTime").Call(enc, jen.Id("v")))}
 		decBody = []jen.Code{jen.Return(jen.Qual(genrtPath, "DecodeTime").Call(dec))}
-	case kindBinary, kindText:
-		m := map[codecKind]string{kindBinary: "Binary", kindText: "Text"}[k]
+	case kindMethods:
+		sc, _ := codecOf(types.Unalias(t).(*types.Named))
 		encBody = []jen.Code{
-			jen.List(jen.Id("b"), jen.Err()).Op(":=").Parens(jen.Op("&").Id("v")).Dot("Marshal" + m).Call(),
+			jen.List(jen.Id("b"), jen.Err()).Op(":=").Parens(jen.Op("&").Id("v")).Dot(sc.enc).Call(),
 			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())),
 			jen.Return(enc.Clone().Dot("EncodeBytes").Call(jen.Id("b"))),
 		}
@@ -212,7 +208,7 @@ func (e *emitter) codec(i int, t types.Type) {
 			jen.Var().Id("v").Add(tc),
 			jen.List(jen.Id("b"), jen.Err()).Op(":=").Add(dec.Clone().Dot("DecodeBytes").Call()),
 			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Id("v"), jen.Err())),
-			jen.Return(jen.Id("v"), jen.Parens(jen.Op("&").Id("v")).Dot("Unmarshal"+m).Call(jen.Id("b"))),
+			jen.Return(jen.Id("v"), jen.Parens(jen.Op("&").Id("v")).Dot(sc.dec).Call(jen.Id("b"))),
 		}
 	case kindBool, kindString, kindInt, kindUint, kindFloat32, kindFloat64, kindBytes:
 		c := basicCodec[k]
@@ -280,16 +276,21 @@ func (e *emitter) codec(i int, t types.Type) {
 		}
 	case kindPointer:
 		elem := t.Underlying().(*types.Pointer).Elem()
-		encBody = []jen.Code{
-			jen.If(jen.Id("v").Op("==").Nil()).Block(jen.Return(enc.Clone().Dot("EncodeNil").Call())),
-			jen.Return(jen.Id(e.encName(elem)).Call(enc, jen.Op("*").Id("v"))),
+		encBody = []jen.Code{jen.If(jen.Id("v").Op("==").Nil()).Block(jen.Return(enc.Clone().Dot("EncodeNil").Call()))}
+		decBody = []jen.Code{jen.If(jen.Qual(genrtPath, "PeekNil").Call(dec)).Block(jen.Return(jen.Nil(), dec.Clone().Dot("DecodeNil").Call()))}
+		if boxedPointer(elem) {
+			// In an array of one, so that pointing at a nil (a *[]T at a
+			// nil slice) does not read back as a nil pointer.
+			encBody = append(encBody, ifErr(enc.Clone().Dot("EncodeArrayLen").Call(jen.Lit(1))))
+			decBody = append(decBody,
+				jen.If(jen.List(jen.Id("n"), jen.Err()).Op(":=").Add(dec.Clone().Dot("DecodeArrayLen").Call()), jen.Err().Op("!=").Nil().Op("||").Id("n").Op("!=").Lit(1)).Block(
+					jen.Return(jen.Nil(), jen.Qual("cmp", "Or").Call(jen.Err(), jen.Qual(runtimePath, "ErrDecode")))))
 		}
-		decBody = []jen.Code{
-			jen.If(jen.Qual(genrtPath, "PeekNil").Call(dec)).Block(jen.Return(jen.Nil(), dec.Clone().Dot("DecodeNil").Call())),
+		encBody = append(encBody, jen.Return(jen.Id(e.encName(elem)).Call(enc, jen.Op("*").Id("v"))))
+		decBody = append(decBody,
 			jen.List(jen.Id("x"), jen.Err()).Op(":=").Id(e.decName(elem)).Call(dec),
 			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
-			jen.Return(jen.Op("&").Id("x"), jen.Nil()),
-		}
+			jen.Return(jen.Op("&").Id("x"), jen.Nil()))
 	case kindMap:
 		m := t.Underlying().(*types.Map)
 		// Entries, not keys then lookups: a NaN key cannot be looked up.
@@ -362,6 +363,17 @@ func (e *emitter) codec(i int, t types.Type) {
 	e.f.Line()
 	e.f.Commentf("dlockDec%s decodes %s %s.", idx, article(name), name)
 	e.f.Func().Id("dlockDec"+idx).Params(jen.Id("dec").Op("*").Qual(msgpackPath, "Decoder")).Params(tc, jen.Error()).Block(decBody...)
+}
+
+// boxedPointer reports whether a pointer to elem is written as an array
+// of one elem: when elem's own encoding may be nil (a pointer, slice, map,
+// bytes, or a type's own methods), which would read back as a nil pointer.
+func boxedPointer(elem types.Type) bool {
+	switch classify(elem) {
+	case kindBool, kindString, kindInt, kindUint, kindFloat32, kindFloat64, kindStruct, kindArray, kindTime:
+		return false
+	}
+	return true
 }
 
 // article is "an" before a type spelled with a vowel first ("an int",

@@ -15,6 +15,7 @@ import (
 	"math"
 	"math/big"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"time"
 
@@ -67,6 +68,14 @@ type V struct {
 	Cust   Custom
 	Emb    Embeds
 	EmbNil Embeds
+	PP     **int            // at a nil *int, or at a pointer
+	PSlice *[]string        // at a nil slice, or at one
+	PMap   *map[string]int  // at a nil map, or at one
+	PBytes *[]byte          // at nil bytes
+	Float  *big.Float       // 200 bits: its text would keep 64
+	Rat    *big.Rat
+	IP     net.IP           // empty, 4 or 16 bytes: its text would not keep them
+	IPNil  net.IP
 }
 
 func draw(seed int64) V {
@@ -97,6 +106,22 @@ func draw(seed int64) V {
 	}
 	for range r.IntN(4) {
 		v.Slice = append(v.Slice, Inner{Name: str(), N: int16(r.IntN(100))})
+	}
+	if r.IntN(2) == 0 {
+		v.PP, v.PSlice, v.PMap, v.PBytes = new(*int), new([]string), new(map[string]int), new([]byte)
+	} else {
+		n, sl, m := r.IntN(9), []string{str()}, map[string]int{str(): 1}
+		v.PP, v.PSlice, v.PMap = &[]*int{&n}[0], &sl, &m
+	}
+	v.Float = new(big.Float).SetPrec(200).Quo(big.NewFloat(1), new(big.Float).SetPrec(200).SetInt64(3+r.Int64N(1000)))
+	v.Rat = big.NewRat(r.Int64N(1000)-500, 1+r.Int64N(1000))
+	switch r.IntN(3) {
+	case 0:
+		v.IP = net.IP{}
+	case 1:
+		v.IP = net.IPv4(10, byte(r.IntN(256)), 0, 1).To4()
+	default:
+		v.IP = net.ParseIP("2001:db8::1")
 	}
 	return v
 }

@@ -6,6 +6,7 @@ import (
 	"go/parser"
 	"go/token"
 	"go/types"
+	"strings"
 	"testing"
 )
 
@@ -44,6 +45,31 @@ func TestShapeHash_changesWithWhatTheCodecEncodes(t *testing.T) {
 	} {
 		if got := shapeHash([]types.Type{resultType(t, decls)}); got == h {
 			t.Errorf("%s: the shape hash stayed %s", name, h)
+		}
+	}
+}
+
+// A pointer to what may encode as nil is written boxed (an array of one),
+// and the shape says so: a build that wrote it bare (and read a pointer
+// at a nil slice back as a nil pointer) never shares a flight with one
+// that boxes it. A pointer to a struct or a number stays bare.
+func TestShapeHash_boxedPointersHaveTheirOwnShape(t *testing.T) {
+	shape := func(decls string) string {
+		var b strings.Builder
+		writeShape(&b, resultType(t, decls), map[*types.Named]bool{})
+		return b.String()
+	}
+	for decls, boxed := range map[string]bool{
+		"type R struct{ P *[]int }":           true,
+		"type R struct{ P **int }":            true,
+		"type R struct{ P *map[string]int }":  true,
+		"type R struct{ P *[]byte }":          true,
+		"type R struct{ P *int }":             false,
+		"type R struct{ P *struct{ A int } }": false,
+		"type R struct{ P *time.Time }":       false,
+	} {
+		if got := strings.Contains(shape(decls), "*box "); got != boxed {
+			t.Errorf("%s: boxed %v; want %v (shape %s)", decls, got, boxed, shape(decls))
 		}
 	}
 }

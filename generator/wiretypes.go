@@ -27,8 +27,13 @@ func (c *checker) unencodableSeen(t types.Type, seen map[types.Type]bool) string
 		if obj.Pkg() != nil && obj.Pkg() != c.pkg.Types && !obj.Exported() {
 			return fmt.Sprintf("type %s is unexported in package %s", obj.Name(), obj.Pkg().Path())
 		}
-		if customCodec(n) || isTime(n) || marshalers(n) != "" {
+		if isTime(n) {
 			return ""
+		}
+		if sc, why := codecOf(n); sc != nil {
+			return ""
+		} else if why != "" {
+			return why
 		}
 	}
 	switch u := t.Underlying().(type) {
@@ -78,34 +83,111 @@ func reflectTag(tag string) string {
 	return name
 }
 
-// customCodec reports whether n (or *n) encodes itself for msgpack, with
-// methods declared on n itself (one promoted from an embedded field would
-// encode that field alone).
-func customCodec(n *types.Named) bool {
-	return declares(n, "EncodeMsgpack") || declares(n, "MarshalMsgpack")
+// selfCodec is how a named type carries itself, when it does: the method
+// pair its codec calls.
+type selfCodec struct {
+	kind     string // "custom" (msgpack's own interfaces), "Gob", "Binary" or "Text"
+	enc, dec string // the methods' names
+	encSig   string // their signatures, as types.TypeString spells them
+	decSig   string
 }
 
-// declares reports whether n declares a method named name (on n or *n).
-func declares(n *types.Named, name string) bool {
+// selfCodecs in the order they are preferred: msgpack's own, then gob's
+// (lossless for math/big's numbers, whose text loses a Float's precision),
+// then binary, then text marshalers.
+var selfCodecs = []selfCodec{
+	{"custom", "EncodeMsgpack", "DecodeMsgpack", "func(*" + msgpackPath + ".Encoder) error", "func(*" + msgpackPath + ".Decoder) error"},
+	{"custom", "MarshalMsgpack", "UnmarshalMsgpack", "func() ([]byte, error)", "func([]byte) error"},
+	{"Gob", "GobEncode", "GobDecode", "func() ([]byte, error)", "func([]byte) error"},
+	{"Binary", "MarshalBinary", "UnmarshalBinary", "func() ([]byte, error)", "func([]byte) error"},
+	{"Text", "MarshalText", "UnmarshalText", "func() ([]byte, error)", "func([]byte) error"},
+}
+
+// rawTypes are types whose own methods lose what they carry, carried by
+// their underlying type instead: net.IP's text turns an empty IP into nil
+// and a 4-byte one into 16 bytes; its bytes are exact.
+var rawTypes = map[string]bool{"net.IP": true}
+
+// codecOf returns the method pair that n carries itself with (nil when it
+// is carried by its structure), or why its methods cannot be trusted.
+// Only methods declared on n (or *n) count: one promoted from an embedded
+// field would carry that field alone. A pair counts when both methods are
+// declared with the signatures of the interfaces (a MarshalText(w
+// io.Writer) is not encoding.TextMarshaler, and msgpack ignores an
+// EncodeMsgpack of another signature too).
+func codecOf(n *types.Named) (*selfCodec, string) {
+	if obj := n.Obj(); obj.Pkg() != nil && rawTypes[obj.Pkg().Path()+"."+obj.Name()] {
+		return nil, ""
+	}
+	for i := range selfCodecs {
+		sc := &selfCodecs[i]
+		enc, dec := method(n, sc.enc), method(n, sc.dec)
+		if enc == nil && dec == nil {
+			continue
+		}
+		if sc.kind != "custom" {
+			if enc != nil && dec != nil && sigString(enc, nil) == sc.encSig && sigString(dec, nil) == sc.decSig {
+				return sc, ""
+			}
+			continue // not encoding's interfaces: carried by its structure, as by gob or json
+		}
+		switch {
+		case enc == nil || dec == nil:
+			have, want := sc.enc, sc.dec
+			if enc == nil {
+				have, want = sc.dec, sc.enc
+			}
+			return nil, fmt.Sprintf("%s declares %s but not %s: msgpack needs both to carry it", n.Obj().Name(), have, want)
+		case sigString(enc, nil) != sc.encSig:
+			return nil, fmt.Sprintf("%s.%s is %s, not msgpack's %s", n.Obj().Name(), sc.enc, sigString(enc, byName), shortSig(sc.encSig))
+		case sigString(dec, nil) != sc.decSig:
+			return nil, fmt.Sprintf("%s.%s is %s, not msgpack's %s", n.Obj().Name(), sc.dec, sigString(dec, byName), shortSig(sc.decSig))
+		}
+		return sc, ""
+	}
+	return nil, ""
+}
+
+// byName qualifies a type by its package's name, for messages.
+func byName(p *types.Package) string { return p.Name() }
+
+// shortSig is a signature of selfCodecs as messages spell it.
+func shortSig(sig string) string { return strings.ReplaceAll(sig, msgpackPath+".", "msgpack.") }
+
+// method returns the method named name declared on n or *n, or nil.
+func method(n *types.Named, name string) *types.Func {
 	for i := 0; i < n.NumMethods(); i++ {
-		if n.Method(i).Name() == name {
-			return true
+		if m := n.Method(i); m.Name() == name {
+			return m
 		}
 	}
-	return false
+	return nil
 }
 
-// marshalers returns "Binary" when n declares MarshalBinary and
-// UnmarshalBinary, else "Text" for MarshalText and UnmarshalText, else "".
-// Methods promoted from an embedded field do not count: they would encode
-// that field alone.
-func marshalers(n *types.Named) string {
-	for _, kind := range []string{"Binary", "Text"} {
-		if declares(n, "Marshal"+kind) && declares(n, "Unmarshal"+kind) {
-			return kind
+// sigString spells a method's signature without its receiver and its
+// parameters' names, packages qualified by q (by path when nil).
+func sigString(m *types.Func, q types.Qualifier) string {
+	sig := m.Type().(*types.Signature)
+	list := func(t *types.Tuple) []string {
+		var l []string
+		for i := 0; i < t.Len(); i++ {
+			l = append(l, types.TypeString(t.At(i).Type(), q))
 		}
+		return l
 	}
-	return ""
+	ps, rs := list(sig.Params()), list(sig.Results())
+	if sig.Variadic() {
+		ps[len(ps)-1] = "..." + strings.TrimPrefix(ps[len(ps)-1], "[]")
+	}
+	out := "func(" + strings.Join(ps, ", ") + ")"
+	switch len(rs) {
+	case 0:
+	case 1:
+		out += " " + rs[0]
+	default:
+		out += " (" + strings.Join(rs, ", ") + ")"
+	}
+	return out
 }
 
 func isTime(n *types.Named) bool {
@@ -149,12 +231,8 @@ func writeShape(b *strings.Builder, t types.Type, seen map[*types.Named]bool) {
 			return
 		}
 		seen[t] = true
-		if customCodec(t) {
-			b.WriteString("{custom}")
-			return
-		}
-		if m := marshalers(t); m != "" {
-			b.WriteString("{" + m + "}")
+		if sc, _ := codecOf(t); sc != nil {
+			b.WriteString("{" + sc.kind + "}")
 			return
 		}
 		b.WriteString("{")
@@ -171,6 +249,9 @@ func writeShape(b *strings.Builder, t types.Type, seen map[*types.Named]bool) {
 		b.WriteString("}")
 	case *types.Pointer:
 		b.WriteString("*")
+		if boxedPointer(t.Elem()) {
+			b.WriteString("box ")
+		}
 		writeShape(b, t.Elem(), seen)
 	case *types.Slice:
 		b.WriteString("[]")

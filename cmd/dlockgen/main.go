@@ -52,10 +52,15 @@
 // The annotated function's first parameter must be a context.Context and
 // its last result an error. A fanout's other results cross the wire as one
 // msgpack value, so they must be types msgpack carries faithfully (no
-// channels, functions, interfaces, or structs with unexported fields).
-// Generic functions are refused. A wrapper builds under the constraints
-// of its function's file: directives in F.go with a //go:build line or a
-// GOOS/GOARCH name go into dlock_gen.F.go, with the same constraint.
+// channels, functions, interfaces, or structs with unexported fields). A
+// type that declares a pair of marshaling methods with the interfaces'
+// exact signatures is carried through the first of: msgpack's
+// (EncodeMsgpack/DecodeMsgpack, MarshalMsgpack/UnmarshalMsgpack), gob's,
+// binary, text; a msgpack method of another signature or without its
+// partner is refused. net.IP goes as its bytes. Generic functions are
+// refused. A wrapper builds under the constraints of its function's file:
+// directives in F.go with a //go:build line, a GOOS/GOARCH name or an
+// import "C" go into dlock_gen.F.go, with the same constraint (and cgo).
 //
 // # What is generated
 //

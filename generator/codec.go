@@ -2,6 +2,7 @@ package generator
 
 import (
 	"go/types"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -167,10 +168,13 @@ func structFields(t types.Type) []*types.Var {
 }
 
 // skipped reports whether struct codecs leave field i of u out: tagged
-// msgpack:"-", or blank (_: padding, or a marker; nothing can be exported
-// or read there).
+// msgpack:"-", blank (_: padding, or a marker; nothing can be exported or
+// read there), a lock (sync.Mutex: another process has no use for its
+// state), or unexported and of no size (a noCopy marker). These carried
+// nothing before either: they were refused as unexported.
 func skipped(u *types.Struct, i int) bool {
-	return reflectTag(u.Tag(i)) == "-" || u.Field(i).Name() == "_"
+	f := u.Field(i)
+	return reflectTag(u.Tag(i)) == "-" || f.Name() == "_" || isLock(f.Type()) || !f.Exported() && zeroSize(f.Type())
 }
 
 // basic kinds: the Encoder method, the conversion, the Decoder method.
@@ -227,20 +231,28 @@ func (e *emitter) codec(i int, t types.Type) {
 		}
 	case kindStruct:
 		fs := structFields(t)
+		// A struct that holds a lock is decoded in place (v is a pointer);
+		// others are returned.
+		var ret []jen.Code
+		if !byRef(t) {
+			ret = []jen.Code{jen.Id("v")}
+		}
 		encBody = []jen.Code{ifErr(enc.Clone().Dot("EncodeArrayLen").Call(jen.Lit(len(fs))))}
 		decBody = []jen.Code{
-			jen.Var().Id("v").Add(tc),
 			jen.List(jen.Id("n"), jen.Err()).Op(":=").Add(dec.Clone().Dot("DecodeArrayLen").Call()),
-			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Id("v"), jen.Err())),
-			jen.If(jen.Id("n").Op("!=").Lit(len(fs))).Block(jen.Return(jen.Id("v"), jen.Qual(runtimePath, "ErrDecode"))),
+			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(append(ret, jen.Err())...)),
+			jen.If(jen.Id("n").Op("!=").Lit(len(fs))).Block(jen.Return(append(ret, jen.Qual(runtimePath, "ErrDecode"))...)),
+		}
+		if !byRef(t) {
+			decBody = append([]jen.Code{jen.Var().Id("v").Add(tc)}, decBody...)
 		}
 		for _, f := range fs {
-			encBody = append(encBody, ifErr(jen.Id(e.encName(f.Type())).Call(enc, jen.Id("v").Dot(f.Name()))))
-			decBody = append(decBody, jen.If(jen.List(jen.Id("v").Dot(f.Name()), jen.Err()).Op("=").Id(e.decName(f.Type())).Call(dec), jen.Err().Op("!=").Nil()).Block(
-				jen.Return(jen.Id("v"), jen.Err())))
+			field := jen.Id("v").Dot(f.Name())
+			encBody = append(encBody, ifErr(e.encodeCall(f.Type(), field)))
+			decBody = append(decBody, e.decodeInto(f.Type(), field, ret...))
 		}
 		encBody = append(encBody, jen.Return(jen.Nil()))
-		decBody = append(decBody, jen.Return(jen.Id("v"), jen.Nil()))
+		decBody = append(decBody, jen.Return(append(ret, jen.Nil())...))
 	case kindSlice, kindArray:
 		elem := elemOf(t)
 		if k == kindSlice {
@@ -248,10 +260,25 @@ func (e *emitter) codec(i int, t types.Type) {
 		}
 		encBody = append(encBody,
 			ifErr(enc.Clone().Dot("EncodeArrayLen").Call(jen.Len(jen.Id("v")))),
-			jen.For(jen.List(jen.Id("_"), jen.Id("x")).Op(":=").Range().Id("v")).Block(
-				ifErr(jen.Id(e.encName(elem)).Call(enc, jen.Id("x")))),
 			jen.Return(jen.Nil()))
-		if k == kindSlice {
+		each := jen.For(jen.List(jen.Id("_"), jen.Id("x")).Op(":=").Range().Id("v")).Block(ifErr(jen.Id(e.encName(elem)).Call(enc, jen.Id("x"))))
+		if byRef(elem) { // by index: a range variable would copy its lock
+			each = jen.For(jen.Id("i").Op(":=").Range().Id("v")).Block(ifErr(e.encodeCall(elem, jen.Id("v").Index(jen.Id("i")))))
+		}
+		encBody = slices.Insert(encBody, len(encBody)-1, jen.Code(each))
+		if k == kindSlice && byRef(elem) {
+			// Each element decoded in place: a copy would copy its lock.
+			decBody = []jen.Code{
+				jen.List(jen.Id("n"), jen.Err()).Op(":=").Add(dec.Clone().Dot("DecodeArrayLen").Call()),
+				jen.If(jen.Err().Op("!=").Nil().Op("||").Id("n").Op("<").Lit(0)).Block(jen.Return(jen.Nil(), jen.Err())),
+				jen.Id("v").Op(":=").Make(tc, jen.Lit(0), jen.Qual(genrtPath, "SliceCap").Call(jen.Id("n"))),
+				jen.For(jen.Range().Id("n")).Block(
+					jen.Id("v").Op("=").Append(jen.Id("v"), e.typ(elem).(*jen.Statement).Clone().Values()),
+					jen.If(jen.Err().Op(":=").Id(e.decName(elem)).Call(dec, jen.Op("&").Id("v").Index(jen.Len(jen.Id("v")).Op("-").Lit(1))), jen.Err().Op("!=").Nil()).Block(
+						jen.Return(jen.Nil(), jen.Err()))),
+				jen.Return(jen.Id("v"), jen.Nil()),
+			}
+		} else if k == kindSlice {
 			decBody = []jen.Code{
 				jen.List(jen.Id("n"), jen.Err()).Op(":=").Add(dec.Clone().Dot("DecodeArrayLen").Call()),
 				jen.If(jen.Err().Op("!=").Nil().Op("||").Id("n").Op("<").Lit(0)).Block(jen.Return(jen.Nil(), jen.Err())),
@@ -286,11 +313,18 @@ func (e *emitter) codec(i int, t types.Type) {
 				jen.If(jen.List(jen.Id("n"), jen.Err()).Op(":=").Add(dec.Clone().Dot("DecodeArrayLen").Call()), jen.Err().Op("!=").Nil().Op("||").Id("n").Op("!=").Lit(1)).Block(
 					jen.Return(jen.Nil(), jen.Qual("cmp", "Or").Call(jen.Err(), jen.Qual(runtimePath, "ErrDecode")))))
 		}
-		encBody = append(encBody, jen.Return(jen.Id(e.encName(elem)).Call(enc, jen.Op("*").Id("v"))))
-		decBody = append(decBody,
-			jen.List(jen.Id("x"), jen.Err()).Op(":=").Id(e.decName(elem)).Call(dec),
-			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
-			jen.Return(jen.Op("&").Id("x"), jen.Nil()))
+		if byRef(elem) {
+			encBody = append(encBody, jen.Return(jen.Id(e.encName(elem)).Call(enc, jen.Id("v"))))
+			decBody = append(decBody,
+				jen.Id("x").Op(":=").New(e.typ(elem)),
+				jen.Return(jen.Id("x"), jen.Id(e.decName(elem)).Call(dec, jen.Id("x"))))
+		} else {
+			encBody = append(encBody, jen.Return(jen.Id(e.encName(elem)).Call(enc, jen.Op("*").Id("v"))))
+			decBody = append(decBody,
+				jen.List(jen.Id("x"), jen.Err()).Op(":=").Id(e.decName(elem)).Call(dec),
+				jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
+				jen.Return(jen.Op("&").Id("x"), jen.Nil()))
+		}
 	case kindMap:
 		m := t.Underlying().(*types.Map)
 		// Entries, not keys then lookups: a NaN key cannot be looked up.
@@ -358,11 +392,37 @@ func (e *emitter) codec(i int, t types.Type) {
 		}
 	}
 	name := types.TypeString(t, types.RelativeTo(e.pkg.Types))
+	if byRef(t) {
+		e.f.Commentf("dlockEnc%s encodes %s %s, through a pointer: it holds a lock.", idx, article(name), name)
+		e.f.Func().Id("dlockEnc"+idx).Params(jen.Id("enc").Op("*").Qual(msgpackPath, "Encoder"), jen.Id("v").Op("*").Add(tc)).Error().Block(encBody...)
+		e.f.Line()
+		e.f.Commentf("dlockDec%s decodes %s %s into *v: it holds a lock.", idx, article(name), name)
+		e.f.Func().Id("dlockDec"+idx).Params(jen.Id("dec").Op("*").Qual(msgpackPath, "Decoder"), jen.Id("v").Op("*").Add(tc)).Error().Block(decBody...)
+		return
+	}
 	e.f.Commentf("dlockEnc%s encodes %s %s.", idx, article(name), name)
 	e.f.Func().Id("dlockEnc"+idx).Params(jen.Id("enc").Op("*").Qual(msgpackPath, "Encoder"), jen.Id("v").Add(tc)).Error().Block(encBody...)
 	e.f.Line()
 	e.f.Commentf("dlockDec%s decodes %s %s.", idx, article(name), name)
 	e.f.Func().Id("dlockDec"+idx).Params(jen.Id("dec").Op("*").Qual(msgpackPath, "Decoder")).Params(tc, jen.Error()).Block(decBody...)
+}
+
+// encodeCall calls t's encoder on the value v (by its address when t's
+// codecs take a pointer).
+func (e *emitter) encodeCall(t types.Type, v *jen.Statement) jen.Code {
+	if byRef(t) {
+		return jen.Id(e.encName(t)).Call(jen.Id("enc"), jen.Op("&").Add(v))
+	}
+	return jen.Id(e.encName(t)).Call(jen.Id("enc"), v)
+}
+
+// decodeInto decodes a t into dst, returning ret and the error on failure.
+func (e *emitter) decodeInto(t types.Type, dst *jen.Statement, ret ...jen.Code) jen.Code {
+	fail := jen.Return(append(ret, jen.Err())...)
+	if byRef(t) {
+		return jen.If(jen.Err().Op(":=").Id(e.decName(t)).Call(jen.Id("dec"), jen.Op("&").Add(dst)), jen.Err().Op("!=").Nil()).Block(fail)
+	}
+	return jen.If(jen.List(dst, jen.Err()).Op("=").Id(e.decName(t)).Call(jen.Id("dec")), jen.Err().Op("!=").Nil()).Block(fail)
 }
 
 // boxedPointer reports whether a pointer to elem is written as an array

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"go/ast"
 	"go/build/constraint"
+	"go/parser"
+	"go/token"
 	"go/types"
 	"path/filepath"
 	"strings"
@@ -148,7 +150,7 @@ func (c *checker) checkConfigTypes(ws []*wrapper, sources map[string]string) {
 		for _, t := range append(append([]types.Type{}, w.results...), paramTypes(w.params)...) {
 			if n := constrainedType(t, c.pkg, sources, seen); n != nil {
 				file := filepath.Base(fileOf(c.pkg, n.Obj().Pos()))
-				c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("%s uses %s, declared in %s, which has build constraints: move the function to a file with the same constraints", w.fn.Name(), n.Obj().Name(), file)})
+				c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("%s uses %s, declared in %s, which has build constraints: move the function to a file with the same constraints", w.fn.Name(), c.typeString(n), file)})
 				break
 			}
 		}
@@ -164,8 +166,16 @@ func constrainedType(t types.Type, pkg *packages.Package, sources map[string]str
 	seen[t] = true
 	switch u := types.Unalias(t).(type) {
 	case *types.Named:
-		if u.Obj().Pkg() == pkg.Types {
+		switch p := u.Obj().Pkg(); {
+		case p == pkg.Types:
 			if out := sources[fileOf(pkg, u.Obj().Pos())]; out != "" {
+				return u
+			}
+		case p != nil:
+			// Another package's struct, whose fields the codecs spell:
+			// declared in a constrained file (syscall.Stat_t in
+			// ztypes_linux_amd64.go), its fields differ by platform.
+			if _, isStruct := u.Underlying().(*types.Struct); isStruct && constrainedFile(pkg.Fset.PositionFor(u.Obj().Pos(), false).Filename) {
 				return u
 			}
 		}
@@ -189,4 +199,17 @@ func constrainedType(t types.Type, pkg *packages.Package, sources map[string]str
 		}
 	}
 	return nil
+}
+
+// constrainedFile reports whether the Go file at path builds only under
+// some constraint: a GOOS/GOARCH in its name, or a //go:build line.
+func constrainedFile(path string) bool {
+	if path == "" {
+		return false
+	}
+	if nameConstraint(filepath.Base(path)) != nil {
+		return true
+	}
+	f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.PackageClauseOnly|parser.ParseComments)
+	return err == nil && fileConstraint(f) != nil
 }

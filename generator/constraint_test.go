@@ -175,3 +175,54 @@ func two(ctx context.Context) (Pair, error) { return Pair{N: int(C.two())}, nil 
 		}
 	}
 }
+
+// Another package's struct declared in a constrained file has other fields
+// on other platforms (syscall.Stat_t): a wrapper of an unconstrained file
+// carrying it is refused under every configuration (so -check never flips
+// between platforms); one of a file with constraints of its own is not.
+func TestGenerate_platformStructOfAnotherPackage(t *testing.T) {
+	dir := gentest.Module(t, map[string]string{
+		"p/p.go": `package p
+
+import (
+	"context"
+	"syscall"
+)
+
+type Facts struct {
+	Name string
+	St   syscall.Stat_t
+}
+
+//dlock:fanout key="info"
+func info(ctx context.Context) (Facts, error) { return Facts{}, nil }
+
+//dlock:fanout key="sig"
+func sig(ctx context.Context) (syscall.Signal, error) { return 0, nil }
+`,
+		"q/q_linux.go": `package q
+
+import (
+	"context"
+	"syscall"
+)
+
+//dlock:fanout key="stat"
+func stat(ctx context.Context) (syscall.Stat_t, error) { return syscall.Stat_t{}, nil }
+`,
+	})
+	for _, env := range [][]string{{"GOOS=linux", "GOARCH=amd64"}, {"GOOS=darwin", "GOARCH=arm64"}} {
+		res, err := Generate(Config{Dir: dir, Patterns: []string{"./..."}, Env: append(gentest.Env(), env...)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Diagnostics) != 1 || !strings.Contains(res.Diagnostics[0].Msg, "info uses syscall.Stat_t, declared in ztypes_") ||
+			!strings.Contains(res.Diagnostics[0].Msg, "which has build constraints") {
+			t.Errorf("%v: diagnostics %v; want one, of info's syscall.Stat_t", env, res.Diagnostics)
+		}
+	}
+	res, err := Generate(Config{Dir: dir, Patterns: []string{"./q"}, Env: append(gentest.Env(), "GOOS=linux", "GOARCH=amd64")})
+	if err != nil || len(res.Diagnostics) > 0 || len(res.Files) != 1 {
+		t.Fatalf("a linux file's wrapper carrying syscall.Stat_t: %v %v, %d files", err, res.Diagnostics, len(res.Files))
+	}
+}

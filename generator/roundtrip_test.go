@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -40,6 +41,13 @@ type Embeds struct {
 }
 
 type Kind string
+
+// Guarded holds a lock, which carries nothing: its codecs go by pointer.
+type Guarded struct {
+	mu    sync.Mutex
+	N     int
+	Inner Inner
+}
 
 type V struct {
 	B      bool
@@ -76,6 +84,8 @@ type V struct {
 	Rat    *big.Rat
 	IP     net.IP           // empty, 4 or 16 bytes: its text would not keep them
 	IPNil  net.IP
+	Locked *Guarded
+	Guards []Guarded
 }
 
 func draw(seed int64) V {
@@ -114,6 +124,10 @@ func draw(seed int64) V {
 		v.PP, v.PSlice, v.PMap = &[]*int{&n}[0], &sl, &m
 	}
 	v.Float = new(big.Float).SetPrec(200).Quo(big.NewFloat(1), new(big.Float).SetPrec(200).SetInt64(3+r.Int64N(1000)))
+	v.Locked = &Guarded{N: r.IntN(100), Inner: Inner{Name: str()}}
+	for range r.IntN(3) {
+		v.Guards = append(v.Guards, Guarded{N: r.IntN(100)})
+	}
 	v.Rat = big.NewRat(r.Int64N(1000)-500, 1+r.Int64N(1000))
 	switch r.IntN(3) {
 	case 0:

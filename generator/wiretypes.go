@@ -14,6 +14,9 @@ import (
 
 // unencodable says why msgpack cannot carry t faithfully, or "".
 func (c *checker) unencodable(t types.Type) string {
+	if p := heldLock(t); p != "" {
+		return fmt.Sprintf("%s holds a lock by value (%s), which the wrapper would copy: carry a pointer to it", c.typeString(t), p)
+	}
 	return c.unencodableSeen(t, map[types.Type]bool{})
 }
 
@@ -46,8 +49,14 @@ func (c *checker) unencodableSeen(t types.Type, seen map[types.Type]bool) string
 	case *types.Slice:
 		return c.unencodableSeen(u.Elem(), seen)
 	case *types.Array:
+		if p := heldLock(u.Elem()); p != "" && u.Len() > 0 {
+			return fmt.Sprintf("an array of %s, which holds a lock by value (%s), would be copied: use a slice", c.typeString(u.Elem()), p)
+		}
 		return c.unencodableSeen(u.Elem(), seen)
 	case *types.Map:
+		if p := heldLock(u.Elem()); p != "" {
+			return fmt.Sprintf("map values of type %s hold a lock by value (%s), which a map cannot give without copying: use pointers", c.typeString(u.Elem()), p)
+		}
 		if k, ok := u.Key().Underlying().(*types.Basic); !ok || k.Info()&types.IsOrdered == 0 {
 			return fmt.Sprintf("map keys of type %s have no canonical order to be written in (use string or number keys, or a slice of key-value pairs)", c.typeString(u.Key()))
 		}

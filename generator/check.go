@@ -21,7 +21,8 @@ import (
 
 // wrapper is one annotated function, checked and ready to emit.
 type wrapper struct {
-	d        *directive
+	verb     verb
+	settings
 	text     string // the directive as written
 	pos      token.Position
 	fn       *types.Func
@@ -269,7 +270,8 @@ func (c *checker) wrapperOf(fd *ast.FuncDecl, cm *ast.Comment) *wrapper {
 		return nil
 	}
 	sig := obj.Type().(*types.Signature)
-	w := &wrapper{d: d, text: cm.Text, pos: c.pkg.Fset.Position(cm.Pos()), fn: obj, variadic: sig.Variadic()}
+	w := &wrapper{text: cm.Text, pos: c.pkg.Fset.Position(cm.Pos()), fn: obj, variadic: sig.Variadic()}
+	w.verb, w.settings = d.typed()
 	at := fd.Name.Pos()
 	if sig.TypeParams().Len() > 0 || (sig.Recv() != nil && sig.RecvTypeParams().Len() > 0) {
 		c.errorf(at, "%s is generic: generic functions are not supported by dlockgen v1", fd.Name.Name)
@@ -356,7 +358,7 @@ func (c *checker) wrapperOf(fd *ast.FuncDecl, cm *ast.Comment) *wrapper {
 			return nil
 		}
 	}
-	if d.Verb == "fanout" {
+	if w.verb == verbFanout {
 		for i, t := range w.results {
 			if why := c.unencodable(t); why != "" {
 				c.errorf(at, "%s: result %d (%s) cannot cross the wire: %s", fd.Name.Name, i+1, c.typeString(t), why)
@@ -376,7 +378,7 @@ func (c *checker) wrapperOf(fd *ast.FuncDecl, cm *ast.Comment) *wrapper {
 		w.space = a.Value
 	}
 	w.named = w.space
-	if d.Verb == "fanout" {
+	if w.verb == verbFanout {
 		// Builds whose result types differ in their wire shape never share
 		// a flight (a rolling deploy runs both side by side).
 		w.space += "#" + shapeHash(w.results)

@@ -187,14 +187,14 @@ func (e *emitter) wrapper(w *wrapper) {
 	} else {
 		doc = fmt.Sprintf("%s runs %s", w.name, impl)
 	}
-	switch w.d.Verb {
-	case "fanout":
+	switch w.verb {
+	case verbFanout:
 		doc += " once across the fleet for all concurrent callers with the same key;\nevery caller gets the result."
-	case "once":
+	case verbOnce:
 		doc += " only while no one else in the fleet runs it for the same key;\notherwise it returns an error matching dlockrt.ErrNotAcquired."
-	case "semaphore":
-		doc += fmt.Sprintf(" while holding one of %s permits for its key.", w.d.Args["limit"].Value)
-		if w.d.has("wait") && w.d.duration("wait") == 0 {
+	case verbSemaphore:
+		doc += fmt.Sprintf(" while holding one of %d permits for its key.", w.limit)
+		if w.waitSet && w.wait == 0 {
 			doc += "\nWhen none is free it returns at once an error matching dlockrt.ErrNotAcquired."
 		}
 	}
@@ -294,31 +294,30 @@ func (e *emitter) body(w *wrapper) []jen.Code {
 	}
 	b = append(b, e.key(w)...)
 	var opts []jen.Code
-	if d := w.d.duration("ttl"); d > 0 {
-		opts = append(opts, jen.Qual(runtimePath, "WithTTL").Call(durationCode(d)))
+	if w.ttl > 0 {
+		opts = append(opts, jen.Qual(runtimePath, "WithTTL").Call(durationCode(w.ttl)))
 	}
-	switch w.d.Verb {
-	case "fanout":
-		if d := w.d.duration("timeout"); d > 0 {
-			opts = append(opts, jen.Qual(runtimePath, "WithTimeout").Call(durationCode(d)))
+	switch w.verb {
+	case verbFanout:
+		if w.timeout > 0 {
+			opts = append(opts, jen.Qual(runtimePath, "WithTimeout").Call(durationCode(w.timeout)))
 		}
 		return append(b, e.fanoutBody(w, opts)...)
-	case "once":
+	case verbOnce:
 		acquire := jen.Id("dlockC").Dot("Once").Call(append([]jen.Code{jen.Id(w.ctxName), jen.Id("dlockKey")}, opts...)...)
-		if d := w.d.duration("wait"); d > 0 {
+		if w.wait > 0 {
 			acquire = jen.Id("dlockC").Dot("Lock").Call(append([]jen.Code{jen.Id("dlockWait"), jen.Id("dlockKey")}, opts...)...)
 		}
 		return append(b, e.heldBody(w, acquire, "dlockL")...)
 	default: // semaphore
-		limit, _ := strconv.Atoi(w.d.Args["limit"].Value)
 		ctx, method := w.ctxName, "Acquire"
 		switch {
-		case w.d.duration("wait") > 0:
+		case w.wait > 0:
 			ctx = "dlockWait"
-		case w.d.has("wait"): // wait=0: fail at once when no permit is free
+		case w.waitSet: // wait=0: fail at once when no permit is free
 			method = "TryAcquire"
 		}
-		acquire := jen.Id("dlockC").Dot("Semaphore").Call(jen.Id("dlockKey"), jen.Lit(limit)).
+		acquire := jen.Id("dlockC").Dot("Semaphore").Call(jen.Id("dlockKey"), jen.Lit(w.limit)).
 			Dot(method).Call(append([]jen.Code{jen.Id(ctx)}, opts...)...)
 		return append(b, e.heldBody(w, acquire, "dlockP")...)
 	}
@@ -328,9 +327,9 @@ func (e *emitter) body(w *wrapper) []jen.Code {
 // that carries the lease and ends with it, and releases.
 func (e *emitter) heldBody(w *wrapper, acquire jen.Code, v string) []jen.Code {
 	var b []jen.Code
-	if d := w.d.duration("wait"); d > 0 {
+	if w.wait > 0 {
 		b = append(b,
-			jen.List(jen.Id("dlockWait"), jen.Id("dlockCancel")).Op(":=").Qual("context", "WithTimeout").Call(jen.Id(w.ctxName), durationCode(d)),
+			jen.List(jen.Id("dlockWait"), jen.Id("dlockCancel")).Op(":=").Qual("context", "WithTimeout").Call(jen.Id(w.ctxName), durationCode(w.wait)),
 			jen.List(jen.Id(v), jen.Id("dlockErr")).Op(":=").Add(acquire),
 			jen.Id("dlockCancel").Call())
 	} else {

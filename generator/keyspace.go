@@ -2,7 +2,6 @@ package generator
 
 import (
 	"fmt"
-	"strconv"
 )
 
 // checkKeySpaces diagnoses wrappers of one package that share a key space
@@ -14,7 +13,7 @@ import (
 func (c *checker) checkKeySpaces(ws []*wrapper) {
 	first := map[string]*wrapper{}
 	for _, w := range ws {
-		if w.d.Verb != "once" && w.d.Verb != "semaphore" {
+		if w.verb != verbOnce && w.verb != verbSemaphore {
 			continue
 		}
 		o, ok := first[w.space]
@@ -23,20 +22,14 @@ func (c *checker) checkKeySpaces(ws []*wrapper) {
 			continue
 		}
 		switch {
-		case o.d.Verb != w.d.Verb:
+		case o.verb != w.verb:
 			c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf(
 				"//dlock:%s shares the key space %s with the //dlock:%s at %s, but a lock and a semaphore of one key do not exclude each other: give one of them another space=, or the same verb",
-				w.d.Verb, w.named, o.d.Verb, shortPosition(o.pos))})
-		case w.d.Verb == "semaphore" && limitOf(w) != limitOf(o):
+				w.verb, w.named, o.verb, shortPosition(o.pos))})
+		case w.verb == verbSemaphore && w.limit != o.limit:
 			c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf(
 				"//dlock:semaphore limit=%d shares the key space %s with the one at %s of limit=%d: one key has one limit; give both the same limit=, or one another space=",
-				limitOf(w), w.named, shortPosition(o.pos), limitOf(o))})
+				w.limit, w.named, shortPosition(o.pos), o.limit)})
 		}
 	}
-}
-
-// limitOf is a semaphore directive's limit (checked already).
-func limitOf(w *wrapper) int {
-	n, _ := strconv.Atoi(w.d.Args["limit"].Value)
-	return n
 }

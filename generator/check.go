@@ -21,7 +21,7 @@ import (
 
 // wrapper is one annotated function, checked and ready to emit.
 type wrapper struct {
-	verb     verb
+	verb verb
 	settings
 	text     string // the directive as written
 	pos      token.Position

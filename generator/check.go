@@ -51,6 +51,7 @@ type param struct {
 type checker struct {
 	pkg   *packages.Package
 	diags []Diagnostic
+	wire  wireTypes
 }
 
 func (c *checker) errorf(pos token.Pos, format string, args ...any) {
@@ -381,7 +382,7 @@ func (c *checker) wrapperOf(fd *ast.FuncDecl, cm *ast.Comment) *wrapper {
 	if w.verb == verbFanout {
 		// Builds whose result types differ in their wire shape never share
 		// a flight (a rolling deploy runs both side by side).
-		w.space += "#" + shapeHash(w.results)
+		w.space += "#" + shapeHash(&c.wire, w.results)
 	}
 	if a, has := d.Args["key"]; has {
 		w.key = c.checkKey(cm, a, w)

@@ -81,102 +81,6 @@ func upperFirst(s string) string {
 	return string(unicode.ToUpper(r)) + s[n:]
 }
 
-// codecKind classifies how a type is encoded.
-type codecKind int
-
-const (
-	kindReflect codecKind = iota
-	kindTime
-	kindBool
-	kindString
-	kindInt
-	kindUint
-	kindFloat32
-	kindFloat64
-	kindBytes
-	kindSlice
-	kindArray
-	kindPointer
-	kindMap
-	kindStruct
-	kindMethods // a gob, binary or text marshaler pair (codecOf)
-)
-
-func classify(t types.Type) codecKind {
-	if n, ok := types.Unalias(t).(*types.Named); ok {
-		if isTime(n) {
-			return kindTime
-		}
-		if sc, _ := codecOf(n); sc != nil {
-			if sc.kind == "custom" {
-				return kindReflect
-			}
-			return kindMethods
-		}
-	}
-	switch u := t.Underlying().(type) {
-	case *types.Basic:
-		switch {
-		case u.Info()&types.IsBoolean != 0:
-			return kindBool
-		case u.Info()&types.IsString != 0:
-			return kindString
-		case u.Info()&types.IsUnsigned != 0:
-			return kindUint
-		case u.Info()&types.IsInteger != 0:
-			return kindInt
-		case u.Kind() == types.Float32:
-			return kindFloat32
-		case u.Kind() == types.Float64:
-			return kindFloat64
-		}
-	case *types.Slice:
-		if types.Identical(u.Elem(), types.Typ[types.Byte]) {
-			return kindBytes
-		}
-		return kindSlice
-	case *types.Array:
-		return kindArray
-	case *types.Pointer:
-		return kindPointer
-	case *types.Map:
-		if k, ok := u.Key().Underlying().(*types.Basic); ok && k.Info()&types.IsOrdered != 0 {
-			return kindMap
-		}
-	case *types.Struct:
-		for i := 0; i < u.NumFields(); i++ {
-			if f := u.Field(i); !f.Exported() && !skipped(u, i) {
-				return kindReflect
-			}
-		}
-		return kindStruct
-	}
-	return kindReflect
-}
-
-// structFields are the fields a struct codec writes, in order: all but
-// the skipped ones.
-func structFields(t types.Type) []*types.Var {
-	u := t.Underlying().(*types.Struct)
-	var fs []*types.Var
-	for i := 0; i < u.NumFields(); i++ {
-		if !skipped(u, i) {
-			fs = append(fs, u.Field(i))
-		}
-	}
-	return fs
-}
-
-// skipped reports whether struct codecs leave field i of u out: tagged
-// msgpack:"-", blank (_: padding, or a marker; nothing can be exported or
-// read there), a lock (sync.Mutex: another process has no use for its
-// state), or unexported and of no size (a noCopy marker). These carried
-// nothing before either: they were refused as unexported.
-func skipped(u *types.Struct, i int) bool {
-	f := u.Field(i)
-	return reflectTag(u.Tag(i)) == "-" || f.Name() == "_" || isLock(f.Type()) || !f.Exported() && zeroSize(f.Type())
-}
-
 // basic kinds: the Encoder method, the conversion, the Decoder method.
 var basicCodec = map[codecKind][3]string{
 	kindBool:    {"EncodeBool", "bool", "DecodeBool"},
@@ -196,13 +100,14 @@ func (e *emitter) codec(i int, t types.Type) {
 	ifErr := func(call jen.Code, ret ...jen.Code) jen.Code {
 		return jen.If(jen.Err().Op(":=").Add(call), jen.Err().Op("!=").Nil()).Block(jen.Return(append(ret, jen.Err())...))
 	}
+	w := e.wire.of(t)
 	var encBody, decBody []jen.Code
-	switch k := classify(t); k {
+	switch k := w.kind; k {
 	case kindTime:
 		encBody = []jen.Code{jen.Return(jen.Qual(genrtPath, "EncodeTime").Call(enc, jen.Id("v")))}
 		decBody = []jen.Code{jen.Return(jen.Qual(genrtPath, "DecodeTime").Call(dec))}
 	case kindMethods:
-		sc, _ := codecOf(types.Unalias(t).(*types.Named))
+		sc := w.self
 		encBody = []jen.Code{
 			jen.List(jen.Id("b"), jen.Err()).Op(":=").Parens(jen.Op("&").Id("v")).Dot(sc.enc).Call(),
 			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())),
@@ -230,11 +135,11 @@ func (e *emitter) codec(i int, t types.Type) {
 			jen.Return(x, jen.Err()),
 		}
 	case kindStruct:
-		fs := structFields(t)
+		fs := w.carried()
 		// A struct that holds a lock is decoded in place (v is a pointer);
 		// others are returned.
 		var ret []jen.Code
-		if !byRef(t) {
+		if !w.byRef() {
 			ret = []jen.Code{jen.Id("v")}
 		}
 		encBody = []jen.Code{ifErr(enc.Clone().Dot("EncodeArrayLen").Call(jen.Lit(len(fs))))}
@@ -243,18 +148,18 @@ func (e *emitter) codec(i int, t types.Type) {
 			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(append(ret, jen.Err())...)),
 			jen.If(jen.Id("n").Op("!=").Lit(len(fs))).Block(jen.Return(append(ret, jen.Qual(runtimePath, "ErrDecode"))...)),
 		}
-		if !byRef(t) {
+		if !w.byRef() {
 			decBody = append([]jen.Code{jen.Var().Id("v").Add(tc)}, decBody...)
 		}
 		for _, f := range fs {
-			field := jen.Id("v").Dot(f.Name())
-			encBody = append(encBody, ifErr(e.encodeCall(f.Type(), field)))
-			decBody = append(decBody, e.decodeInto(f.Type(), field, ret...))
+			field := jen.Id("v").Dot(f.v.Name())
+			encBody = append(encBody, ifErr(e.encodeCall(f.wire, field)))
+			decBody = append(decBody, e.decodeInto(f.wire, field, ret...))
 		}
 		encBody = append(encBody, jen.Return(jen.Nil()))
 		decBody = append(decBody, jen.Return(append(ret, jen.Nil())...))
 	case kindSlice, kindArray:
-		elem := elemOf(t)
+		elem := w.elem.t
 		if k == kindSlice {
 			encBody = append(encBody, jen.If(jen.Id("v").Op("==").Nil()).Block(jen.Return(enc.Clone().Dot("EncodeNil").Call())))
 		}
@@ -262,11 +167,11 @@ func (e *emitter) codec(i int, t types.Type) {
 			ifErr(enc.Clone().Dot("EncodeArrayLen").Call(jen.Len(jen.Id("v")))),
 			jen.Return(jen.Nil()))
 		each := jen.For(jen.List(jen.Id("_"), jen.Id("x")).Op(":=").Range().Id("v")).Block(ifErr(jen.Id(e.encName(elem)).Call(enc, jen.Id("x"))))
-		if byRef(elem) { // by index: a range variable would copy its lock
-			each = jen.For(jen.Id("i").Op(":=").Range().Id("v")).Block(ifErr(e.encodeCall(elem, jen.Id("v").Index(jen.Id("i")))))
+		if w.elem.byRef() { // by index: a range variable would copy its lock
+			each = jen.For(jen.Id("i").Op(":=").Range().Id("v")).Block(ifErr(e.encodeCall(w.elem, jen.Id("v").Index(jen.Id("i")))))
 		}
 		encBody = slices.Insert(encBody, len(encBody)-1, jen.Code(each))
-		if k == kindSlice && byRef(elem) {
+		if k == kindSlice && w.elem.byRef() {
 			// Each element decoded in place: a copy would copy its lock.
 			decBody = []jen.Code{
 				jen.List(jen.Id("n"), jen.Err()).Op(":=").Add(dec.Clone().Dot("DecodeArrayLen").Call()),
@@ -302,10 +207,10 @@ func (e *emitter) codec(i int, t types.Type) {
 			}
 		}
 	case kindPointer:
-		elem := t.Underlying().(*types.Pointer).Elem()
+		elem := w.elem.t
 		encBody = []jen.Code{jen.If(jen.Id("v").Op("==").Nil()).Block(jen.Return(enc.Clone().Dot("EncodeNil").Call()))}
 		decBody = []jen.Code{jen.If(jen.Qual(genrtPath, "PeekNil").Call(dec)).Block(jen.Return(jen.Nil(), dec.Clone().Dot("DecodeNil").Call()))}
-		if boxedPointer(elem) {
+		if w.boxed {
 			// In an array of one, so that pointing at a nil (a *[]T at a
 			// nil slice) does not read back as a nil pointer.
 			encBody = append(encBody, ifErr(enc.Clone().Dot("EncodeArrayLen").Call(jen.Lit(1))))
@@ -313,7 +218,7 @@ func (e *emitter) codec(i int, t types.Type) {
 				jen.If(jen.List(jen.Id("n"), jen.Err()).Op(":=").Add(dec.Clone().Dot("DecodeArrayLen").Call()), jen.Err().Op("!=").Nil().Op("||").Id("n").Op("!=").Lit(1)).Block(
 					jen.Return(jen.Nil(), jen.Qual("cmp", "Or").Call(jen.Err(), jen.Qual(runtimePath, "ErrDecode")))))
 		}
-		if byRef(elem) {
+		if w.elem.byRef() {
 			encBody = append(encBody, jen.Return(jen.Id(e.encName(elem)).Call(enc, jen.Id("v"))))
 			decBody = append(decBody,
 				jen.Id("x").Op(":=").New(e.typ(elem)),
@@ -326,9 +231,9 @@ func (e *emitter) codec(i int, t types.Type) {
 				jen.Return(jen.Op("&").Id("x"), jen.Nil()))
 		}
 	case kindMap:
-		m := t.Underlying().(*types.Map)
+		m := struct{ key, elem types.Type }{w.key.t, w.elem.t}
 		// Entries, not keys then lookups: a NaN key cannot be looked up.
-		entry := jen.Struct(jen.Id("k").Add(e.typ(m.Key())), jen.Id("x").Add(e.typ(m.Elem())))
+		entry := jen.Struct(jen.Id("k").Add(e.typ(m.key)), jen.Id("x").Add(e.typ(m.elem)))
 		encBody = []jen.Code{
 			jen.If(jen.Id("v").Op("==").Nil()).Block(jen.Return(enc.Clone().Dot("EncodeNil").Call())),
 			ifErr(enc.Clone().Dot("EncodeMapLen").Call(jen.Len(jen.Id("v")))),
@@ -338,8 +243,8 @@ func (e *emitter) codec(i int, t types.Type) {
 			jen.Qual("slices", "SortFunc").Call(jen.Id("es"), jen.Func().Params(jen.List(jen.Id("a"), jen.Id("b")).Add(entry)).Int().Block(
 				jen.Return(jen.Qual("cmp", "Compare").Call(jen.Id("a").Dot("k"), jen.Id("b").Dot("k"))))),
 			jen.For(jen.List(jen.Id("_"), jen.Id("e")).Op(":=").Range().Id("es")).Block(
-				ifErr(jen.Id(e.encName(m.Key())).Call(enc, jen.Id("e").Dot("k"))),
-				ifErr(jen.Id(e.encName(m.Elem())).Call(enc, jen.Id("e").Dot("x")))),
+				ifErr(jen.Id(e.encName(m.key)).Call(enc, jen.Id("e").Dot("k"))),
+				ifErr(jen.Id(e.encName(m.elem)).Call(enc, jen.Id("e").Dot("x")))),
 			jen.Return(jen.Nil()),
 		}
 		decBody = []jen.Code{
@@ -347,9 +252,9 @@ func (e *emitter) codec(i int, t types.Type) {
 			jen.If(jen.Err().Op("!=").Nil().Op("||").Id("n").Op("<").Lit(0)).Block(jen.Return(jen.Nil(), jen.Err())),
 			jen.Id("v").Op(":=").Make(tc, jen.Qual(genrtPath, "SliceCap").Call(jen.Id("n"))),
 			jen.For(jen.Range().Id("n")).Block(
-				jen.List(jen.Id("k"), jen.Err()).Op(":=").Id(e.decName(m.Key())).Call(dec),
+				jen.List(jen.Id("k"), jen.Err()).Op(":=").Id(e.decName(m.key)).Call(dec),
 				jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
-				jen.List(jen.Id("x"), jen.Err()).Op(":=").Id(e.decName(m.Elem())).Call(dec),
+				jen.List(jen.Id("x"), jen.Err()).Op(":=").Id(e.decName(m.elem)).Call(dec),
 				jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
 				jen.Id("v").Index(jen.Id("k")).Op("=").Id("x")),
 			jen.Return(jen.Id("v"), jen.Nil()),
@@ -364,7 +269,7 @@ func (e *emitter) codec(i int, t types.Type) {
 			jen.Return(jen.Id("v"), jen.Err()),
 		}
 	}
-	if k := classify(t); (k == kindPointer || k == kindSlice || k == kindMap) && recursive(t) {
+	if k := w.kind; (k == kindPointer || k == kindSlice || k == kindMap) && w.recursive() {
 		// A value of a recursive type may be a cycle: a depth bound turns
 		// it into an error, where it would overflow the stack.
 		encBody = append([]jen.Code{
@@ -376,7 +281,7 @@ func (e *emitter) codec(i int, t types.Type) {
 			jen.Defer().Qual(genrtPath, "Ascend").Call(dec),
 		}, decBody...)
 	}
-	if classify(t) == kindStruct {
+	if w.kind == kindStruct {
 		// First, so that the compiler's first error is the one that says why.
 		if g := e.shapeGuard(t); g != nil {
 			e.f.Commentf("The fields dlockEnc%s and dlockDec%s were generated for: if this", idx, idx)
@@ -392,7 +297,7 @@ func (e *emitter) codec(i int, t types.Type) {
 		}
 	}
 	name := types.TypeString(t, types.RelativeTo(e.pkg.Types))
-	if byRef(t) {
+	if w.byRef() {
 		e.f.Commentf("dlockEnc%s encodes %s %s, through a pointer: it holds a lock.", idx, article(name), name)
 		e.f.Func().Id("dlockEnc"+idx).Params(jen.Id("enc").Op("*").Qual(msgpackPath, "Encoder"), jen.Id("v").Op("*").Add(tc)).Error().Block(encBody...)
 		e.f.Line()
@@ -407,33 +312,22 @@ func (e *emitter) codec(i int, t types.Type) {
 	e.f.Func().Id("dlockDec"+idx).Params(jen.Id("dec").Op("*").Qual(msgpackPath, "Decoder")).Params(tc, jen.Error()).Block(decBody...)
 }
 
-// encodeCall calls t's encoder on the value v (by its address when t's
+// encodeCall calls w's encoder on the value v (by its address when w's
 // codecs take a pointer).
-func (e *emitter) encodeCall(t types.Type, v *jen.Statement) jen.Code {
-	if byRef(t) {
-		return jen.Id(e.encName(t)).Call(jen.Id("enc"), jen.Op("&").Add(v))
+func (e *emitter) encodeCall(w *wireType, v *jen.Statement) jen.Code {
+	if w.byRef() {
+		return jen.Id(e.encName(w.t)).Call(jen.Id("enc"), jen.Op("&").Add(v))
 	}
-	return jen.Id(e.encName(t)).Call(jen.Id("enc"), v)
+	return jen.Id(e.encName(w.t)).Call(jen.Id("enc"), v)
 }
 
-// decodeInto decodes a t into dst, returning ret and the error on failure.
-func (e *emitter) decodeInto(t types.Type, dst *jen.Statement, ret ...jen.Code) jen.Code {
+// decodeInto decodes a w into dst, returning ret and the error on failure.
+func (e *emitter) decodeInto(w *wireType, dst *jen.Statement, ret ...jen.Code) jen.Code {
 	fail := jen.Return(append(ret, jen.Err())...)
-	if byRef(t) {
-		return jen.If(jen.Err().Op(":=").Id(e.decName(t)).Call(jen.Id("dec"), jen.Op("&").Add(dst)), jen.Err().Op("!=").Nil()).Block(fail)
+	if w.byRef() {
+		return jen.If(jen.Err().Op(":=").Id(e.decName(w.t)).Call(jen.Id("dec"), jen.Op("&").Add(dst)), jen.Err().Op("!=").Nil()).Block(fail)
 	}
-	return jen.If(jen.List(dst, jen.Err()).Op("=").Id(e.decName(t)).Call(jen.Id("dec")), jen.Err().Op("!=").Nil()).Block(fail)
-}
-
-// boxedPointer reports whether a pointer to elem is written as an array
-// of one elem: when elem's own encoding may be nil (a pointer, slice, map,
-// bytes, or a type's own methods), which would read back as a nil pointer.
-func boxedPointer(elem types.Type) bool {
-	switch classify(elem) {
-	case kindBool, kindString, kindInt, kindUint, kindFloat32, kindFloat64, kindStruct, kindArray, kindTime:
-		return false
-	}
-	return true
+	return jen.If(jen.List(dst, jen.Err()).Op("=").Id(e.decName(w.t)).Call(jen.Id("dec")), jen.Err().Op("!=").Nil()).Block(fail)
 }
 
 // article is "an" before a type spelled with a vowel first ("an int",
@@ -443,52 +337,4 @@ func article(typ string) string {
 		return "an"
 	}
 	return "a"
-}
-
-func elemOf(t types.Type) types.Type {
-	switch u := t.Underlying().(type) {
-	case *types.Slice:
-		return u.Elem()
-	case *types.Array:
-		return u.Elem()
-	}
-	return nil
-}
-
-// recursive reports whether t contains itself (through pointers, slices,
-// maps, arrays or struct fields), so that a value of it may be a cycle.
-func recursive(t types.Type) bool {
-	seen := map[types.Type]bool{}
-	var walk func(u types.Type, top bool) bool
-	walk = func(u types.Type, top bool) bool {
-		if !top && types.Identical(u, t) {
-			return true
-		}
-		if seen[u] {
-			return false
-		}
-		seen[u] = true
-		switch v := u.(type) {
-		case *types.Named:
-			return walk(v.Underlying(), false)
-		case *types.Alias:
-			return walk(types.Unalias(v), top)
-		case *types.Pointer:
-			return walk(v.Elem(), false)
-		case *types.Slice:
-			return walk(v.Elem(), false)
-		case *types.Array:
-			return walk(v.Elem(), false)
-		case *types.Map:
-			return walk(v.Key(), false) || walk(v.Elem(), false)
-		case *types.Struct:
-			for i := 0; i < v.NumFields(); i++ {
-				if walk(v.Field(i).Type(), false) {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	return walk(t, true)
 }

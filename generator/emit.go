@@ -32,6 +32,7 @@ type emitter struct {
 	order       []types.Type      // codec types, by index
 	names       []string          // codec names, by index
 	slugs       map[string]bool   // codec names taken
+	wire        wireTypes         // how each type it sends crosses the wire
 	imported    map[string]bool   // names the file's imports took
 	importNames map[string]string // import path -> its name in the file
 	// codecSuffix ends the codec names of a constrained file's output

@@ -31,8 +31,8 @@ func resultType(t *testing.T, decls string) types.Type {
 // only with those.
 func TestShapeHash_changesWithWhatTheCodecEncodes(t *testing.T) {
 	base := "type R struct {\n\tID int64\n\tName string `msgpack:\"name\"`\n\tInner\n}\n\ntype Inner struct{ At time.Time }\n"
-	h := shapeHash([]types.Type{resultType(t, base)})
-	if again := shapeHash([]types.Type{resultType(t, base)}); again != h {
+	h := shapeHash(&wireTypes{}, []types.Type{resultType(t, base)})
+	if again := shapeHash(&wireTypes{}, []types.Type{resultType(t, base)}); again != h {
 		t.Fatalf("the same type hashes to %s and %s", h, again)
 	}
 	for name, decls := range map[string]string{
@@ -43,7 +43,7 @@ func TestShapeHash_changesWithWhatTheCodecEncodes(t *testing.T) {
 		"embedded or named":     "type R struct {\n\tID int64\n\tName string `msgpack:\"name\"`\n\tInner Inner\n}\n\ntype Inner struct{ At time.Time }\n",
 		"a nested type's field": "type R struct {\n\tID int64\n\tName string `msgpack:\"name\"`\n\tInner\n}\n\ntype Inner struct{ At, To time.Time }\n",
 	} {
-		if got := shapeHash([]types.Type{resultType(t, decls)}); got == h {
+		if got := shapeHash(&wireTypes{}, []types.Type{resultType(t, decls)}); got == h {
 			t.Errorf("%s: the shape hash stayed %s", name, h)
 		}
 	}
@@ -56,7 +56,8 @@ func TestShapeHash_changesWithWhatTheCodecEncodes(t *testing.T) {
 func TestShapeHash_boxedPointersHaveTheirOwnShape(t *testing.T) {
 	shape := func(decls string) string {
 		var b strings.Builder
-		writeShape(&b, resultType(t, decls), map[*types.Named]bool{})
+		ws := &wireTypes{}
+		writeShape(&b, ws, ws.of(resultType(t, decls)), map[*types.Named]bool{})
 		return b.String()
 	}
 	for decls, boxed := range map[string]bool{

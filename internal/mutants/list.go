@@ -360,7 +360,7 @@ var goMutants = []mutant{
 		to:   "case false:",
 		why:  "two semaphores of one key space with limits 1 and 3 are accepted: 3 run while the limit-1 function holds its permit",
 		pkg:  "./generator", tests: []string{"TestGenerate_golden"}},
-	{id: "N11", promise: "P23", file: "generator/emit.go",
+	{id: "N11", promise: "P23", file: "generator/emitbody.go",
 		from: "case w.waitSet: // wait=0: fail at once when no permit is free",
 		to:   "case false:",
 		why:  "a semaphore's wait=0 waits as long as the caller's context instead of failing at once",

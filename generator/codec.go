@@ -233,10 +233,11 @@ func (e *emitter) codec(i int, t types.Type) {
 	case kindMap:
 		m := struct{ key, elem types.Type }{w.key.t, w.elem.t}
 		// Entries, not keys then lookups: a NaN key cannot be looked up.
-		entry := jen.Struct(jen.Id("k").Add(e.typ(m.key)), jen.Id("x").Add(e.typ(m.elem)))
+		entry := jen.Id("dlockEntry") // not entry: the key or value type may be named so
 		encBody = []jen.Code{
 			jen.If(jen.Id("v").Op("==").Nil()).Block(jen.Return(enc.Clone().Dot("EncodeNil").Call())),
 			ifErr(enc.Clone().Dot("EncodeMapLen").Call(jen.Len(jen.Id("v")))),
+			jen.Type().Id("dlockEntry").Struct(jen.Id("k").Add(e.typ(m.key)), jen.Id("x").Add(e.typ(m.elem))),
 			jen.Id("es").Op(":=").Make(jen.Index().Add(entry), jen.Lit(0), jen.Len(jen.Id("v"))),
 			jen.For(jen.List(jen.Id("k"), jen.Id("x")).Op(":=").Range().Id("v")).Block(
 				jen.Id("es").Op("=").Append(jen.Id("es"), jen.Add(entry).Values(jen.Id("k"), jen.Id("x")))),

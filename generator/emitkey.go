@@ -2,6 +2,7 @@ package generator
 
 import (
 	"go/types"
+	"strconv"
 
 	"github.com/dave/jennifer/jen"
 )
@@ -40,6 +41,10 @@ func (e *emitter) key(w *wrapper) []jen.Code {
 		}
 		if lit != "" {
 			add(jen.Lit(lit))
+		}
+		if seps != "" {
+			// The set differs by template: say which, and why.
+			b = append(b, jen.Commentf("Each value is escaped for %s (the template's punctuation), so different values never make the same key.", strconv.Quote(seps)))
 		}
 		return append(b, jen.Id("dlockKey").Op(":=").Add(expr))
 	}

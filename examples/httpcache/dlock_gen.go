@@ -22,6 +22,7 @@ func LoadProduct(ctx context.Context, id int) (Product, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
+	// Each value is escaped for ":" (the template's punctuation), so different values never make the same key.
 	dlockKey := "github.com/dlock-go/dlock/examples/httpcache.loadProduct#ab4c64ac:product:" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
 	return genrt.Fanout1(ctx, dlockC, dlockKey, func(ctx context.Context) (Product, error) {
 		return loadProduct(ctx, id)

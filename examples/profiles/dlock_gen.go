@@ -21,6 +21,7 @@ func LoadProfile(ctx context.Context, name string) (Profile, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
+	// Each value is escaped for ":" (the template's punctuation), so different values never make the same key.
 	dlockKey := "github.com/dlock-go/dlock/examples/profiles.loadProfile#dfcf86a8:profile:" + genrt.KeyValue(name, ":")
 	return genrt.Fanout1(ctx, dlockC, dlockKey, func(ctx context.Context) (Profile, error) {
 		return loadProfile(ctx, name)

@@ -21,6 +21,7 @@ func BuildReport(ctx context.Context, day string) (Report, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
+	// Each value is escaped for ":" (the template's punctuation), so different values never make the same key.
 	dlockKey := "github.com/dlock-go/dlock/examples/quickstart.buildReport#92d742cb:report:" + genrt.KeyValue(day, ":")
 	return genrt.Fanout1(ctx, dlockC, dlockKey, func(ctx context.Context) (Report, error) {
 		return buildReport(ctx, day)
@@ -38,6 +39,7 @@ func Cleanup(ctx context.Context) error {
 	if dlockErr != nil {
 		return dlockErr
 	}
+	// Each value is escaped for "-" (the template's punctuation), so different values never make the same key.
 	dlockKey := "github.com/dlock-go/dlock/examples/quickstart.cleanup:nightly-cleanup"
 	dlockL, dlockErr := dlockC.Once(ctx, dlockKey, dlockrt.WithTTL(5*time.Second))
 	if dlockErr != nil {

@@ -39,6 +39,7 @@ func (dlockD *JobWithDlock) Run(ctx context.Context, day string) error {
 			return dlockErr
 		}
 	}
+	// Each value is escaped for "-:" (the template's punctuation), so different values never make the same key.
 	dlockKey := "github.com/dlock-go/dlock/examples/scheduler.(Job).Run:nightly-report:" + genrt.KeyValue(day, "-:")
 	dlockL, dlockErr := dlockC.Once(ctx, dlockKey, dlockrt.WithTTL(10*time.Second))
 	if dlockErr != nil {

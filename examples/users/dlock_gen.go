@@ -24,6 +24,7 @@ func LoadUser(ctx context.Context, id int64) (User, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
+	// Each value is escaped for ":" (the template's punctuation), so different values never make the same key.
 	dlockKey := "github.com/dlock-go/dlock/examples/users.loadUser#96b256f1:user:" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
 	return genrt.Fanout1(ctx, dlockC, dlockKey, func(ctx context.Context) (User, error) {
 		return loadUser(ctx, id)
@@ -71,6 +72,7 @@ func Reindex(ctx context.Context, shard string) error {
 	if dlockErr != nil {
 		return dlockErr
 	}
+	// Each value is escaped for ":" (the template's punctuation), so different values never make the same key.
 	dlockKey := "github.com/dlock-go/dlock/examples/users.reindex:reindex:" + genrt.KeyValue(shard, ":")
 	dlockL, dlockErr := dlockC.Once(ctx, dlockKey, dlockrt.WithTTL(2*time.Second))
 	if dlockErr != nil {
@@ -92,6 +94,7 @@ func Export(ctx context.Context, tenant string) error {
 	if dlockErr != nil {
 		return dlockErr
 	}
+	// Each value is escaped for ":" (the template's punctuation), so different values never make the same key.
 	dlockKey := "github.com/dlock-go/dlock/examples/users.export:export:" + genrt.KeyValue(tenant, ":")
 	dlockWait, dlockCancel := context.WithTimeout(ctx, 5*time.Second)
 	dlockP, dlockErr := dlockC.Semaphore(dlockKey, 2).Acquire(dlockWait)
@@ -137,6 +140,7 @@ func (dlockD *StoreWithDlock) Get(ctx context.Context, id int64) (*User, error) 
 			return dlockR0, dlockErr
 		}
 	}
+	// Each value is escaped for "-:" (the template's punctuation), so different values never make the same key.
 	dlockKey := "github.com/dlock-go/dlock/examples/users.(Store).Get#804b2744:store-user:" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), "-:")
 	return genrt.Fanout1(ctx, dlockC, dlockKey, func(ctx context.Context) (*User, error) {
 		return dlockD.Store.Get(ctx, id)
@@ -155,6 +159,7 @@ func LoadProfile(ctx context.Context, id int64) (Profile, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
+	// Each value is escaped for ":" (the template's punctuation), so different values never make the same key.
 	dlockKey := "github.com/dlock-go/dlock/examples/users.loadProfile#4b32dc93:user:" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
 	return genrt.Fanout1(ctx, dlockC, dlockKey, func(ctx context.Context) (Profile, error) {
 		return loadProfile(ctx, id)
@@ -173,6 +178,7 @@ func LoadDoc(ctx context.Context, tenant string, id string) (string, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
+	// Each value is escaped for ":" (the template's punctuation), so different values never make the same key.
 	dlockKey := "github.com/dlock-go/dlock/examples/users.loadDoc#9dfbd650:doc:" + genrt.KeyValue(tenant, ":") + ":" + genrt.KeyValue(id, ":")
 	return genrt.Fanout1(ctx, dlockC, dlockKey, func(ctx context.Context) (string, error) {
 		return loadDoc(ctx, tenant, id)
@@ -214,6 +220,7 @@ func (dlockD *TenantStoreWithDlock) Get(ctx context.Context, id int64) (string, 
 	if dlockD.TenantStore == nil {
 		return dlockR0, genrt.NilKeyValue("s.Tenant")
 	}
+	// Each value is escaped for "-:" (the template's punctuation), so different values never make the same key.
 	dlockKey := "github.com/dlock-go/dlock/examples/users.(TenantStore).Get#9dfbd650:tenant-user:" + genrt.KeyValue(dlockD.TenantStore.Tenant, "-:") + ":" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), "-:")
 	return genrt.Fanout1(ctx, dlockC, dlockKey, func(ctx context.Context) (string, error) {
 		return dlockD.TenantStore.Get(ctx, id)
@@ -232,6 +239,7 @@ func LoadGone(ctx context.Context, id int64) (string, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
+	// Each value is escaped for ":" (the template's punctuation), so different values never make the same key.
 	dlockKey := "github.com/dlock-go/dlock/examples/users.loadGone#9dfbd650:gone:" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
 	return genrt.Fanout1(ctx, dlockC, dlockKey, func(ctx context.Context) (string, error) {
 		return loadGone(ctx, id)
@@ -281,20 +289,15 @@ func dlockEncMapStringToInt64(enc *msgpack.Encoder, v map[string]int64) error {
 	if err := enc.EncodeMapLen(len(v)); err != nil {
 		return err
 	}
-	es := make([]struct {
+	type dlockEntry struct {
 		k string
 		x int64
-	}, 0, len(v))
-	for k, x := range v {
-		es = append(es, struct {
-			k string
-			x int64
-		}{k, x})
 	}
-	slices.SortFunc(es, func(a, b struct {
-		k string
-		x int64
-	}) int {
+	es := make([]dlockEntry, 0, len(v))
+	for k, x := range v {
+		es = append(es, dlockEntry{k, x})
+	}
+	slices.SortFunc(es, func(a, b dlockEntry) int {
 		return cmp.Compare(a.k, b.k)
 	})
 	for _, e := range es {

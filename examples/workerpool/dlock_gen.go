@@ -18,6 +18,7 @@ func CallPartner(ctx context.Context, job int) (string, error) {
 	if dlockErr != nil {
 		return dlockR0, dlockErr
 	}
+	// Each value is escaped for "-" (the template's punctuation), so different values never make the same key.
 	dlockKey := "github.com/dlock-go/dlock/examples/workerpool.callPartner:partner-api"
 	dlockWait, dlockCancel := context.WithTimeout(ctx, 30*time.Second)
 	dlockP, dlockErr := dlockC.Semaphore(dlockKey, 3).Acquire(dlockWait, dlockrt.WithTTL(10*time.Second))

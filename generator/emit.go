@@ -8,12 +8,12 @@ import (
 	"go/token"
 	"go/types"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/dave/jennifer/jen"
 	"golang.org/x/tools/go/packages"
-	"golang.org/x/tools/imports"
 )
 
 const (
@@ -98,10 +98,40 @@ func emit(pkg *packages.Package, ws []*wrapper, suffix, build string, sources ma
 	if err := f.Render(&buf); err != nil {
 		return nil, err
 	}
-	// Imports grouped as goimports groups them (the standard library
-	// first), so that running goimports never makes -check report a
-	// stale file.
-	return imports.Process(FileName, buf.Bytes(), &imports.Options{Comments: true, TabIndent: true, TabWidth: 8, FormatOnly: true})
+	return groupImports(buf.Bytes()), nil
+}
+
+// groupImports splits the import block jen renders (gofmt'd, sorted by
+// path) into the standard library's imports, a blank line, then the
+// others, as goimports groups them: running goimports never makes -check
+// report a stale file. (imports.Process did this by parsing and printing
+// the file again, a third of dlockgen's time.)
+func groupImports(src []byte) []byte {
+	start := bytes.Index(src, []byte("\nimport (\n"))
+	if start < 0 {
+		return src
+	}
+	start += len("\nimport (\n")
+	end := bytes.Index(src[start:], []byte("\n)\n"))
+	if end < 0 {
+		return src
+	}
+	end += start
+	var std, other [][]byte
+	for _, line := range bytes.Split(src[start:end], []byte("\n")) {
+		path := line[bytes.IndexByte(line, '"')+1:]
+		if first, _, _ := bytes.Cut(path, []byte("/")); bytes.ContainsRune(first, '.') {
+			other = append(other, line)
+		} else {
+			std = append(std, line)
+		}
+	}
+	block := bytes.Join(std, []byte("\n"))
+	if len(std) > 0 && len(other) > 0 {
+		block = append(block, '\n', '\n')
+	}
+	block = append(block, bytes.Join(other, []byte("\n"))...)
+	return slices.Concat(src[:start], block, src[end:])
 }
 
 // sentinels registers the package's exported sentinel errors (package-level

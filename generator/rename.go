@@ -1,6 +1,7 @@
 package generator
 
 import (
+	"bytes"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -31,6 +32,9 @@ var spaceMark = regexp.MustCompile(`\(key space (\S+)\); `)
 func renamedSpaces(path string, ws []*wrapper) []Diagnostic {
 	if !ours(path) {
 		return nil
+	}
+	if b, err := os.ReadFile(path); err == nil && allMarked(b, ws) {
+		return nil // no space changed (the usual run): no need to parse the file
 	}
 	old := oldSpaces(path)
 	if len(old) == 0 {
@@ -68,6 +72,17 @@ func renamedSpaces(path string, ws []*wrapper) []Diagnostic {
 		warnings = append(warnings, renameWarning(unmatched[0], gone[0]))
 	}
 	return warnings
+}
+
+// allMarked reports whether the generated file src names every key space
+// of ws as spaceMark reads it: then no wrapper's space changed.
+func allMarked(src []byte, ws []*wrapper) bool {
+	for _, w := range ws {
+		if !bytes.Contains(src, []byte("(key space "+w.named+"); ")) {
+			return false
+		}
+	}
+	return true
 }
 
 func renameWarning(w *wrapper, old string) Diagnostic {

@@ -96,7 +96,8 @@ func (cp *checkedPackage) generate(hidden map[string]bool, names generatedByPath
 		c.checkKeySpaces(ws)
 	}
 	groups := map[string][]*wrapper{}
-	if len(ws) > 0 && len(sentinelVars(pkg, cp.sources)) > 0 {
+	sentinels := sentinelVars(pkg, cp.sources)
+	if len(ws) > 0 && len(sentinels) > 0 {
 		groups[""] = nil // dlock_gen.go registers the sentinels, even when every wrapper is constrained
 	}
 	recvOut := map[*types.Named]*wrapper{}
@@ -143,7 +144,7 @@ func (cp *checkedPackage) generate(hidden map[string]bool, names generatedByPath
 		if g := groups[suffix]; len(g) > 0 {
 			build = g[0].build
 		}
-		src, err := emit(pkg, groups[suffix], suffix, build, cp.sources, reserved)
+		src, err := emit(pkg, groups[suffix], suffix, build, sentinels, reserved)
 		if err != nil {
 			return nil, append(c.diags, Diagnostic{Pos: token.Position{Filename: out}, Msg: "internal error: " + err.Error()})
 		}
@@ -254,4 +255,24 @@ func (c *checker) shortPos(p token.Pos) string { return shortPosition(c.pkg.Fset
 
 func shortPosition(p token.Position) string {
 	return fmt.Sprintf("%s:%d:%d", filepath.Base(p.Filename), p.Line, p.Column)
+}
+
+// sentinelVars are the package's exported sentinel errors (package-level
+// variables named Err... of an error type) declared in unconstrained files,
+// by name.
+func sentinelVars(pkg *packages.Package, sources map[string]string) []*types.Var {
+	errType := types.Universe.Lookup("error").Type().Underlying().(*types.Interface)
+	scope := pkg.Types.Scope()
+	var vs []*types.Var
+	for _, name := range scope.Names() { // sorted
+		v, ok := scope.Lookup(name).(*types.Var)
+		if !ok || !v.Exported() || !strings.HasPrefix(name, "Err") || !types.Implements(v.Type(), errType) {
+			continue
+		}
+		if out, ok := sources[fileOf(pkg, v.Pos())]; !ok || out != "" {
+			continue // declared in a constrained file: dlock_gen.go is the same in every build
+		}
+		vs = append(vs, v)
+	}
+	return vs
 }

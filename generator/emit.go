@@ -40,9 +40,8 @@ type emitter struct {
 
 // emit renders one generated file: the wrappers ws (all of one source
 // constraint), their codecs, and (in dlock_gen.go) the registration of
-// the sentinel errors declared in unconstrained files (sources maps a
-// source file to its output suffix).
-func emit(pkg *packages.Package, ws []*wrapper, suffix, build string, sources map[string]string, otherNames map[string]token.Pos) ([]byte, error) {
+// the package's sentinel errors.
+func emit(pkg *packages.Package, ws []*wrapper, suffix, build string, sentinels []*types.Var, otherNames map[string]token.Pos) ([]byte, error) {
 	sort.SliceStable(ws, func(i, j int) bool {
 		a, b := ws[i].pos, ws[j].pos
 		if a.Filename != b.Filename {
@@ -76,7 +75,7 @@ func emit(pkg *packages.Package, ws []*wrapper, suffix, build string, sources ma
 		e.wrapper(w)
 	}
 	if suffix == "" {
-		e.sentinels(sources)
+		e.sentinels(sentinels)
 	}
 	// Codecs may add codecs of their elements; all are emitted once known,
 	// in the order of their names (stable as wrappers come and go).
@@ -137,9 +136,9 @@ func groupImports(src []byte) []byte {
 // sentinels registers the package's exported sentinel errors (package-level
 // variables named Err... of an error type) under stable codes, so that
 // errors.Is holds for them, wrapped or not, in every process.
-func (e *emitter) sentinels(sources map[string]string) {
+func (e *emitter) sentinels(vs []*types.Var) {
 	var regs []jen.Code
-	for _, v := range sentinelVars(e.pkg, sources) {
+	for _, v := range vs {
 		reg := jen.Qual(runtimePath, "RegisterError").Call(jen.Lit(e.pkg.PkgPath+"."+v.Name()), jen.Id(v.Name()))
 		if nilable(v.Type()) {
 			reg = jen.If(jen.Id(v.Name()).Op("!=").Nil()).Block(reg)
@@ -151,26 +150,6 @@ func (e *emitter) sentinels(sources map[string]string) {
 	}
 	e.comment("The package's sentinel errors cross the wire: errors.Is holds for them\nin every process, wrapped or not.")
 	e.f.Func().Id("init").Params().Block(regs...)
-}
-
-// sentinelVars are the package's exported sentinel errors (package-level
-// variables named Err... of an error type) declared in unconstrained files,
-// by name.
-func sentinelVars(pkg *packages.Package, sources map[string]string) []*types.Var {
-	errType := types.Universe.Lookup("error").Type().Underlying().(*types.Interface)
-	scope := pkg.Types.Scope()
-	var vs []*types.Var
-	for _, name := range scope.Names() { // sorted
-		v, ok := scope.Lookup(name).(*types.Var)
-		if !ok || !v.Exported() || !strings.HasPrefix(name, "Err") || !types.Implements(v.Type(), errType) {
-			continue
-		}
-		if out, ok := sources[fileOf(pkg, v.Pos())]; !ok || out != "" {
-			continue // declared in a constrained file: dlock_gen.go is the same in every build
-		}
-		vs = append(vs, v)
-	}
-	return vs
 }
 
 // nilable reports whether a value of t can be nil.

@@ -52,7 +52,7 @@ func export(ctx context.Context, id int) error { return nil }
 	sem := &wrapper{verb: verbSemaphore, settings: settings{ttl: time.Minute, waitSet: true, limit: 4},
 		text: "(the text is not read)", pos: token.Position{Filename: "/src/p/p.go"}, fn: scope.Lookup("export").(*types.Func),
 		name: "Export", ctxName: "ctx", params: idParam, key: key, space: "example.com/p.export", named: "example.com/p.export"}
-	out, err := emit(pkg, []*wrapper{fanout, sem}, "", "", map[string]string{}, nil)
+	out, err := emit(pkg, []*wrapper{fanout, sem}, "", "", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,13 +72,13 @@ func export(ctx context.Context, id int) error { return nil }
 	}
 	// The same semaphore waiting 250ms, then without wait=.
 	sem.wait = 250 * time.Millisecond
-	out, _ = emit(pkg, []*wrapper{sem}, "", "", map[string]string{}, nil)
+	out, _ = emit(pkg, []*wrapper{sem}, "", "", nil, nil)
 	if !strings.Contains(string(out), "dlockWait, dlockCancel := context.WithTimeout(ctx, 250*time.Millisecond)") ||
 		!strings.Contains(string(out), ".Acquire(dlockWait, ") {
 		t.Errorf("wait=250ms: the output does not wait 250ms:\n%s", out)
 	}
 	sem.wait, sem.waitSet = 0, false
-	out, _ = emit(pkg, []*wrapper{sem}, "", "", map[string]string{}, nil)
+	out, _ = emit(pkg, []*wrapper{sem}, "", "", nil, nil)
 	if !strings.Contains(string(out), ".Acquire(ctx, ") || strings.Contains(string(out), "returns at once") {
 		t.Errorf("no wait=: the output does not wait as long as ctx:\n%s", out)
 	}

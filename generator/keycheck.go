@@ -61,6 +61,12 @@ func (c *checker) checkKey(cm *ast.Comment, a arg, w *wrapper) []keyPart {
 			continue
 		}
 		if p.field != "" {
+			if via := unguardable(typ, p.field, c.pkg.Types); via != nil {
+				c.errorf(at(p.off), "key template: {%s} is promoted through the embedded field %s of %s, a %s this package cannot name, so the wrapper cannot check it for nil: key on a field or method that %s declares itself",
+					holeText(p), via.Name(), c.typeString(deref(typ)), map[bool]string{true: "pointer", false: "interface"}[isPointer(via.Type())], c.typeString(deref(typ)))
+				ok = false
+				continue
+			}
 			obj, _, _ := types.LookupFieldOrMethod(typ, true, c.pkg.Types, p.field)
 			switch v := obj.(type) {
 			case *types.Var:
@@ -121,4 +127,29 @@ func holeText(p keyPart) string {
 		return p.param + "." + p.field
 	}
 	return p.param
+}
+
+// unguardable returns the embedded field that the field or method name of
+// t is promoted through and that generated code in package here can
+// neither name nor so check for nil (an unexported embedded pointer or
+// interface of another package), or nil.
+func unguardable(t types.Type, name string, here *types.Package) *types.Var {
+	_, index, _ := types.LookupFieldOrMethod(t, true, here, name)
+	for _, i := range index[:max(len(index)-1, 0)] {
+		st, ok := deref(t).Underlying().(*types.Struct)
+		if !ok {
+			return nil
+		}
+		f := st.Field(i)
+		if panicsWhenNil(f.Type()) && !f.Exported() && f.Pkg() != here {
+			return f
+		}
+		t = f.Type()
+	}
+	return nil
+}
+
+func isPointer(t types.Type) bool {
+	_, ok := t.Underlying().(*types.Pointer)
+	return ok
 }

@@ -57,7 +57,9 @@
 // exact signatures is carried through the first of: msgpack's
 // (EncodeMsgpack/DecodeMsgpack, MarshalMsgpack/UnmarshalMsgpack), gob's,
 // binary, text; a msgpack method of another signature or without its
-// partner is refused. net.IP goes as its bytes. Generic functions are
+// partner is refused. net.IP goes as its bytes. Locks (sync.Mutex, a
+// noCopy marker) carry nothing and are left out; a struct holding one is
+// carried through pointers, and refused by value. Generic functions are
 // refused. A wrapper builds under the constraints of its function's file:
 // directives in F.go with a //go:build line, a GOOS/GOARCH name or an
 // import "C" go into dlock_gen.F.go, with the same constraint (and cgo).

@@ -109,7 +109,7 @@ func helloVersion(v any) string {
 // own: a lock taken and released (which publishes), a permit, a fanout
 // lead given back. A refusal names what is missing.
 func (c *Client) checkScripts(ctx context.Context) []error {
-	tag, owner := c.checkTag(), newOwnerID()
+	tag, owner := c.checkTag(), c.newOwnerID()
 	steps := []struct {
 		what string
 		run  func() error

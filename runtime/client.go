@@ -41,6 +41,8 @@ type Client struct {
 	turnstiles map[string]*turnstile
 
 	limitsWarned sync.Map // limitPair -> true: semaphore limits that disagree, logged once
+
+	idSuffix string // of every owner id: the client's identity (identity.go)
 }
 
 // New returns a Client that drives rdb, a *redis.Client (standalone or
@@ -73,6 +75,7 @@ func New(rdb redis.UniversalClient, opts *Options) (*Client, error) {
 	c := &Client{rdb: rdb, opts: o, leases: map[*lease]struct{}{}, flights: map[string]*flight{}, turnstiles: map[string]*turnstile{},
 		clock: newLeaseClock()}
 	c.fan = fanoutScripts{c}
+	c.idSuffix = identitySuffix(o.Name)
 	bg, stop := context.WithCancelCause(context.Background())
 	c.bg, c.stop = bg, func() { stop(ErrClosed) } // work on c.bg ends with cause ErrClosed
 	ps := o.PubSub

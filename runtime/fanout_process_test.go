@@ -58,7 +58,7 @@ func helperFanouters() int {
 						return nil, err
 					}
 					time.Sleep(d) // the job's work
-					return []byte(newOwnerID()), nil
+					return []byte(randomID()), nil
 				}, WithTimeout(5*time.Second))
 				if err == nil {
 					err = rdb.SAdd(context.Background(), name+":got:"+k, b).Err()

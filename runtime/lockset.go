@@ -2,9 +2,7 @@ package dlockrt
 
 import (
 	"context"
-	"math/rand/v2"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -49,7 +47,7 @@ func (c *Client) newLockset(keys []string) (*lockset, error) {
 			return nil, err
 		}
 		ch := lockChannel(tag)
-		return &lockset{c: c, called: time.Now(), owner: newOwnerID(), keys: keys, groups: []lockGroup{{
+		return &lockset{c: c, called: time.Now(), owner: c.newOwnerID(), keys: keys, groups: []lockGroup{{
 			keys:     keys,
 			locks:    []string{lockKey(tag)},
 			channels: []string{ch},
@@ -80,7 +78,7 @@ func (c *Client) newLockset(keys []string) (*lockset, error) {
 		return strings.Compare(a.key, b.key)
 	})
 	es = slices.CompactFunc(es, func(a, b entry) bool { return a.key == b.key })
-	s := &lockset{c: c, called: time.Now(), owner: newOwnerID()}
+	s := &lockset{c: c, called: time.Now(), owner: c.newOwnerID()}
 	for i, e := range es {
 		if i == 0 || cluster {
 			s.groups = append(s.groups, lockGroup{channel: lockChannel(e.tag)})
@@ -92,15 +90,6 @@ func (c *Client) newLockset(keys []string) (*lockset, error) {
 		s.keys = append(s.keys, e.key)
 	}
 	return s, nil
-}
-
-// newOwnerID returns a random 128-bit id, unique per acquisition.
-func newOwnerID() string {
-	b := make([]byte, 0, 32)
-	b = strconv.AppendUint(b, rand.Uint64(), 36)
-	b = append(b, '.')
-	b = strconv.AppendUint(b, rand.Uint64(), 36)
-	return string(b)
 }
 
 // attempt is the outcome of one try at a lockset.

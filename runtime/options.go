@@ -11,6 +11,12 @@ import (
 // Options configure a Client. The zero value of every field means its
 // default; a nil *Options means all defaults.
 type Options struct {
+	// Name is the client's name in the identity every grant it takes
+	// carries (with the host, the process id and when it asked), which
+	// Inspect and the dlock command show: a service's name, say. Cut to 40
+	// bytes of [A-Za-z0-9._:-]. Default: the executable's name.
+	Name string
+
 	// Prefix starts every Redis key and channel the client uses
 	// ("<Prefix>:{<key>}:lock", ...). It must not contain '{' or '}'.
 	// Default "dlock".
@@ -117,6 +123,9 @@ func (o *Options) resolve() (Options, error) {
 	}
 	if r.Prefix == "" {
 		r.Prefix = "dlock"
+	}
+	if r.Name == "" {
+		r.Name = defaultName()
 	}
 	if strings.ContainsAny(r.Prefix, "{}") {
 		return r, invalid("prefix %q contains '{' or '}'", r.Prefix)

@@ -49,7 +49,7 @@ func (o oracle) enter(ctx context.Context, k string, token int64) (string, error
 	if ttl == 0 {
 		ttl = 800 * time.Millisecond
 	}
-	id := newOwnerID()
+	id := randomID()
 	return id, oracleEnter.Run(ctx, o.rdb, o.keys(k), strconv.FormatInt(token, 10), id, ttl.Milliseconds()).Err()
 }
 

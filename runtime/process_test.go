@@ -219,7 +219,7 @@ func TestSentinel_failoverUnderLoad(t *testing.T) {
 					}
 					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 					sem.Do(ctx, func(ctx context.Context) error {
-						id := newOwnerID()
+						id := randomID()
 						if err := occEnter.Run(ctx, o.rdb, occ, id, 1800, 2).Err(); err != nil {
 							return err
 						}

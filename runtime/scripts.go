@@ -46,3 +46,9 @@ var (
 	semReleaseSrc    string
 	scriptSemRelease = redis.NewScript(semReleaseSrc)
 )
+
+var (
+	//go:embed scripts/inspect.lua
+	inspectSrc    string
+	scriptInspect = redis.NewScript(inspectSrc)
+)

@@ -105,7 +105,7 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 	called := time.Now()
 	// The permit's id carries the limit its holder asked for: other
 	// processes' grants honour the smallest limit in force.
-	waiter, permit := newOwnerID(), newOwnerID()+"/"+strconv.Itoa(s.limit)
+	waiter, permit := s.c.newOwnerID(), s.c.newOwnerID()+"/"+strconv.Itoa(s.limit)
 	q := "0"
 	if queue {
 		q = "1"

@@ -64,7 +64,7 @@ func helperSemHolders() int {
 			for time.Now().Before(stop) {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				err := s.Do(ctx, func(ctx context.Context) error {
-					id := newOwnerID()
+					id := randomID()
 					if err := occEnter.Run(ctx, rdb, occ, id, (semTTL - 200*time.Millisecond).Milliseconds(), semLimit).Err(); err != nil {
 						return err
 					}

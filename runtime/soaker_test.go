@@ -292,7 +292,7 @@ func (s *soaker) fanouts() {
 				since := history.Now()
 				s.rec.Call(history.Event{Kind: history.Fanout, Op: history.Lead, Key: round, Since: since})
 				time.Sleep(50 * time.Millisecond)
-				v, failed := newOwnerID(), rand.IntN(4) == 0
+				v, failed := randomID(), rand.IntN(4) == 0
 				if failed {
 					v = "error " + v
 				}

@@ -93,6 +93,7 @@ func (cp *checkedPackage) generate(hidden map[string]bool, names generatedByPath
 		declared := maps.Clone(cp.testNames)
 		maps.Copy(declared, cp.otherNames)
 		c.checkCollisions(ws, declared, c.importNames(cp.dir))
+		c.checkLocalNames(ws)
 		c.checkKeySpaces(ws)
 	}
 	groups := map[string][]*wrapper{}

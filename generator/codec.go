@@ -107,18 +107,7 @@ func (e *emitter) codec(i int, t types.Type) {
 		encBody = []jen.Code{jen.Return(jen.Qual(genrtPath, "EncodeTime").Call(enc, jen.Id("v")))}
 		decBody = []jen.Code{jen.Return(jen.Qual(genrtPath, "DecodeTime").Call(dec))}
 	case kindMethods:
-		sc := w.self
-		encBody = []jen.Code{
-			jen.List(jen.Id("b"), jen.Err()).Op(":=").Parens(jen.Op("&").Id("v")).Dot(sc.enc).Call(),
-			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())),
-			jen.Return(enc.Clone().Dot("EncodeBytes").Call(jen.Id("b"))),
-		}
-		decBody = []jen.Code{
-			jen.Var().Id("v").Add(tc),
-			jen.List(jen.Id("b"), jen.Err()).Op(":=").Add(dec.Clone().Dot("DecodeBytes").Call()),
-			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Id("v"), jen.Err())),
-			jen.Return(jen.Id("v"), jen.Parens(jen.Op("&").Id("v")).Dot(sc.dec).Call(jen.Id("b"))),
-		}
+		encBody, decBody = e.methodsCodec(w, tc)
 	case kindBool, kindString, kindInt, kindUint, kindFloat32, kindFloat64, kindBytes:
 		c := basicCodec[k]
 		conv := jen.Id(c[1])
@@ -201,8 +190,7 @@ func (e *emitter) codec(i int, t types.Type) {
 				jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Id("v"), jen.Err())),
 				jen.If(jen.Id("n").Op("!=").Len(jen.Id("v"))).Block(jen.Return(jen.Id("v"), jen.Qual(runtimePath, "ErrDecode"))),
 				jen.For(jen.Id("i").Op(":=").Range().Id("v")).Block(
-					jen.If(jen.List(jen.Id("v").Index(jen.Id("i")), jen.Err()).Op("=").Id(e.decName(elem)).Call(dec), jen.Err().Op("!=").Nil()).Block(
-						jen.Return(jen.Id("v"), jen.Err()))),
+					e.decodeInto(w.elem, jen.Id("v").Index(jen.Id("i")), jen.Id("v"))),
 				jen.Return(jen.Id("v"), jen.Nil()),
 			}
 		}
@@ -260,15 +248,6 @@ func (e *emitter) codec(i int, t types.Type) {
 				jen.Id("v").Index(jen.Id("k")).Op("=").Id("x")),
 			jen.Return(jen.Id("v"), jen.Nil()),
 		}
-	default:
-		// By pointer: a type whose EncodeMsgpack has a pointer receiver
-		// (as msgpack's own docs write it) is encoded through it.
-		encBody = []jen.Code{jen.Return(enc.Clone().Dot("Encode").Call(jen.Op("&").Id("v")))}
-		decBody = []jen.Code{
-			jen.Var().Id("v").Add(tc),
-			jen.Err().Op(":=").Add(dec.Clone().Dot("Decode").Call(jen.Op("&").Id("v"))),
-			jen.Return(jen.Id("v"), jen.Err()),
-		}
 	}
 	if k := w.kind; (k == kindPointer || k == kindSlice || k == kindMap) && w.recursive() {
 		// A value of a recursive type may be a cycle: a depth bound turns
@@ -311,6 +290,50 @@ func (e *emitter) codec(i int, t types.Type) {
 	e.f.Line()
 	e.f.Commentf("dlockDec%s decodes %s %s.", idx, article(name), name)
 	e.f.Func().Id("dlockDec"+idx).Params(jen.Id("dec").Op("*").Qual(msgpackPath, "Decoder")).Params(tc, jen.Error()).Block(decBody...)
+}
+
+// methodsCodec is the codec of a type that carries itself: its methods
+// called directly (msgpack's reflection could pick a method promoted from
+// an embedded field instead), through v itself when w holds a lock (v is
+// then a pointer), else through &v.
+func (e *emitter) methodsCodec(w *wireType, tc jen.Code) (encBody, decBody []jen.Code) {
+	sc, enc, dec := w.self, jen.Id("enc"), jen.Id("dec")
+	recv := jen.Parens(jen.Op("&").Id("v"))
+	var ret []jen.Code // what decoders return before the error
+	if w.byRef() {
+		recv = jen.Id("v")
+	} else {
+		ret = []jen.Code{jen.Id("v")}
+		decBody = []jen.Code{jen.Var().Id("v").Add(tc)}
+	}
+	fail := jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(append(ret, jen.Err())...))
+	switch sc.enc {
+	case "EncodeMsgpack":
+		encBody = []jen.Code{jen.Return(recv.Clone().Dot(sc.enc).Call(enc))}
+		decBody = append(decBody, jen.Err().Op(":=").Add(recv.Clone().Dot(sc.dec).Call(dec)))
+	case "MarshalMsgpack": // msgpack of its own, written as it is
+		encBody = []jen.Code{
+			jen.List(jen.Id("b"), jen.Err()).Op(":=").Add(recv.Clone().Dot(sc.enc).Call()),
+			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())),
+			jen.Return(enc.Clone().Dot("Encode").Call(jen.Qual(msgpackPath, "RawMessage").Call(jen.Id("b")))),
+		}
+		decBody = append(decBody,
+			jen.List(jen.Id("b"), jen.Err()).Op(":=").Add(dec.Clone().Dot("DecodeRaw").Call()),
+			fail,
+			jen.Err().Op("=").Add(recv.Clone().Dot(sc.dec).Call(jen.Id("b"))))
+	default: // gob, binary, text: bytes
+		encBody = []jen.Code{
+			jen.List(jen.Id("b"), jen.Err()).Op(":=").Add(recv.Clone().Dot(sc.enc).Call()),
+			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Err())),
+			jen.Return(enc.Clone().Dot("EncodeBytes").Call(jen.Id("b"))),
+		}
+		decBody = append(decBody,
+			jen.List(jen.Id("b"), jen.Err()).Op(":=").Add(dec.Clone().Dot("DecodeBytes").Call()),
+			fail,
+			jen.Err().Op("=").Add(recv.Clone().Dot(sc.dec).Call(jen.Id("b"))))
+	}
+	// The error after the call: "return v, f(&v)" may read v first.
+	return encBody, append(decBody, jen.Return(append(ret, jen.Err())...))
 }
 
 // encodeCall calls w's encoder on the value v (by its address when w's

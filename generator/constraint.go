@@ -3,14 +3,13 @@ package generator
 import (
 	"fmt"
 	"go/ast"
+	"go/build"
 	"go/build/constraint"
 	"go/parser"
 	"go/token"
 	"go/types"
 	"path/filepath"
 	"strings"
-
-	"golang.org/x/tools/go/packages"
 )
 
 // Build constraints. A wrapper builds under exactly the constraints of the
@@ -148,68 +147,107 @@ func (c *checker) checkConfigTypes(ws []*wrapper, sources map[string]string) {
 		}
 		seen := map[types.Type]bool{}
 		for _, t := range append(append([]types.Type{}, w.results...), paramTypes(w.params)...) {
-			if n := constrainedType(t, c.pkg, sources, seen); n != nil {
-				file := filepath.Base(fileOf(c.pkg, n.Obj().Pos()))
-				c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("%s uses %s, declared in %s, which has build constraints: move the function to a file with the same constraints", w.fn.Name(), c.typeString(n), file)})
+			if obj, what := c.constrainedType(t, sources, seen); obj != nil {
+				file := filepath.Base(fileOf(c.pkg, obj.Pos()))
+				c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("%s uses %s, declared in %s, which has build constraints: move the function to a file with the same constraints", w.fn.Name(), what, file)})
 				break
 			}
 		}
 	}
 }
 
-// constrainedType returns a named type of pkg in t declared in a
-// constrained file, or nil.
-func constrainedType(t types.Type, pkg *packages.Package, sources map[string]string, seen map[types.Type]bool) *types.Named {
+// constrainedType returns an object that t's code depends on and that is
+// declared in a file with build constraints, so that it may differ, or be
+// missing, in other configurations: a type or alias of the package in a
+// constrained file, the methods a type of the package carries itself with,
+// or another package's type declared under a platform constraint
+// (syscall.Stat_t in ztypes_linux_amd64.go). It says what the object is.
+func (c *checker) constrainedType(t types.Type, sources map[string]string, seen map[types.Type]bool) (types.Object, string) {
 	if seen[t] {
-		return nil
+		return nil, ""
 	}
 	seen[t] = true
-	switch u := types.Unalias(t).(type) {
+	here := func(obj types.Object) bool { return sources[fileOf(c.pkg, obj.Pos())] != "" }
+	if a, ok := t.(*types.Alias); ok {
+		if a.Obj().Pkg() == c.pkg.Types && here(a.Obj()) {
+			return a.Obj(), c.typeString(a)
+		}
+		return c.constrainedType(types.Unalias(a), sources, seen)
+	}
+	switch u := t.(type) {
 	case *types.Named:
 		switch p := u.Obj().Pkg(); {
-		case p == pkg.Types:
-			if out := sources[fileOf(pkg, u.Obj().Pos())]; out != "" {
-				return u
+		case p == c.pkg.Types:
+			if here(u.Obj()) {
+				return u.Obj(), c.typeString(u)
+			}
+			if sc, _ := codecOf(u); sc != nil {
+				for _, name := range []string{sc.enc, sc.dec} {
+					if m := method(u, name); m != nil && here(m) {
+						return m, u.Obj().Name() + "." + name
+					}
+				}
 			}
 		case p != nil:
-			// Another package's struct, whose fields the codecs spell:
-			// declared in a constrained file (syscall.Stat_t in
-			// ztypes_linux_amd64.go), its fields differ by platform.
-			if _, isStruct := u.Underlying().(*types.Struct); isStruct && constrainedFile(pkg.Fset.PositionFor(u.Obj().Pos(), false).Filename) {
-				return u
+			if platformFile(c.pkg.Fset.PositionFor(u.Obj().Pos(), false).Filename) {
+				return u.Obj(), c.typeString(u)
 			}
 		}
-		return constrainedType(u.Underlying(), pkg, sources, seen)
+		return c.constrainedType(u.Underlying(), sources, seen)
 	case *types.Pointer:
-		return constrainedType(u.Elem(), pkg, sources, seen)
+		return c.constrainedType(u.Elem(), sources, seen)
 	case *types.Slice:
-		return constrainedType(u.Elem(), pkg, sources, seen)
+		return c.constrainedType(u.Elem(), sources, seen)
 	case *types.Array:
-		return constrainedType(u.Elem(), pkg, sources, seen)
+		return c.constrainedType(u.Elem(), sources, seen)
 	case *types.Map:
-		if n := constrainedType(u.Key(), pkg, sources, seen); n != nil {
-			return n
+		if obj, what := c.constrainedType(u.Key(), sources, seen); obj != nil {
+			return obj, what
 		}
-		return constrainedType(u.Elem(), pkg, sources, seen)
+		return c.constrainedType(u.Elem(), sources, seen)
 	case *types.Struct:
 		for i := 0; i < u.NumFields(); i++ {
-			if n := constrainedType(u.Field(i).Type(), pkg, sources, seen); n != nil {
-				return n
+			if obj, what := c.constrainedType(u.Field(i).Type(), sources, seen); obj != nil {
+				return obj, what
 			}
 		}
 	}
-	return nil
+	return nil, ""
 }
 
-// constrainedFile reports whether the Go file at path builds only under
-// some constraint: a GOOS/GOARCH in its name, or a //go:build line.
-func constrainedFile(path string) bool {
+// platformFile reports whether the Go file at path builds only on some
+// platforms or configurations: a GOOS/GOARCH in its name, or a //go:build
+// line naming a tag other than a Go release's (go1.21: every build of
+// this module has it).
+func platformFile(path string) bool {
 	if path == "" {
 		return false
+	}
+	if rest, ok := strings.CutPrefix(path, "$GOROOT/"); ok { // as export data records the standard library's files
+		path = filepath.Join(build.Default.GOROOT, rest)
 	}
 	if nameConstraint(filepath.Base(path)) != nil {
 		return true
 	}
 	f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.PackageClauseOnly|parser.ParseComments)
-	return err == nil && fileConstraint(f) != nil
+	if err != nil {
+		return false
+	}
+	x := fileConstraint(f)
+	return x != nil && namesTag(x, func(tag string) bool { return !strings.HasPrefix(tag, "go1.") })
+}
+
+// namesTag reports whether x names a tag for which is holds.
+func namesTag(x constraint.Expr, is func(string) bool) bool {
+	switch x := x.(type) {
+	case *constraint.TagExpr:
+		return is(x.Tag)
+	case *constraint.NotExpr:
+		return namesTag(x.X, is)
+	case *constraint.AndExpr:
+		return namesTag(x.X, is) || namesTag(x.Y, is)
+	case *constraint.OrExpr:
+		return namesTag(x.X, is) || namesTag(x.Y, is)
+	}
+	return false
 }

@@ -62,7 +62,7 @@ func emit(pkg *packages.Package, ws []*wrapper, suffix, build string, sentinels 
 	e.importAs(runtimePath, "dlockrt")
 	e.importAs(genrtPath, "genrt")
 	e.importAs(msgpackPath, "msgpack")
-	for _, std := range []string{"context", "time", "strconv", "slices", "cmp"} {
+	for _, std := range []string{"context", "time", "strconv", "slices", "cmp", "reflect", "unsafe"} {
 		e.importAs(std, std)
 	}
 	e.reserve(ws)

@@ -48,7 +48,7 @@ func (e *emitter) declared(name string) bool {
 // generatedLocals are the local names of the codecs and decorators that an
 // import name would shadow inside them.
 var generatedLocals = map[string]bool{
-	"a": true, "b": true, "base": true, "c": true, "dec": true, "e": true, "enc": true, "err": true,
+	"a": true, "b": true, "base": true, "c": true, "dec": true, "dlockEntry": true, "e": true, "enc": true, "err": true,
 	"es": true, "i": true, "k": true, "n": true, "v": true, "x": true,
 }
 
@@ -80,12 +80,19 @@ func (e *emitter) reserve(ws []*wrapper) {
 			taken[w.recv.Obj().Name()] = true
 		}
 	}
+	// Also renamed: names the body declares or calls (generated names all
+	// start with dlock: dlockErr, dlockKey, dlockEncInt) and predeclared
+	// ones it uses (a parameter named string shadows the conversion).
+	clash := func(id string, i int) bool {
+		ours := id == paramName("", i) // an unnamed parameter's
+		return taken[id] || !ours && strings.HasPrefix(id, "dlock") || types.Universe.Lookup(id) != nil
+	}
 	for _, w := range ws {
-		if taken[w.ctxName] {
+		if clash(w.ctxName, 0) {
 			w.ctxName = "dlockCtx"
 		}
 		for i := range w.params {
-			if taken[w.params[i].id] {
+			if clash(w.params[i].id, i+1) {
 				w.params[i].id = "dlockP" + strconv.Itoa(i+1)
 			}
 		}

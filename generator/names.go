@@ -6,7 +6,9 @@ import (
 	"go/parser"
 	"go/token"
 	"go/types"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -217,6 +219,61 @@ func (c *checker) checkCollisions(ws []*wrapper, testNames map[string]token.Pos,
 		if strings.HasPrefix(name, "dlockEnc") || strings.HasPrefix(name, "dlockDec") {
 			obj := scope.Lookup(name)
 			c.errorf(obj.Pos(), "%s: names starting with dlockEnc and dlockDec are reserved for dlockgen's codecs", name)
+		}
+	}
+}
+
+// checkLocalNames refuses a type of the package that a wrapper's codecs or
+// decorator must spell and that is named like one of their local
+// variables (enc, dec, v, ...): the local would hide it there.
+func (c *checker) checkLocalNames(ws []*wrapper) {
+	seen := map[types.Type]bool{}
+	reported := map[string]bool{}
+	var walk func(t types.Type, w *wrapper)
+	walk = func(t types.Type, w *wrapper) {
+		if seen[t] {
+			return
+		}
+		seen[t] = true
+		var obj *types.TypeName
+		switch n := t.(type) {
+		case *types.Alias:
+			obj = n.Obj()
+			walk(types.Unalias(n), w)
+		case *types.Named:
+			obj = n.Obj()
+			if args := n.TypeArgs(); args != nil {
+				for i := 0; i < args.Len(); i++ {
+					walk(args.At(i), w)
+				}
+			}
+			walk(n.Underlying(), w)
+		case *types.Pointer:
+			walk(n.Elem(), w)
+		case *types.Slice:
+			walk(n.Elem(), w)
+		case *types.Array:
+			walk(n.Elem(), w)
+		case *types.Map:
+			walk(n.Key(), w)
+			walk(n.Elem(), w)
+		case *types.Struct:
+			for i := 0; i < n.NumFields(); i++ {
+				walk(n.Field(i).Type(), w)
+			}
+		}
+		if obj != nil && obj.Pkg() == c.pkg.Types && generatedLocals[obj.Name()] && !reported[obj.Name()] {
+			reported[obj.Name()] = true
+			c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("type %s (declared at %s) is named like a local variable of the code dlockgen generates (%s), which would hide it there: rename the type",
+				obj.Name(), c.shortPos(obj.Pos()), strings.Join(slices.Sorted(maps.Keys(generatedLocals)), ", "))})
+		}
+	}
+	for _, w := range ws {
+		if w.recv != nil {
+			walk(w.recv, w)
+		}
+		for _, t := range append(append([]types.Type{}, w.results...), paramTypes(w.params)...) {
+			walk(t, w)
 		}
 	}
 }

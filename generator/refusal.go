@@ -11,7 +11,7 @@ import (
 func (c *checker) unencodable(t types.Type) string {
 	w := c.wire.of(t)
 	if w.lock != "" {
-		return fmt.Sprintf("%s holds a lock by value (%s), which the wrapper would copy: carry a pointer to it", c.typeString(t), lockText(w.lock))
+		return fmt.Sprintf("%s holds a lock by value (%s), which the wrapper would copy: carry a pointer to it", c.typeString(t), w.lock)
 	}
 	return c.refusal(w, map[*wireType]bool{})
 }
@@ -26,11 +26,11 @@ func (c *checker) refusal(w *wireType, seen map[*wireType]bool) string {
 		if obj.Pkg() != nil && obj.Pkg() != c.pkg.Types && !obj.Exported() {
 			return fmt.Sprintf("type %s is unexported in package %s", obj.Name(), obj.Pkg().Path())
 		}
-		if w.kind == kindTime || w.self != nil {
-			return ""
-		}
 		if w.selfWhy != "" {
 			return w.selfWhy
+		}
+		if w.kind == kindTime || w.self != nil {
+			return ""
 		}
 	}
 	switch u := w.t.Underlying().(type) {
@@ -41,13 +41,13 @@ func (c *checker) refusal(w *wireType, seen map[*wireType]bool) string {
 	case *types.Pointer, *types.Slice:
 		return c.refusal(w.elem, seen)
 	case *types.Array:
-		if w.elem.lock != "" && u.Len() > 0 {
-			return fmt.Sprintf("an array of %s, which holds a lock by value (%s), would be copied: use a slice", c.typeString(u.Elem()), lockText(w.elem.lock))
+		if w.elem.lock != "" {
+			return fmt.Sprintf("an array of %s, which holds a lock by value (%s), would be copied: use a slice", c.typeString(u.Elem()), w.elem.lock)
 		}
 		return c.refusal(w.elem, seen)
 	case *types.Map:
 		if w.elem.lock != "" {
-			return fmt.Sprintf("map values of type %s hold a lock by value (%s), which a map cannot give without copying: use pointers", c.typeString(u.Elem()), lockText(w.elem.lock))
+			return fmt.Sprintf("map values of type %s hold a lock by value (%s), which a map cannot give without copying: use pointers", c.typeString(u.Elem()), w.elem.lock)
 		}
 		if w.kind != kindMap {
 			return fmt.Sprintf("map keys of type %s have no canonical order to be written in (use string or number keys, or a slice of key-value pairs)", c.typeString(u.Key()))

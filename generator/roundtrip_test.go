@@ -12,6 +12,7 @@ const roundTripPkg = `package rt
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/big"
 	"math/rand/v2"
@@ -47,6 +48,54 @@ type Guarded struct {
 	mu    sync.Mutex
 	N     int
 	Inner Inner
+}
+
+// Cache embeds a mutex beside its data: the data is carried.
+type Cache struct {
+	sync.RWMutex
+	Vals []int
+}
+
+// Account is a lock of its own (Lock and Unlock) with data.
+type Account struct {
+	mu      sync.Mutex
+	Balance int
+}
+
+func (a *Account) Lock()   { a.mu.Lock() }
+func (a *Account) Unlock() { a.mu.Unlock() }
+
+type Bank struct {
+	Cache
+	Main Account
+	Name string
+}
+
+// Base encodes itself; Doc embeds it and has a pair of its own, which
+// wins over the promoted one.
+type Base struct{ ID int }
+
+func (b *Base) EncodeMsgpack(enc *msgpack.Encoder) error { return enc.EncodeInt(int64(b.ID)) }
+func (b *Base) DecodeMsgpack(dec *msgpack.Decoder) error {
+	n, err := dec.DecodeInt()
+	b.ID = n
+	return err
+}
+
+type Doc struct {
+	Base
+	Title string
+}
+
+func (d Doc) MarshalMsgpack() ([]byte, error) { return msgpack.Marshal([]any{d.ID, d.Title}) }
+func (d *Doc) UnmarshalMsgpack(b []byte) error {
+	var v []any
+	if err := msgpack.Unmarshal(b, &v); err != nil || len(v) != 2 {
+		return fmt.Errorf("doc: %v", err)
+	}
+	id, _ := v[0].(int8)
+	d.ID, d.Title = int(id), v[1].(string)
+	return nil
 }
 
 type V struct {
@@ -86,6 +135,8 @@ type V struct {
 	IPNil  net.IP
 	Locked *Guarded
 	Guards []Guarded
+	Bank   *Bank
+	Doc    Doc
 }
 
 func draw(seed int64) V {
@@ -128,6 +179,8 @@ func draw(seed int64) V {
 	for range r.IntN(3) {
 		v.Guards = append(v.Guards, Guarded{N: r.IntN(100)})
 	}
+	v.Bank = &Bank{Cache: Cache{Vals: []int{r.IntN(9), 8}}, Main: Account{Balance: r.IntN(1000)}, Name: str()}
+	v.Doc = Doc{Base: Base{ID: r.IntN(100)}, Title: "t" + str()}
 	v.Rat = big.NewRat(r.Int64N(1000)-500, 1+r.Int64N(1000))
 	switch r.IntN(3) {
 	case 0:

@@ -42,8 +42,34 @@ var rawTypes = map[string]bool{"net.IP": true}
 // io.Writer) is not encoding.TextMarshaler, and msgpack ignores an
 // EncodeMsgpack of another signature too).
 func codecOf(n *types.Named) (*selfCodec, string) {
-	if obj := n.Obj(); obj.Pkg() != nil && rawTypes[obj.Pkg().Path()+"."+obj.Name()] {
-		return nil, ""
+	sc, why := methodPair(n)
+	if sc != nil && why == "" && !pointerReceiver(method(n, sc.dec)) {
+		return nil, fmt.Sprintf("%s.%s has a value receiver, so it cannot set what it decodes: declare it on *%s", n.Obj().Name(), sc.dec, n.Obj().Name())
+	}
+	return sc, why
+}
+
+// lossyTypes are types whose own methods lose part of the value and whose
+// structure cannot be carried either: refused, saying what to carry.
+var lossyTypes = map[string]string{
+	"net/url.URL":   "url.URL's MarshalBinary is its String(), which does not give back every field (RawPath, OmitHost, ForceQuery): carry u.String() and parse it",
+	"regexp.Regexp": "regexp.Regexp's text drops Longest(): carry its String() and compile it",
+}
+
+func pointerReceiver(m *types.Func) bool {
+	_, ok := m.Type().(*types.Signature).Recv().Type().(*types.Pointer)
+	return ok
+}
+
+// methodPair is codecOf before the receiver check.
+func methodPair(n *types.Named) (*selfCodec, string) {
+	if obj := n.Obj(); obj.Pkg() != nil {
+		if why, lossy := lossyTypes[obj.Pkg().Path()+"."+obj.Name()]; lossy {
+			return nil, why
+		}
+		if rawTypes[obj.Pkg().Path()+"."+obj.Name()] {
+			return nil, ""
+		}
 	}
 	for i := range selfCodecs {
 		sc := &selfCodecs[i]

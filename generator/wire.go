@@ -40,13 +40,13 @@ const (
 type wireType struct {
 	t       types.Type
 	kind    codecKind
-	self    *selfCodec // the methods it carries itself with (kindMethods, or msgpack's own for kindReflect)
+	self    *selfCodec // the methods it carries itself with (kindMethods)
 	selfWhy string     // why its msgpack methods cannot be trusted, when they cannot
 	elem    *wireType  // pointer, slice, array: the element; map: the value
 	key     *wireType  // map: the key
 	fields  []wireField
 	boxed   bool   // a pointer written as an array of one (elem may encode as nil)
-	lock    string // where it holds a lock by value ("mu, a sync.Mutex"), or ""
+	lock    string // where it holds a lock by value (heldLock), or ""
 }
 
 // wireField is a struct field as the codecs see it.
@@ -60,7 +60,9 @@ type wireField struct {
 // byRef reports whether w's codecs take a pointer (to encode) and write
 // through one (to decode): a struct that holds a lock, which a copy would
 // copy.
-func (w *wireType) byRef() bool { return w.kind == kindStruct && w.lock != "" }
+func (w *wireType) byRef() bool {
+	return (w.kind == kindStruct || w.kind == kindMethods) && w.lock != ""
+}
 
 // carried are the fields a struct codec writes, in order.
 func (w *wireType) carried() []wireField {
@@ -84,7 +86,7 @@ func (ws *wireTypes) of(t types.Type) *wireType {
 	if w, ok := ws.m.At(t).(*wireType); ok {
 		return w
 	}
-	w := &wireType{t: t}
+	w := &wireType{t: t, lock: heldLock(t)}
 	ws.m.Set(t, w)
 	if n, ok := types.Unalias(t).(*types.Named); ok {
 		if isTime(n) {
@@ -93,9 +95,6 @@ func (ws *wireTypes) of(t types.Type) *wireType {
 		}
 		if w.self, w.selfWhy = codecOf(n); w.self != nil {
 			w.kind = kindMethods
-			if w.self.kind == "custom" {
-				w.kind = kindReflect // msgpack's Encode calls them
-			}
 			return w
 		}
 	}
@@ -112,9 +111,6 @@ func (ws *wireTypes) of(t types.Type) *wireType {
 	case *types.Array:
 		w.kind = kindArray
 		w.elem = ws.of(u.Elem())
-		if w.elem.lock != "" && u.Len() > 0 {
-			w.lock = withPath("[0]", w.elem.lock)
-		}
 	case *types.Pointer:
 		w.kind = kindPointer
 		w.elem = ws.of(u.Elem())
@@ -134,35 +130,10 @@ func (ws *wireTypes) of(t types.Type) *wireType {
 			w.fields = append(w.fields, f)
 		}
 		for i := range w.fields {
-			f := &w.fields[i]
-			f.wire = ws.of(f.v.Type())
-			if w.lock == "" && f.wire.lock != "" {
-				w.lock = withPath(f.v.Name(), f.wire.lock)
-			}
+			w.fields[i].wire = ws.of(w.fields[i].v.Type())
 		}
 	}
-	if isLock(t) {
-		w.lock = "it, a " + types.TypeString(t, byName)
-	}
 	return w
-}
-
-// lockText says where w.lock is, for messages: "it is a sync.Mutex", "its
-// field inner.mu, a sync.Mutex".
-func lockText(lock string) string {
-	if rest, ok := strings.CutPrefix(lock, "it, "); ok {
-		return "it is " + rest
-	}
-	return "its field " + lock
-}
-
-// withPath prefixes a lock's description with the field that holds it:
-// "mu, a sync.Mutex" in field inner is "inner.mu, a sync.Mutex".
-func withPath(field, lock string) string {
-	if rest, ok := strings.CutPrefix(lock, "it, "); ok {
-		return field + ", " + rest
-	}
-	return field + "." + lock
 }
 
 // basicKind is the codec kind of a basic type (kindReflect for those
@@ -198,12 +169,12 @@ func mayEncodeNil(k codecKind) bool {
 
 // skippedField reports whether struct codecs leave field i of u out:
 // tagged msgpack:"-", blank (_: padding, or a marker; nothing can be
-// exported or read there), a lock (sync.Mutex: another process has no use
-// for its state), or unexported and of no size (a noCopy marker). These
-// carried nothing before either: they were refused as unexported.
+// exported or read there), a bare lock (sync.Mutex: another process has
+// no use for its state), or unexported and of no size. These carried
+// nothing before either: they were refused as unexported.
 func skippedField(u *types.Struct, i int) bool {
 	f := u.Field(i)
-	return reflectTag(u.Tag(i)) == "-" || f.Name() == "_" || isLock(f.Type()) || !f.Exported() && zeroSize(f.Type())
+	return reflectTag(u.Tag(i)) == "-" || f.Name() == "_" || bareLock(f.Type()) || !f.Exported() && zeroSize(f.Type())
 }
 
 // reflectTag returns the msgpack tag's name part.
@@ -230,8 +201,12 @@ func (w *wireType) recursive() bool {
 	return w.reachesAny(reaches)
 }
 
-// reachesAny applies f to w's children until it returns true.
+// reachesAny applies f to w's children until it returns true. A type that
+// carries itself has none: its codec calls its methods.
 func (w *wireType) reachesAny(f func(*wireType) bool) bool {
+	if w.self != nil {
+		return false
+	}
 	if f(w.elem) || f(w.key) {
 		return true
 	}

@@ -95,6 +95,9 @@ func (c *checker) wrapperOf(fd *ast.FuncDecl, cm *ast.Comment) *wrapper {
 		case types.Universe.Lookup(a.Value) != nil:
 			c.errorf(apos, "name=%s would shadow the predeclared identifier %s", a.Value, a.Value)
 			return nil
+		case strings.HasPrefix(a.Value, "dlock"):
+			c.errorf(apos, "name=%s: names starting with dlock are dlockgen's own", a.Value)
+			return nil
 		case a.Value == fd.Name.Name:
 			c.errorf(apos, "name=%s is the function's own name: the wrapper needs another", a.Value)
 			return nil

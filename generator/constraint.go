@@ -10,6 +10,7 @@ import (
 	"go/types"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // Build constraints. A wrapper builds under exactly the constraints of the
@@ -220,6 +221,19 @@ func (c *checker) constrainedType(t types.Type, sources map[string]string, seen 
 // line naming a tag other than a Go release's (go1.21: every build of
 // this module has it).
 func platformFile(path string) bool {
+	if v, ok := platformFiles.Load(path); ok {
+		return v.(bool)
+	}
+	v := readPlatformFile(path)
+	platformFiles.Store(path, v)
+	return v
+}
+
+// platformFiles caches platformFile: every wrapper's types meet the same
+// files (time.go, ...).
+var platformFiles sync.Map
+
+func readPlatformFile(path string) bool {
 	if path == "" {
 		return false
 	}

@@ -31,6 +31,7 @@ type emitter struct {
 	names       []string          // codec names, by index
 	slugs       map[string]bool   // codec names taken
 	wire        wireTypes         // how each type it sends crosses the wire
+	inKeyHelper bool              // returnErr returns "" and the error
 	imported    map[string]bool   // names the file's imports took
 	importNames map[string]string // import path -> its name in the file
 	// codecSuffix ends the codec names of a constrained file's output
@@ -238,6 +239,22 @@ func (e *emitter) wrapper(w *wrapper) {
 		target = jen.Parens(jen.Op("*").Id(w.recv.Obj().Name())).Dot(impl)
 	}
 	e.f.Var().Id("_").Add(guard).Op("=").Add(target)
+	e.keyHelper(w, params[1:])
+}
+
+// keyHelper emits <Name>Key, which returns the key the wrapper uses for
+// its arguments: what an operator passes to dlock inspect.
+func (e *emitter) keyHelper(w *wrapper, params []jen.Code) {
+	name := w.name + "Key"
+	e.comment(fmt.Sprintf("%s returns the key %s uses for these arguments, as Client.Inspect and\nthe dlock command (dlock inspect KEY) take it.", name, w.name))
+	fn := e.f.Func()
+	if w.recv != nil {
+		fn = fn.Params(jen.Id("dlockD").Op("*").Id(w.recv.Obj().Name() + "WithDlock"))
+	}
+	e.inKeyHelper = true
+	body := append(e.key(w), jen.Return(jen.Id("dlockKey"), jen.Nil()))
+	e.inKeyHelper = false
+	fn.Id(name).Params(params...).Params(jen.String(), jen.Error()).Block(body...)
 }
 
 func (e *emitter) paramTypes(w *wrapper) []jen.Code {

@@ -14,6 +14,9 @@ func zeroName(i int) string { return "dlockR" + strconv.Itoa(i) }
 
 // returnErr returns the zero results and err.
 func (e *emitter) returnErr(w *wrapper, err jen.Code) jen.Code {
+	if e.inKeyHelper {
+		return jen.Return(jen.Lit(""), err)
+	}
 	var vals []jen.Code
 	for i := range w.results {
 		vals = append(vals, jen.Id(zeroName(i)))

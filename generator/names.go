@@ -168,6 +168,7 @@ func generatedNames(ws []*wrapper) map[string]bool {
 	for _, w := range ws {
 		if w.recv == nil {
 			names[w.name] = true
+			names[w.name+"Key"] = true
 		} else {
 			names[w.recv.Obj().Name()+"WithDlock"] = true
 			names["New"+w.recv.Obj().Name()+"WithDlock"] = true
@@ -204,10 +205,23 @@ func (c *checker) checkCollisions(ws []*wrapper, testNames map[string]token.Pos,
 		taken[name] = w.pos
 	}
 	decorated := map[*types.Named]bool{}
+	methods := map[string]*wrapper{} // a decorator's methods, "T.M"
+	for _, w := range ws {
+		if w.recv != nil {
+			methods[w.recv.Obj().Name()+"."+w.name] = w
+		}
+	}
 	for _, w := range ws {
 		if w.recv == nil {
 			claim(w.name, w)
+			claim(w.name+"Key", w)
 			continue
+		}
+		key := w.name + "Key"
+		if o, ok := methods[w.recv.Obj().Name()+"."+key]; ok {
+			c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("%sWithDlock.%s (the key of %s) is also the wrapper of the directive at %s", w.recv.Obj().Name(), key, w.name, shortPosition(o.pos))})
+		} else if obj, _, _ := types.LookupFieldOrMethod(types.NewPointer(w.recv), true, c.pkg.Types, key); obj != nil {
+			c.diags = append(c.diags, Diagnostic{Pos: w.pos, Msg: fmt.Sprintf("%sWithDlock.%s (the key of %s) would hide %s's own %s: rename one of them", w.recv.Obj().Name(), key, w.name, w.recv.Obj().Name(), key)})
 		}
 		if !decorated[w.recv] {
 			decorated[w.recv] = true

@@ -272,6 +272,22 @@ func TestRoundTrip(t *testing.T) {
 	if _, err := Chain(context.Background(), 0); err == nil || !strings.Contains(err.Error(), "nested more than") {
 		t.Fatalf("Chain(0), a cycle = %v; want an error", err)
 	}
+	// The …Key helper gives the key the wrapper used: its outcome is
+	// there, kept for late callers.
+	if _, err := Get(context.Background(), 7); err != nil {
+		t.Fatal(err)
+	}
+	key, err := GetKey(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := leader.Inspect(context.Background(), key)
+	if err != nil || st.Fanout == nil || st.Fanout.Outcome != "result" {
+		t.Fatalf("Inspect(GetKey(7) = %q) = %+v, %v; want the kept result", key, st, err)
+	}
+	if _, err := ByReqKey(Req{}); !errors.Is(err, dlockrt.ErrInvalid) {
+		t.Fatalf("ByReqKey(Req{}) = %v; want ErrInvalid", err)
+	}
 	// A key read through a nil embedded pointer is an error, not a panic.
 	if err := ByReq(context.Background(), Req{}); !errors.Is(err, dlockrt.ErrInvalid) {
 		t.Fatalf("ByReq(Req{}) = %v; want ErrInvalid", err)

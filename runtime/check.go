@@ -62,9 +62,13 @@ func (c *Client) problems(ctx context.Context) []error {
 
 // checkTag is the stem of Check's own keys and channels.
 func (c *Client) checkTag() string {
-	tag, _ := c.tag("\x00check")
+	tag, _ := c.tag(checkKey)
 	return tag
 }
+
+// checkKey is the user key Check takes a lock and a permit of: no
+// caller's (Keys leaves it out).
+const checkKey = "\x00check"
 
 // checkVersion asks every primary for its version (HELLO, which the
 // least-privilege ACL allows).

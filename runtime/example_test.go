@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -208,4 +209,39 @@ func ExampleSemaphore() {
 	// Output:
 	// third: true
 	// after a release: <nil>
+}
+
+func ExampleClient_Inspect() {
+	srv, _ := dlocktest.Start()
+	defer srv.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	// The holder names itself; by default a client is named after its
+	// executable.
+	worker, _ := dlockrt.New(rdb, &dlockrt.Options{Name: "billing-worker"})
+	defer worker.Close()
+	oncall, _ := dlockrt.New(rdb, &dlockrt.Options{Name: "oncall"})
+	defer oncall.Close()
+	ctx := context.Background()
+
+	l, _ := worker.Lock(ctx, "invoice:42", dlockrt.WithTTL(30*time.Second))
+	defer l.Release(ctx)
+
+	// Any client reads who holds it, from Redis alone.
+	st, err := oncall.Inspect(ctx, "invoice:42")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("held:", st.Lock.Held)
+	fmt.Println("by:", st.Lock.Holder.Name, "pid", st.Lock.Holder.PID == os.Getpid())
+	fmt.Println("token:", st.Lock.Token == l.Token(), "lease under 30s:", st.Lock.TTL <= 30*time.Second)
+
+	keys, _ := oncall.Keys(ctx, "invoice:", 0)
+	fmt.Println("keys:", keys)
+	// Output:
+	// held: true
+	// by: billing-worker pid true
+	// token: true lease under 30s: true
+	// keys: [invoice:42]
 }

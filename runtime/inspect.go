@@ -85,8 +85,8 @@ const inspectMembers = 10000
 // Inspect reads what Redis holds for key (as the caller names it, or as a
 // generated wrapper's …Key helper computes it): who holds its lock and
 // since when, its semaphore's holders and queue, its fanout's leader or
-// kept outcome. One round trip, one read-only script (it runs on a replica
-// as well: the server refuses it any write). A key with nothing in Redis
+// kept outcome. One round trip, one script that only reads. A key with
+// nothing in Redis
 // returns a KeyState whose parts are all nil. Errors: ErrInvalid for a bad
 // key; ErrUnavailable, ErrNoPermission as for any call.
 func (c *Client) Inspect(ctx context.Context, key string) (*KeyState, error) {
@@ -230,7 +230,7 @@ func (c *Client) Keys(ctx context.Context, prefix string, limit int) ([]string, 
 		for it.Next(ctx) {
 			k, ok := userKey(c.opts.Prefix, it.Val())
 			mu.Lock()
-			if ok {
+			if ok && k != checkKey { // Check's own key is no user's
 				found[k] = true
 			}
 			full := limit > 0 && len(found) >= limit

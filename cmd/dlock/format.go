@@ -24,7 +24,11 @@ func writeState(w io.Writer, st *dlockrt.KeyState) {
 		if l.Held {
 			fmt.Fprintf(tw, "  lock\theld by %s%s%s\n", l.Holder, ago(st, l.Since, " for "), left(l.TTL, ", lease "))
 		} else {
-			fmt.Fprintf(tw, "  lock\tfree, released by %s%s\n", l.Holder, left(l.TTL, ", its last token kept "))
+			kept := ""
+			if l.TTL > 0 {
+				kept = "; its last token is kept for another " + l.TTL.Round(time.Millisecond).String()
+			}
+			fmt.Fprintf(tw, "  lock\tfree, released by %s%s\n", l.Holder, kept)
 		}
 		fmt.Fprintf(tw, "  \ttoken %d, owner %s\n", l.Token, l.Owner)
 	}

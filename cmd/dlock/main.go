@@ -25,8 +25,7 @@
 //	-json          JSON (Go field names; durations in nanoseconds) instead of text
 //	-timeout D     bound on each round trip (default 5s)
 //
-// Inspect, ls and watch only read (their script is declared no-writes:
-// the server refuses it any write). release --force runs the holder's own
+// Inspect, ls and watch only read. release --force runs the holder's own
 // release on its behalf: the key keeps its last fencing token, waiters
 // are woken, and a holder still alive learns at its next renewal that it
 // lost the lease. Exit status: 0, 1 when a key holds nothing to release

@@ -68,7 +68,9 @@
 //
 // For a package-level function loadUser, an exported wrapper LoadUser (or
 // name=) with the same parameters and results, which uses the client set by
-// dlockrt.SetDefault. For methods of T, a decorator type TWithDlock that
+// dlockrt.SetDefault, and LoadUserKey, which returns the key a call with
+// those arguments uses (for dlock inspect and Client.Inspect; a method's
+// is a method of the decorator). For methods of T, a decorator type TWithDlock that
 // embeds *T and re-declares the annotated methods, built by
 // NewTWithDlock(base *T, c *dlockrt.Client); it satisfies every interface
 // *T satisfies. Each wrapper has a doc comment naming its directive, and a

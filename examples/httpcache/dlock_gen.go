@@ -31,6 +31,14 @@ func LoadProduct(ctx context.Context, id int) (Product, error) {
 
 var _ func(context.Context, int) (Product, error) = loadProduct
 
+// LoadProductKey returns the key LoadProduct uses for these arguments, as Client.Inspect and
+// the dlock command (dlock inspect KEY) take it.
+func LoadProductKey(id int) (string, error) {
+	// Each value is escaped for ":" (the template's punctuation), so different values never make the same key.
+	dlockKey := "github.com/dlock-go/dlock/examples/httpcache.loadProduct#ab4c64ac:product:" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
+	return dlockKey, nil
+}
+
 // dlockEncFloat64 encodes a float64.
 func dlockEncFloat64(enc *msgpack.Encoder, v float64) error {
 	return enc.EncodeFloat64(v)

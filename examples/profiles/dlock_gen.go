@@ -30,6 +30,14 @@ func LoadProfile(ctx context.Context, name string) (Profile, error) {
 
 var _ func(context.Context, string) (Profile, error) = loadProfile
 
+// LoadProfileKey returns the key LoadProfile uses for these arguments, as Client.Inspect and
+// the dlock command (dlock inspect KEY) take it.
+func LoadProfileKey(name string) (string, error) {
+	// Each value is escaped for ":" (the template's punctuation), so different values never make the same key.
+	dlockKey := "github.com/dlock-go/dlock/examples/profiles.loadProfile#dfcf86a8:profile:" + genrt.KeyValue(name, ":")
+	return dlockKey, nil
+}
+
 // dlockEncInt encodes an int.
 func dlockEncInt(enc *msgpack.Encoder, v int) error {
 	return enc.EncodeInt(int64(v))

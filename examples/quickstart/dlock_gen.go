@@ -30,6 +30,14 @@ func BuildReport(ctx context.Context, day string) (Report, error) {
 
 var _ func(context.Context, string) (Report, error) = buildReport
 
+// BuildReportKey returns the key BuildReport uses for these arguments, as Client.Inspect and
+// the dlock command (dlock inspect KEY) take it.
+func BuildReportKey(day string) (string, error) {
+	// Each value is escaped for ":" (the template's punctuation), so different values never make the same key.
+	dlockKey := "github.com/dlock-go/dlock/examples/quickstart.buildReport#92d742cb:report:" + genrt.KeyValue(day, ":")
+	return dlockKey, nil
+}
+
 // Cleanup runs cleanup only while no one else in the fleet runs it for the same key;
 // otherwise it returns an error matching dlockrt.ErrNotAcquired.
 //
@@ -52,6 +60,14 @@ func Cleanup(ctx context.Context) error {
 }
 
 var _ func(context.Context) error = cleanup
+
+// CleanupKey returns the key Cleanup uses for these arguments, as Client.Inspect and
+// the dlock command (dlock inspect KEY) take it.
+func CleanupKey() (string, error) {
+	// Each value is escaped for "-" (the template's punctuation), so different values never make the same key.
+	dlockKey := "github.com/dlock-go/dlock/examples/quickstart.cleanup:nightly-cleanup"
+	return dlockKey, nil
+}
 
 // dlockEncInt64 encodes an int64.
 func dlockEncInt64(enc *msgpack.Encoder, v int64) error {

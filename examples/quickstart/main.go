@@ -133,6 +133,31 @@ func parent() error {
 	if !ok {
 		return errors.New("unexpected outcome: see above")
 	}
+	return inspectCleanup(ctx, client, run)
+}
+
+// inspectCleanup prints what Redis holds for Cleanup's key now, as
+// `dlock inspect` would (the generated CleanupKey names the key): the lock
+// is free, and keeps its last fencing token and who released it.
+func inspectCleanup(ctx context.Context, rdb *redis.Client, prefix string) error {
+	c, err := dlockrt.New(rdb, &dlockrt.Options{Prefix: prefix, Startup: dlockrt.StartupSkip})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	key, err := CleanupKey()
+	if err != nil {
+		return err
+	}
+	st, err := c.Inspect(ctx, key)
+	if err != nil {
+		return err
+	}
+	if st.Lock == nil || st.Lock.Held || !strings.HasPrefix(st.Lock.Holder.Name, "quickstart-worker-") {
+		return fmt.Errorf("inspect %s: %+v; want the lock released by a worker", key, st.Lock)
+	}
+	fmt.Printf("\ndlock inspect %s:\n  lock free, released by %s; its last token %d is kept, so the next is larger\n",
+		key, st.Lock.Holder, st.Lock.Token)
 	return nil
 }
 
@@ -145,7 +170,7 @@ func worker() error {
 	rdb = redis.NewClient(opts)
 	defer rdb.Close()
 	prefix = os.Getenv("QUICKSTART_PREFIX")
-	c, err := dlockrt.New(rdb, &dlockrt.Options{Prefix: prefix})
+	c, err := dlockrt.New(rdb, &dlockrt.Options{Prefix: prefix, Name: "quickstart-worker-" + os.Getenv("QUICKSTART_WORKER")})
 	if err != nil {
 		return err
 	}

@@ -53,6 +53,14 @@ func (dlockD *JobWithDlock) Run(ctx context.Context, day string) error {
 
 var _ func(*Job, context.Context, string) error = (*Job).Run
 
+// RunKey returns the key Run uses for these arguments, as Client.Inspect and
+// the dlock command (dlock inspect KEY) take it.
+func (dlockD *JobWithDlock) RunKey(day string) (string, error) {
+	// Each value is escaped for "-:" (the template's punctuation), so different values never make the same key.
+	dlockKey := "github.com/dlock-go/dlock/examples/scheduler.(Job).Run:nightly-report:" + genrt.KeyValue(day, "-:")
+	return dlockKey, nil
+}
+
 // The package's sentinel errors cross the wire: errors.Is holds for them
 // in every process, wrapped or not.
 func init() {

@@ -33,6 +33,14 @@ func LoadUser(ctx context.Context, id int64) (User, error) {
 
 var _ func(context.Context, int64) (User, error) = loadUser
 
+// LoadUserKey returns the key LoadUser uses for these arguments, as Client.Inspect and
+// the dlock command (dlock inspect KEY) take it.
+func LoadUserKey(id int64) (string, error) {
+	// Each value is escaped for ":" (the template's punctuation), so different values never make the same key.
+	dlockKey := "github.com/dlock-go/dlock/examples/users.loadUser#96b256f1:user:" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
+	return dlockKey, nil
+}
+
 // CountActive runs countActive once across the fleet for all concurrent callers with the same key;
 // every caller gets the result.
 //
@@ -63,6 +71,24 @@ func CountActive(ctx context.Context, since time.Duration, tags []string) (int, 
 
 var _ func(context.Context, time.Duration, []string) (int, string, error) = countActive
 
+// CountActiveKey returns the key CountActive uses for these arguments, as Client.Inspect and
+// the dlock command (dlock inspect KEY) take it.
+func CountActiveKey(since time.Duration, tags []string) (string, error) {
+	dlockKey, dlockErr := genrt.DigestKey("github.com/dlock-go/dlock/examples/users.countActive#157d47b7", 2, func(dlockEnc *msgpack.Encoder) error {
+		if err := dlockEncTimeDuration(dlockEnc, since); err != nil {
+			return err
+		}
+		if err := dlockEncSliceString(dlockEnc, tags); err != nil {
+			return err
+		}
+		return nil
+	})
+	if dlockErr != nil {
+		return "", dlockErr
+	}
+	return dlockKey, nil
+}
+
 // Reindex runs reindex only while no one else in the fleet runs it for the same key;
 // otherwise it returns an error matching dlockrt.ErrNotAcquired.
 //
@@ -85,6 +111,14 @@ func Reindex(ctx context.Context, shard string) error {
 }
 
 var _ func(context.Context, string) error = reindex
+
+// ReindexKey returns the key Reindex uses for these arguments, as Client.Inspect and
+// the dlock command (dlock inspect KEY) take it.
+func ReindexKey(shard string) (string, error) {
+	// Each value is escaped for ":" (the template's punctuation), so different values never make the same key.
+	dlockKey := "github.com/dlock-go/dlock/examples/users.reindex:reindex:" + genrt.KeyValue(shard, ":")
+	return dlockKey, nil
+}
 
 // Export runs export while holding one of 2 permits for its key.
 //
@@ -109,6 +143,14 @@ func Export(ctx context.Context, tenant string) error {
 }
 
 var _ func(context.Context, string) error = export
+
+// ExportKey returns the key Export uses for these arguments, as Client.Inspect and
+// the dlock command (dlock inspect KEY) take it.
+func ExportKey(tenant string) (string, error) {
+	// Each value is escaped for ":" (the template's punctuation), so different values never make the same key.
+	dlockKey := "github.com/dlock-go/dlock/examples/users.export:export:" + genrt.KeyValue(tenant, ":")
+	return dlockKey, nil
+}
 
 // StoreWithDlock is *Store with the methods annotated with //dlock: directives run
 // through dlock. It embeds *Store, so it keeps every other method and satisfies
@@ -149,6 +191,14 @@ func (dlockD *StoreWithDlock) Get(ctx context.Context, id int64) (*User, error) 
 
 var _ func(*Store, context.Context, int64) (*User, error) = (*Store).Get
 
+// GetKey returns the key Get uses for these arguments, as Client.Inspect and
+// the dlock command (dlock inspect KEY) take it.
+func (dlockD *StoreWithDlock) GetKey(id int64) (string, error) {
+	// Each value is escaped for "-:" (the template's punctuation), so different values never make the same key.
+	dlockKey := "github.com/dlock-go/dlock/examples/users.(Store).Get#804b2744:store-user:" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), "-:")
+	return dlockKey, nil
+}
+
 // LoadProfile runs loadProfile once across the fleet for all concurrent callers with the same key;
 // every caller gets the result.
 //
@@ -168,6 +218,14 @@ func LoadProfile(ctx context.Context, id int64) (Profile, error) {
 
 var _ func(context.Context, int64) (Profile, error) = loadProfile
 
+// LoadProfileKey returns the key LoadProfile uses for these arguments, as Client.Inspect and
+// the dlock command (dlock inspect KEY) take it.
+func LoadProfileKey(id int64) (string, error) {
+	// Each value is escaped for ":" (the template's punctuation), so different values never make the same key.
+	dlockKey := "github.com/dlock-go/dlock/examples/users.loadProfile#4b32dc93:user:" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
+	return dlockKey, nil
+}
+
 // LoadDoc runs loadDoc once across the fleet for all concurrent callers with the same key;
 // every caller gets the result.
 //
@@ -186,6 +244,14 @@ func LoadDoc(ctx context.Context, tenant string, id string) (string, error) {
 }
 
 var _ func(context.Context, string, string) (string, error) = loadDoc
+
+// LoadDocKey returns the key LoadDoc uses for these arguments, as Client.Inspect and
+// the dlock command (dlock inspect KEY) take it.
+func LoadDocKey(tenant string, id string) (string, error) {
+	// Each value is escaped for ":" (the template's punctuation), so different values never make the same key.
+	dlockKey := "github.com/dlock-go/dlock/examples/users.loadDoc#9dfbd650:doc:" + genrt.KeyValue(tenant, ":") + ":" + genrt.KeyValue(id, ":")
+	return dlockKey, nil
+}
 
 // TenantStoreWithDlock is *TenantStore with the methods annotated with //dlock: directives run
 // through dlock. It embeds *TenantStore, so it keeps every other method and satisfies
@@ -229,6 +295,17 @@ func (dlockD *TenantStoreWithDlock) Get(ctx context.Context, id int64) (string, 
 
 var _ func(*TenantStore, context.Context, int64) (string, error) = (*TenantStore).Get
 
+// GetKey returns the key Get uses for these arguments, as Client.Inspect and
+// the dlock command (dlock inspect KEY) take it.
+func (dlockD *TenantStoreWithDlock) GetKey(id int64) (string, error) {
+	if dlockD.TenantStore == nil {
+		return "", genrt.NilKeyValue("s.Tenant")
+	}
+	// Each value is escaped for "-:" (the template's punctuation), so different values never make the same key.
+	dlockKey := "github.com/dlock-go/dlock/examples/users.(TenantStore).Get#9dfbd650:tenant-user:" + genrt.KeyValue(dlockD.TenantStore.Tenant, "-:") + ":" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), "-:")
+	return dlockKey, nil
+}
+
 // LoadGone runs loadGone once across the fleet for all concurrent callers with the same key;
 // every caller gets the result.
 //
@@ -247,6 +324,14 @@ func LoadGone(ctx context.Context, id int64) (string, error) {
 }
 
 var _ func(context.Context, int64) (string, error) = loadGone
+
+// LoadGoneKey returns the key LoadGone uses for these arguments, as Client.Inspect and
+// the dlock command (dlock inspect KEY) take it.
+func LoadGoneKey(id int64) (string, error) {
+	// Each value is escaped for ":" (the template's punctuation), so different values never make the same key.
+	dlockKey := "github.com/dlock-go/dlock/examples/users.loadGone#9dfbd650:gone:" + genrt.KeyValue(strconv.FormatInt(int64(id), 10), ":")
+	return dlockKey, nil
+}
 
 // The package's sentinel errors cross the wire: errors.Is holds for them
 // in every process, wrapped or not.

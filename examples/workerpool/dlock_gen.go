@@ -33,3 +33,11 @@ func CallPartner(ctx context.Context, job int) (string, error) {
 }
 
 var _ func(context.Context, int) (string, error) = callPartner
+
+// CallPartnerKey returns the key CallPartner uses for these arguments, as Client.Inspect and
+// the dlock command (dlock inspect KEY) take it.
+func CallPartnerKey(job int) (string, error) {
+	// Each value is escaped for "-" (the template's punctuation), so different values never make the same key.
+	dlockKey := "github.com/dlock-go/dlock/examples/workerpool.callPartner:partner-api"
+	return dlockKey, nil
+}

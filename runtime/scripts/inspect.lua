@@ -1,6 +1,7 @@
-#!lua flags=no-writes
 -- inspect: read what one user key holds, writing nothing (Client.Inspect and
--- the dlock command). Declared no-writes, so Redis refuses it any write.
+-- the dlock command). It calls no writing command (TestInspect_writesNothing
+-- counts them); it carries no no-writes flag, which dlocktest's in-process
+-- server could not compile.
 --
 -- KEYS[1]: T:lock    KEYS[2]: T:sem    KEYS[3]: T:fan
 -- ARGV[1]: the most semaphore members to return

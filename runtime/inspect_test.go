@@ -320,3 +320,37 @@ func TestForceRelease_freesALockAndAPermit(t *testing.T) {
 		t.Fatalf("ForceRelease by the old owner = %v; want ErrNotHeld", err)
 	}
 }
+
+// Across a deploy: a holder before 0.4 (an owner id without identity)
+// shares the key with 0.4 processes, which inspect it as an unknown holder
+// and wait for it like any other; a 0.4 holder's id is opaque to the
+// older scripts, which only compare ids whole (unchanged in 0.4).
+func TestInspect_holderBeforeIdentity(t *testing.T) {
+	rdb := newRedis(t)
+	c := newClient(t, rdb, nil)
+	k := key(t, "old")
+	tag, _ := c.tag(k)
+	old := randomID() // what a 0.3 process sends as its owner
+	if v, err := scriptLockAcquire.Run(bg(), rdb, []string{lockKey(tag)}, old, 5000).Result(); err != nil || v.([]any)[0].(int64) != 1 {
+		t.Fatalf("a 0.3 acquire: %v %v", v, err)
+	}
+	st, err := c.Inspect(bg(), k)
+	if err != nil || st.Lock == nil || !st.Lock.Held || st.Lock.Owner != old || st.Lock.Holder != (Identity{}) ||
+		!strings.Contains(st.Lock.Holder.String(), "unknown") {
+		t.Fatalf("Inspect of a 0.3 holder = %+v, %v; want held by an unknown holder", st.Lock, err)
+	}
+	if _, err := c.Once(bg(), k); !errors.Is(err, ErrNotAcquired) {
+		t.Fatalf("Once while a 0.3 process holds = %v; want ErrNotAcquired", err)
+	}
+	if v, err := scriptLockRelease.Run(bg(), rdb, []string{lockKey(tag)}, old, 1000, lockChannel(tag)).Result(); err != nil || v.(int64) != 1 {
+		t.Fatalf("a 0.3 release: %v %v", v, err)
+	}
+	l, err := c.Once(bg(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release(bg())
+	if v, err := scriptLockAcquire.Run(bg(), rdb, []string{lockKey(tag)}, randomID(), 5000).Result(); err != nil || v.([]any)[0].(int64) != 0 {
+		t.Fatalf("a 0.3 acquire while a 0.4 process holds: %v %v; want refused", v, err)
+	}
+}

@@ -34,6 +34,10 @@
 //	dlock.dropped        counter        malformed or oversize messages and values read
 //	                                    from Redis, ignored
 //
+// Gauges(mp, client) adds what a client holds and waits for now:
+// dlock.leases.held (with "kind"), dlock.flights (with "state") and
+// dlock.lock.waiters.
+//
 // It lives in a module of its own, so that dlock's users who do not use
 // OpenTelemetry do not inherit it.
 package dlockotel

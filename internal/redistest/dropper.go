@@ -19,9 +19,10 @@ import (
 type ReplyDropper struct {
 	next func(ctx context.Context, network, addr string) (net.Conn, error)
 
-	mu      sync.Mutex // protects armed, silent
+	mu      sync.Mutex // protects armed, silent, gen
 	armed   []byte
-	silent  bool // the connection of the lost reply stays open, silent
+	silent  bool   // the connection of the lost reply stays open, silent
+	gen     uint64 // counts Arm calls: a drop is due only while its Arm is the last
 	dropped chan struct{}
 }
 
@@ -39,10 +40,14 @@ func NewReplyDropperOver(next func(ctx context.Context, network, addr string) (n
 }
 
 // Arm makes the dropper lose the reply to the next request containing
-// match.
+// match; Arm("") disarms it. Each call also cancels a loss still pending
+// from the one before (a request written, its reply not yet read): a
+// loss happens while its Arm is in force, never later, so a caller's
+// window of lost replies is true.
 func (d *ReplyDropper) Arm(match string) {
 	d.mu.Lock()
 	d.armed, d.silent = []byte(match), false
+	d.gen++
 	d.mu.Unlock()
 }
 
@@ -52,6 +57,7 @@ func (d *ReplyDropper) Arm(match string) {
 func (d *ReplyDropper) ArmSilent(match string) {
 	d.mu.Lock()
 	d.armed, d.silent = []byte(match), true
+	d.gen++
 	d.mu.Unlock()
 }
 
@@ -72,16 +78,17 @@ func (d *ReplyDropper) Dial(ctx context.Context, network, addr string) (net.Conn
 type dropConn struct {
 	net.Conn
 	d      *ReplyDropper
-	drop   bool // the reply to the last request is to be lost
-	silent bool // and then the connection says nothing more
-	mute   bool // the reply was lost silently: reads only time out
+	drop   bool   // the reply to the last request is to be lost
+	gen    uint64 // the Arm that made it so
+	silent bool   // and then the connection says nothing more
+	mute   bool   // the reply was lost silently: reads only time out
 }
 
 func (c *dropConn) Write(b []byte) (int, error) {
 	c.d.mu.Lock()
 	if len(c.d.armed) > 0 && bytes.Contains(b, c.d.armed) {
 		c.d.armed = nil
-		c.drop, c.silent = true, c.d.silent
+		c.drop, c.silent, c.gen = true, c.d.silent, c.d.gen
 	}
 	c.d.mu.Unlock()
 	return c.Conn.Write(b)
@@ -96,6 +103,11 @@ func (c *dropConn) Read(b []byte) (int, error) {
 				return 0, err
 			}
 		}
+	}
+	if c.drop {
+		c.d.mu.Lock()
+		c.drop = c.gen == c.d.gen // else disarmed (or armed anew) since: the reply passes
+		c.d.mu.Unlock()
 	}
 	if !c.drop {
 		return c.Conn.Read(b)

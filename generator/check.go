@@ -12,15 +12,18 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"golang.org/x/tools/go/packages"
 )
 
 // checker collects the diagnostics of one package.
 type checker struct {
-	pkg   *packages.Package
-	diags []Diagnostic
-	wire  wireTypes
+	pkg      *packages.Package
+	diags    []Diagnostic
+	wire     wireTypes
+	imports  map[string]importName // what the imports of the package's files (of every configuration, and its tests) declare
+	platform *sync.Map             // platformFile's answers in this run (files may change between runs)
 }
 
 func (c *checker) errorf(pos token.Pos, format string, args ...any) {
@@ -39,8 +42,8 @@ type checkedPackage struct {
 }
 
 // checkPackage checks the directives of one package.
-func checkPackage(pkg *packages.Package) *checkedPackage {
-	c := &checker{pkg: pkg}
+func checkPackage(pkg *packages.Package, platform *sync.Map) *checkedPackage {
+	c := &checker{pkg: pkg, imports: map[string]importName{}, platform: platform}
 	var ws []*wrapper
 	files := make([]*ast.File, len(pkg.Syntax))
 	copy(files, pkg.Syntax)
@@ -92,7 +95,7 @@ func (cp *checkedPackage) generate(hidden map[string]bool, names generatedByPath
 	if len(ws) > 0 {
 		declared := maps.Clone(cp.testNames)
 		maps.Copy(declared, cp.otherNames)
-		c.checkCollisions(ws, declared, c.importNames(cp.dir))
+		c.checkCollisions(ws, declared, c.importNames())
 		c.checkLocalNames(ws)
 		c.checkKeySpaces(ws)
 	}

@@ -10,7 +10,6 @@ import (
 	"go/types"
 	"path/filepath"
 	"strings"
-	"sync"
 )
 
 // Build constraints. A wrapper builds under exactly the constraints of the
@@ -190,7 +189,7 @@ func (c *checker) constrainedType(t types.Type, sources map[string]string, seen 
 				}
 			}
 		case p != nil:
-			if platformFile(c.pkg.Fset.PositionFor(u.Obj().Pos(), false).Filename) {
+			if c.platformFile(c.pkg.Fset.PositionFor(u.Obj().Pos(), false).Filename) {
 				return u.Obj(), c.typeString(u)
 			}
 		}
@@ -220,18 +219,14 @@ func (c *checker) constrainedType(t types.Type, sources map[string]string, seen 
 // platforms or configurations: a GOOS/GOARCH in its name, or a //go:build
 // line naming a tag other than a Go release's (go1.21: every build of
 // this module has it).
-func platformFile(path string) bool {
-	if v, ok := platformFiles.Load(path); ok {
+func (c *checker) platformFile(path string) bool {
+	if v, ok := c.platform.Load(path); ok {
 		return v.(bool)
 	}
 	v := readPlatformFile(path)
-	platformFiles.Store(path, v)
+	c.platform.Store(path, v)
 	return v
 }
-
-// platformFiles caches platformFile: every wrapper's types meet the same
-// files (time.go, ...).
-var platformFiles sync.Map
 
 func readPlatformFile(path string) bool {
 	if path == "" {

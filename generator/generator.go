@@ -107,7 +107,8 @@ func Generate(cfg Config) (*Result, error) {
 	}
 	outs := make([]out, len(pkgs))
 	checked := make([]*checkedPackage, len(pkgs))
-	parallel(len(pkgs), func(i int) { checked[i] = checkPackage(pkgs[i]) })
+	var platform sync.Map // every package's types meet the same files (time.go, ...)
+	parallel(len(pkgs), func(i int) { checked[i] = checkPackage(pkgs[i], &platform) })
 	names := generatedByPath{}
 	for _, cp := range checked {
 		names[cp.pkg.PkgPath] = generatedNames(cp.ws)

@@ -37,6 +37,7 @@ func (c *checker) otherConfigNames(dir string, sources map[string]string) map[st
 			continue
 		}
 		declNames(f, names)
+		fileImportNames(f, nil, c.imports)
 	}
 	return names
 }
@@ -45,28 +46,13 @@ func (c *checker) otherConfigNames(dir string, sources map[string]string) map[st
 // every configuration, and its own test files) declare in their file
 // scopes: a package-level name equal to one does not compile ("json
 // already declared through import of package").
-func (c *checker) importNames(dir string) map[string]importName {
-	names := map[string]importName{}
-	parsed := map[string]bool{}
+func (c *checker) importNames() map[string]importName {
 	for _, f := range c.pkg.Syntax {
-		name := fileOf(c.pkg, f.Pos())
-		parsed[name] = true
-		if _, generated := isOutputName(filepath.Base(name)); !generated {
-			fileImportNames(f, c.pkg.TypesInfo, names)
+		if _, generated := isOutputName(filepath.Base(fileOf(c.pkg, f.Pos()))); !generated {
+			fileImportNames(f, c.pkg.TypesInfo, c.imports)
 		}
 	}
-	paths, _ := filepath.Glob(filepath.Join(dir, "*.go"))
-	for _, path := range paths {
-		if _, generated := isOutputName(filepath.Base(path)); generated || parsed[path] {
-			continue
-		}
-		f, err := parser.ParseFile(c.pkg.Fset, path, nil, parser.ImportsOnly|parser.SkipObjectResolution)
-		if err != nil || f.Name.Name != c.pkg.Name {
-			continue
-		}
-		fileImportNames(f, nil, names)
-	}
-	return names
+	return c.imports
 }
 
 // fileImportNames adds the names f's imports declare: an import's own
@@ -158,6 +144,7 @@ func (c *checker) testFiles(dir string) map[string]token.Pos {
 			continue // an external test package declares its own names
 		}
 		declNames(f, names)
+		fileImportNames(f, nil, c.imports)
 	}
 	return names
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/tools/go/packages"
@@ -110,7 +111,7 @@ func TestGenerate_deterministicAcrossFileOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	gen := func(pkg *packages.Package) (*File, []Diagnostic) {
-		cp := checkPackage(pkg)
+		cp := checkPackage(pkg, &sync.Map{})
 		files, diags := cp.generate(nil, generatedByPath{pkg.PkgPath: generatedNames(cp.ws)})
 		if len(files) != 1 {
 			t.Fatalf("%d files; want 1", len(files))

@@ -90,7 +90,7 @@ func (k *cli) watch(ctx context.Context, args []string) error {
 		case err != nil:
 			fmt.Fprintln(&b, err)
 		case k.json:
-			line, _ := json.Marshal(summary(st))
+			line, _ := json.Marshal(withoutTimes(st))
 			b.Write(append(line, '\n'))
 		default:
 			writeState(&b, withoutTimes(st))

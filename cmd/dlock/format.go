@@ -107,6 +107,3 @@ func withoutTimes(st *dlockrt.KeyState) *dlockrt.KeyState {
 	}
 	return &c
 }
-
-// summary is what watch -json prints.
-func summary(st *dlockrt.KeyState) *dlockrt.KeyState { return withoutTimes(st) }

@@ -10,10 +10,26 @@
 //	               others held the key ends it with an error status
 //	dlock.hold     from the grant to the release, or to the loss of the
 //	               lease (error status, with the reason)
-//	dlock.fanout   one flight of this process, from its first local
-//	               caller's call to the delivery of the outcome; attributes
-//	               "dlock.fanout.role" and "dlock.fanout.callers"; error
-//	               status when the outcome is an error
+//	dlock.fanout   one caller of Fanout (or one Push), from its call to
+//	               its return, in that caller's trace; attribute
+//	               "dlock.fanout.role" (leader: its outcome came from this
+//	               process's run); error status when it returned an error;
+//	               a link to the dlock.flight span that ran the job, in
+//	               whichever process that was
+//	dlock.flight   one flight of this process (the callers of one key that
+//	               share one wait or one run), from its first local caller's
+//	               call to the delivery of the outcome, as a child of that
+//	               caller's span; the job runs in it, so its spans are the
+//	               flight's children; attributes "dlock.fanout.role" and
+//	               "dlock.fanout.callers"; error status when the outcome is
+//	               an error
+//
+// The dlock.flight span's context (W3C traceparent) travels in the id of
+// every generation the flight leads: in Redis and in the outcome every
+// waiter receives. So a waiter's dlock.fanout span links to the run it
+// waited for across processes; `dlock inspect` prints it as the leader's
+// trace. Processes of dlock before 0.4, and without a TracerProvider,
+// carry no trace context (their waiters' spans have no link).
 //
 // Every span has attribute "dlock.kind" (lock, multi, semaphore, fanout).
 // Keys and results are never attributes.
@@ -49,6 +65,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	dlockrt "github.com/dlock-go/dlock/runtime"
@@ -133,21 +150,62 @@ func (o *observer) Queued(ctx context.Context, e dlockrt.QueueEvent) {
 	o.queue.Record(ctx, int64(e.Waiters))
 }
 
-func (o *observer) FanoutDone(ctx context.Context, e dlockrt.FanoutEvent) {
-	role := "follower"
-	if e.Leader {
-		role = "leader"
+func role(leader bool) string {
+	if leader {
+		return "leader"
 	}
-	byRole := metric.WithAttributes(attribute.String("role", role))
+	return "follower"
+}
+
+// flightSpan marks a context whose span is a dlock.flight this observer
+// started, for FanoutDone to end.
+type flightSpan struct{}
+
+// StartFlight starts the flight's dlock.flight span, a child of its first
+// caller's, and returns its traceparent for the runtime to carry.
+func (o *observer) StartFlight(ctx context.Context, e dlockrt.FlightEvent) (context.Context, string) {
+	if o.tracer == nil {
+		return ctx, ""
+	}
+	ctx, sp := o.tracer.Start(ctx, "dlock.flight", trace.WithAttributes(attribute.String("dlock.kind", string(dlockrt.KindFanout))))
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	return context.WithValue(ctx, flightSpan{}, sp), carrier.Get("traceparent")
+}
+
+func (o *observer) FanoutDone(ctx context.Context, e dlockrt.FanoutEvent) {
+	byRole := metric.WithAttributes(attribute.String("role", role(e.Leader)))
 	o.runs.Add(ctx, 1, byRole)
 	o.fanoutCallers.Record(ctx, int64(e.Callers))
-	failed := ""
 	if e.Err != nil {
 		o.err.Add(ctx, 1, byRole)
-		failed = e.Err.Error()
 	}
-	o.span(ctx, "dlock.fanout", dlockrt.KindFanout, e.Start, failed,
-		attribute.String("dlock.fanout.role", role), attribute.Int("dlock.fanout.callers", e.Callers))
+	sp, ok := ctx.Value(flightSpan{}).(trace.Span)
+	if !ok {
+		return
+	}
+	sp.SetAttributes(attribute.String("dlock.fanout.role", role(e.Leader)), attribute.Int("dlock.fanout.callers", e.Callers))
+	if e.Err != nil {
+		sp.SetStatus(codes.Error, e.Err.Error())
+	}
+	sp.End()
+}
+
+func (o *observer) FanoutReturned(ctx context.Context, e dlockrt.FanoutCallEvent) {
+	if o.tracer == nil {
+		return
+	}
+	opts := []trace.SpanStartOption{trace.WithTimestamp(e.Start), trace.WithAttributes(
+		attribute.String("dlock.kind", string(dlockrt.KindFanout)), attribute.String("dlock.fanout.role", role(e.Leader)))}
+	if run := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(),
+		propagation.MapCarrier{"traceparent": e.Run})); run.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: run}))
+	}
+	_, sp := o.tracer.Start(ctx, "dlock.fanout", opts...)
+	if e.Err != nil {
+		sp.SetStatus(codes.Error, e.Err.Error())
+	}
+	sp.End()
 }
 
 func (o *observer) Dropped(ctx context.Context, e dlockrt.DropEvent) {

@@ -46,7 +46,9 @@ func TestObserver_recordsLocksAndFanouts(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 3 {
 		wg.Go(func() {
-			c.Fanout(ctx, "f", func(context.Context) ([]byte, error) {
+			c.Fanout(ctx, "f", func(ctx context.Context) ([]byte, error) {
+				_, job := tp.Tracer("test").Start(ctx, "job")
+				job.End()
 				close(started)
 				recvGo(t, finish, time.Minute, "the test to let the job finish")
 				return []byte("v"), nil
@@ -62,6 +64,7 @@ func TestObserver_recordsLocksAndFanouts(t *testing.T) {
 	parent.End()
 	var acquired, refused, held int
 	var fanouts []sdktrace.ReadOnlySpan
+	var flight, job sdktrace.ReadOnlySpan
 	for _, sp := range spans.Ended() {
 		if sp.Parent().TraceID() != parent.SpanContext().TraceID() && sp.Name() != "request" {
 			t.Errorf("span %s is not in the caller's trace", sp.Name())
@@ -75,16 +78,33 @@ func TestObserver_recordsLocksAndFanouts(t *testing.T) {
 			held++
 		case sp.Name() == "dlock.fanout":
 			fanouts = append(fanouts, sp)
+		case sp.Name() == "dlock.flight":
+			flight = sp
+		case sp.Name() == "job":
+			job = sp
 		}
 	}
 	if acquired != 2 || refused != 1 || held != 1 {
 		t.Errorf("dlock.acquire spans: %d acquired, %d refused; dlock.hold spans: %d; want 2, 1, 1", acquired, refused, held)
 	}
-	if len(fanouts) != 1 {
-		t.Fatalf("%d dlock.fanout spans; want 1 (one flight)", len(fanouts))
+	if flight == nil || job == nil {
+		t.Fatalf("dlock.flight span %v, job span %v; want both", flight, job)
 	}
-	if a := attrs(fanouts[0]); a["dlock.fanout.role"] != "leader" || a["dlock.fanout.callers"] != "3" || fanouts[0].Status().Code == codes.Error {
-		t.Errorf("dlock.fanout span: attributes %v, status %v; want role leader, 3 callers, no error", a, fanouts[0].Status())
+	if a := attrs(flight); a["dlock.fanout.role"] != "leader" || a["dlock.fanout.callers"] != "3" || flight.Status().Code == codes.Error ||
+		flight.Parent().SpanID() != parent.SpanContext().SpanID() {
+		t.Errorf("dlock.flight span: attributes %v, status %v, parent %v; want role leader, 3 callers, no error, the request's child", a, flight.Status(), flight.Parent())
+	}
+	if job.Parent().SpanID() != flight.SpanContext().SpanID() {
+		t.Errorf("the job's span has parent %v; want the dlock.flight span %v", job.Parent(), flight.SpanContext())
+	}
+	if len(fanouts) != 3 {
+		t.Fatalf("%d dlock.fanout spans; want 3 (one per caller)", len(fanouts))
+	}
+	for _, sp := range fanouts {
+		if a := attrs(sp); a["dlock.fanout.role"] != "leader" || sp.Status().Code == codes.Error ||
+			!linksTo(sp, flight) {
+			t.Errorf("dlock.fanout span: attributes %v, status %v, links %v; want role leader, no error, a link to the flight", a, sp.Status(), sp.Links())
+		}
 	}
 
 	// A semaphore waiter queues behind a holder.
@@ -221,8 +241,8 @@ func TestObserver_recordsLossAndRemoteErrors(t *testing.T) {
 	if lost == nil || lost.Status().Code != codes.Error || lost.Parent().TraceID() != parent.SpanContext().TraceID() {
 		t.Errorf("dlock.hold span of the lost lease = %v; want an error in the caller's trace", lost)
 	}
-	if fanout == nil || fanout.Status().Code != codes.Error || attrs(fanout)["dlock.fanout.role"] != "follower" {
-		t.Errorf("dlock.fanout span of the follower = %v; want an error, role follower", fanout)
+	if fanout == nil || fanout.Status().Code != codes.Error || attrs(fanout)["dlock.fanout.role"] != "follower" || len(fanout.Links()) != 0 {
+		t.Errorf("dlock.fanout span of the follower = %v; want an error, role follower, no link (the leader traces nothing)", fanout)
 	}
 
 	var rm metricdata.ResourceMetrics
@@ -235,6 +255,12 @@ func TestObserver_recordsLossAndRemoteErrors(t *testing.T) {
 	if n := sumWith(rm, "dlock.fanout.errors", "role", "follower"); n != 1 {
 		t.Errorf("dlock.fanout.errors{role=follower} = %d; want 1", n)
 	}
+}
+
+// linksTo reports whether sp's one link is to the span to.
+func linksTo(sp, to sdktrace.ReadOnlySpan) bool {
+	l := sp.Links()
+	return len(l) == 1 && l[0].SpanContext.TraceID() == to.SpanContext().TraceID() && l[0].SpanContext.SpanID() == to.SpanContext().SpanID()
 }
 
 func attrs(sp sdktrace.ReadOnlySpan) map[string]string {
@@ -343,6 +369,12 @@ func histogramCount(rm metricdata.ResourceMetrics, name string) uint64 {
 type signalQueued struct {
 	dlockrt.Observer
 	queued chan struct{}
+}
+
+// StartFlight forwards to the wrapped observer: a wrapper that drops it
+// drops the flights' spans and their trace context.
+func (s signalQueued) StartFlight(ctx context.Context, e dlockrt.FlightEvent) (context.Context, string) {
+	return s.Observer.(dlockrt.FlightTracer).StartFlight(ctx, e)
 }
 
 func (s signalQueued) Queued(ctx context.Context, e dlockrt.QueueEvent) {

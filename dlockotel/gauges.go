@@ -17,6 +17,10 @@ import (
 //	dlock.flights         fanout flights in progress, with "state" (joining,
 //	                      waiting, leading, stepping down)
 //	dlock.lock.waiters    callers waiting for a lock in this process
+//	dlock.semaphore.waiters  callers of this process queued for a permit
+//	dlock.semaphore.queue.depth  the longest semaphore queue (all processes'
+//	                      waiters) one of them found at its last look; 0 when
+//	                      none waits
 //
 // Unregister the returned registration when the client closes.
 func Gauges(mp metric.MeterProvider, c *dlockrt.Client) (metric.Registration, error) {
@@ -30,6 +34,14 @@ func Gauges(mp metric.MeterProvider, c *dlockrt.Client) (metric.Registration, er
 		return nil, err
 	}
 	waiters, err := m.Int64ObservableGauge("dlock.lock.waiters", metric.WithDescription("Callers of this client waiting for a lock."))
+	if err != nil {
+		return nil, err
+	}
+	semWaiters, err := m.Int64ObservableGauge("dlock.semaphore.waiters", metric.WithDescription("Callers of this client queued for a permit."))
+	if err != nil {
+		return nil, err
+	}
+	depth, err := m.Int64ObservableGauge("dlock.semaphore.queue.depth", metric.WithDescription("The longest semaphore queue a waiter of this client found."))
 	if err != nil {
 		return nil, err
 	}
@@ -54,6 +66,13 @@ func Gauges(mp metric.MeterProvider, c *dlockrt.Client) (metric.Registration, er
 			w += int64(k.Waiters)
 		}
 		o.ObserveInt64(waiters, w)
+		var qw, deepest int64
+		for _, q := range s.Queued {
+			qw += int64(q.Waiters)
+			deepest = max(deepest, int64(q.Depth))
+		}
+		o.ObserveInt64(semWaiters, qw)
+		o.ObserveInt64(depth, deepest)
 		return nil
-	}, held, flights, waiters)
+	}, held, flights, waiters, semWaiters, depth)
 }

@@ -3,6 +3,7 @@ package dlockotel
 import (
 	"context"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -59,5 +60,34 @@ func TestGauges_readTheClientsSnapshot(t *testing.T) {
 	l.Release(context.Background())
 	if n := gauge("dlock.leases.held", lockKind); n != 0 {
 		t.Fatalf("held locks after the release = %d", n)
+	}
+
+	// Two callers queue behind a permit: both are counted, and the deeper
+	// look found both.
+	p, err := c.Semaphore("s", 1).Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := c.Semaphore("s", 1).Acquire(ctx)
+			done <- err
+		}()
+		waitFor(t, "a waiter to queue", func() bool {
+			return gauge("dlock.semaphore.waiters", attribute.KeyValue{}) >= 1
+		})
+	}
+	waitFor(t, "both waiters to queue", func() bool {
+		return gauge("dlock.semaphore.waiters", attribute.KeyValue{}) == 2 && gauge("dlock.semaphore.queue.depth", attribute.KeyValue{}) == 2
+	})
+	cancel()
+	for range 2 {
+		recv(t, done, 5*time.Second, "the waiters to leave")
+	}
+	p.Release(context.Background())
+	if n, d := gauge("dlock.semaphore.waiters", attribute.KeyValue{}), gauge("dlock.semaphore.queue.depth", attribute.KeyValue{}); n != 0 || d != 0 {
+		t.Fatalf("semaphore waiters %d, queue depth %d after they left; want 0, 0", n, d)
 	}
 }

@@ -39,6 +39,8 @@ type Client struct {
 
 	tmu        lockedBy[tmuRank] // protects turnstiles
 	turnstiles map[string]*turnstile
+	qmu        sync.Mutex              // protects queued; a leaf: nothing is taken under it
+	queued     map[string]*queuedCount // semaphore keys this client's callers queue for (Snapshot)
 
 	limitsWarned sync.Map // limitPair -> true: semaphore limits that disagree, logged once
 
@@ -299,6 +301,25 @@ func refused(err error) bool {
 // and is bounded by Options.OpTimeout.
 func (c *Client) detached(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), c.opts.OpTimeout)
+}
+
+// withValues returns a context that ends with parent and carries vals's
+// values (and parent's, where vals has none): a job runs in the trace of
+// the caller that started its flight, on the client's lifetime.
+func withValues(parent, vals context.Context) context.Context {
+	return valuesCtx{parent, vals}
+}
+
+type valuesCtx struct {
+	context.Context
+	vals context.Context
+}
+
+func (v valuesCtx) Value(key any) any {
+	if x := v.vals.Value(key); x != nil {
+		return x
+	}
+	return v.Context.Value(key)
 }
 
 // goTracked runs f on a goroutine that Close waits for. Once Close has

@@ -19,6 +19,7 @@ type Snapshot struct {
 	Leases  []LeaseInfo  // held locks, multi-locks, permits and fanout leads, by key
 	Flights []FlightInfo // fanout and push flights in progress, by key
 	Waiting []WaitInfo   // keys whose locks this client's callers wait for, by key
+	Queued  []QueueInfo  // semaphores this client's callers are queued for, by key
 }
 
 // LeaseInfo is one lease the client holds.
@@ -36,6 +37,47 @@ type FlightInfo struct {
 	State   string // joining, waiting, leading, stepping down (the flight's state machine)
 	Callers int
 	Since   time.Time // when its first caller called
+}
+
+// QueueInfo is a semaphore this client's callers are queued for.
+type QueueInfo struct {
+	Key     string
+	Waiters int // this client's callers in its queue
+	Depth   int // the queue's length across the fleet, as the last look from here found it
+}
+
+type queuedCount struct{ waiters, depth int }
+
+// queuing counts a caller of this client into key's queue, for Snapshot;
+// the returned func counts it out.
+func (c *Client) queuing(key string) func() {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if c.queued == nil {
+		c.queued = map[string]*queuedCount{}
+	}
+	q := c.queued[key]
+	if q == nil {
+		q = &queuedCount{}
+		c.queued[key] = q
+	}
+	q.waiters++
+	return func() {
+		c.qmu.Lock()
+		defer c.qmu.Unlock()
+		if q.waiters--; q.waiters == 0 {
+			delete(c.queued, key)
+		}
+	}
+}
+
+// queueDepth records the length of key's queue a caller found.
+func (c *Client) queueDepth(key string, n int) {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if q := c.queued[key]; q != nil {
+		q.depth = n
+	}
 }
 
 // WaitInfo is a key whose lock callers of this client wait for.
@@ -81,6 +123,12 @@ func (c *Client) Snapshot() Snapshot {
 		s.Waiting = append(s.Waiting, WaitInfo{Key: key, Waiters: ts.refs})
 	}
 	c.tmu.Unlock()
+	c.qmu.Lock()
+	for key, q := range c.queued {
+		s.Queued = append(s.Queued, QueueInfo{Key: key, Waiters: q.waiters, Depth: q.depth})
+	}
+	c.qmu.Unlock()
+	sort.Slice(s.Queued, func(i, j int) bool { return s.Queued[i].Key < s.Queued[j].Key })
 	sort.Slice(s.Leases, func(i, j int) bool { return s.Leases[i].Key < s.Leases[j].Key })
 	sort.Slice(s.Flights, func(i, j int) bool { return s.Flights[i].Key < s.Flights[j].Key })
 	sort.Slice(s.Waiting, func(i, j int) bool { return s.Waiting[i].Key < s.Waiting[j].Key })
@@ -126,6 +174,10 @@ var debugPage = template.Must(template.New("dlock").Funcs(template.FuncMap{
 <h2>Waiting for locks ({{len .Waiting}})</h2>
 <table><tr><th>key</th><th>waiters here</th></tr>
 {{range .Waiting}}<tr><td>{{.Key}}</td><td>{{.Waiters}}</td></tr>
+{{end}}</table>
+<h2>Queued for permits ({{len .Queued}})</h2>
+<table><tr><th>semaphore</th><th>waiters here</th><th>queue (all processes)</th></tr>
+{{range .Queued}}<tr><td>{{.Key}}</td><td>{{.Waiters}}</td><td>{{.Depth}}</td></tr>
 {{end}}</table>
 </body></html>
 `))

@@ -46,8 +46,28 @@ func TestSnapshot_showsLeasesFlightsAndWaiters(t *testing.T) {
 		_, err := c.Lock(ctx, lk)
 		waited <- err
 	}()
+	other := newClient(t, rdb, nil)
+	queued := make(chan error, 2)
+	for _, q := range []*Client{c, other} {
+		go func() {
+			p, err := q.Semaphore(sk, 1).Acquire(ctx)
+			if err == nil {
+				p.Release(bg())
+			}
+			queued <- err
+		}()
+		redistest.WaitFor(t, 5*time.Second, "the permit's waiter to queue", func(context.Context) bool {
+			return len(q.Snapshot().Queued) == 1
+		})
+	}
 	redistest.WaitFor(t, 5*time.Second, "the waiter in line", func(context.Context) bool {
 		return slices.ContainsFunc(c.Snapshot().Waiting, func(w WaitInfo) bool { return w.Key == lk && w.Waiters == 1 })
+	})
+	// c's waiter found itself alone in the queue; it looks again at least
+	// every third of its place's lease, and then finds other's behind it.
+	redistest.WaitFor(t, 10*time.Second, "c's waiter to see the queue's depth", func(context.Context) bool {
+		q := c.Snapshot().Queued
+		return len(q) == 1 && q[0].Key == sk && q[0].Waiters == 1 && q[0].Depth == 2
 	})
 	s := c.Snapshot()
 	kinds := map[string]Kind{}
@@ -77,9 +97,18 @@ func TestSnapshot_showsLeasesFlightsAndWaiters(t *testing.T) {
 		t.Fatalf("HTML page lacks the escaped lock key or the flight:\n%s", page)
 	}
 
+	if !strings.Contains(page, "Queued for permits (1)") {
+		t.Fatalf("HTML page lacks the queued permit:\n%s", page)
+	}
+
 	cancel()
 	if err := recv(t, waited, 5*time.Second, "the waiter to leave"); err == nil {
 		t.Fatal("the waiter got the lock its own client holds")
+	}
+	for range 2 {
+		if err := recv(t, queued, 5*time.Second, "the permit's waiters to leave"); err == nil {
+			t.Fatal("a waiter got the permit c holds")
+		}
 	}
 	close(finish)
 	if err := recv(t, fanned, 5*time.Second, "the fanout"); err != nil {
@@ -87,7 +116,7 @@ func TestSnapshot_showsLeasesFlightsAndWaiters(t *testing.T) {
 	}
 	l.Release(bg())
 	p.Release(bg())
-	if s := c.Snapshot(); len(s.Leases) != 0 || len(s.Flights) != 0 || len(s.Waiting) != 0 {
+	if s := c.Snapshot(); len(s.Leases) != 0 || len(s.Flights) != 0 || len(s.Waiting) != 0 || len(s.Queued) != 0 {
 		t.Fatalf("Snapshot after everything ended = %+v; want empty", s)
 	}
 }

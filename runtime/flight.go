@@ -54,7 +54,8 @@ type flight struct {
 	ctx    context.Context // ends when the flight ends or the client closes
 	cancel context.CancelFunc
 	start  time.Time       // when its first caller called, for the Observer
-	obsCtx context.Context // its first caller's context, for the Observer (values only)
+	obsCtx context.Context // its first caller's context, for the Observer and the job (values only; see FlightTracer)
+	trace  string          // "|<traceparent>" (FlightTracer), the end of its generations' ids; "" for none
 
 	mu       lockedBy[flightMuRank] // protects the fields below and its Job's (lock order: lockorder.go)
 	state    flightState
@@ -64,6 +65,7 @@ type flight struct {
 	job      *Job                                  // while leading or stepping down
 	answered bool                                  // a join had its reply: Redis answered this flight
 	warned   bool                                  // a dropped message was logged
+	awaited  string                                // the generation it waits on or leads, for its callers' events
 }
 
 type flightState uint8
@@ -141,6 +143,8 @@ func (f *flight) forget() {
 
 // caller is one caller's place in a flight.
 type caller struct {
+	ctx     context.Context // its context, for the Observer (values only)
+	start   time.Time       // when it called
 	onDone  func([]byte, error)
 	async   bool // a Push caller: onDone runs on a goroutine of its own
 	patient bool // it waits through Redis outages (WaitThroughOutages)
@@ -149,8 +153,8 @@ type caller struct {
 
 // attachLocked adds a caller whose onDone fires at the latest after
 // cfg.timeout (f.mu held, the flight not ended).
-func (f *flight) attachLocked(onDone func([]byte, error), async bool, cfg callConfig, runner func(context.Context) ([]byte, error)) *caller {
-	cl := &caller{onDone: onDone, async: async, patient: cfg.patient}
+func (f *flight) attachLocked(ctx context.Context, onDone func([]byte, error), async bool, cfg callConfig, runner func(context.Context) ([]byte, error)) *caller {
+	cl := &caller{ctx: context.WithoutCancel(ctx), start: time.Now(), onDone: onDone, async: async, patient: cfg.patient}
 	f.callers[cl] = struct{}{}
 	if f.runner == nil {
 		f.runner = runner
@@ -176,13 +180,22 @@ func (f *flight) leave(cl *caller, why error) {
 	f.mu.Lock()
 	_, attached := f.callers[cl]
 	ended := f.detachLocked(cl)
+	leading, awaited := f.state == flightLeading, f.awaited
 	f.mu.Unlock()
 	if ended {
 		f.forget()
 	}
 	if attached {
+		f.returned(cl, leading, awaited, why)
 		cl.deliver(nil, why)
 	}
+}
+
+// returned tells the Observer that one caller's part ended: with err (nil
+// for a result), from this process's run when leading, with the outcome
+// (or the wait) of generation gen.
+func (f *flight) returned(cl *caller, leading bool, gen string, err error) {
+	f.c.opts.Observer.FanoutReturned(cl.ctx, FanoutCallEvent{Key: f.key, Start: cl.start, Leader: leading, Err: err, Run: traceOf(gen)})
 }
 
 // detach removes a caller without calling its onDone.
@@ -228,17 +241,19 @@ func (f *flight) finish(env *envelope, err error) {
 		f.mu.Unlock()
 		return
 	}
-	callers := f.callers
+	callers, gen := f.callers, f.awaited
 	f.callers = map[*caller]struct{}{}
 	f.mu.Unlock()
 	f.forget()
 	var payload []byte
 	if env != nil {
 		payload, err = env.outcome()
+		gen = env.gen
 	}
 	f.c.opts.Observer.FanoutDone(f.obsCtx, FanoutEvent{Key: f.key, Start: f.start, Leader: leading, Callers: len(callers), Err: err})
 	for cl := range callers {
 		cl.timer.Stop()
+		f.returned(cl, leading, gen, err)
 		if payload != nil {
 			cl.deliver(append([]byte(nil), payload...), nil)
 		} else {

@@ -94,6 +94,43 @@ func appendRandomID(b []byte) []byte {
 	return strconv.AppendUint(b, rand.Uint64(), 36)
 }
 
+// A fanout generation of a client whose Observer is a FlightTracer ends
+// in "|<traceparent>": the W3C trace context of the flight that leads it
+// (55 bytes: version, trace id, parent id and flags in lower-case hex,
+// joined by '-'), so an id is at most 216 bytes, within the 256 an
+// envelope allows for a generation (since 0.2).
+const traceparentLen = 55
+
+// traceField returns "|"+tp when tp is a well-formed traceparent, else "".
+func traceField(tp string) string {
+	if !isTraceparent(tp) {
+		return ""
+	}
+	return "|" + tp
+}
+
+func isTraceparent(tp string) bool {
+	if len(tp) != traceparentLen || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' || tp[:2] == "ff" {
+		return false
+	}
+	for i := 0; i < len(tp); i++ {
+		c := tp[i]
+		if i != 2 && i != 35 && i != 52 && !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// traceOf returns the traceparent an owner id ends with, or "".
+func traceOf(id string) string {
+	i := strings.LastIndexByte(id, '|')
+	if i < 0 || !isTraceparent(id[i+1:]) {
+		return ""
+	}
+	return id[i+1:]
+}
+
 // parseOwnerID reads the identity in an owner id (a permit's "/<limit>"
 // ignored); ok is false for an id without one (a client before 0.4, or
 // not dlock's).
@@ -103,6 +140,9 @@ func parseOwnerID(id string) (Identity, bool) {
 		return Identity{}, false
 	}
 	parts := strings.Split(rest, "|")
+	if len(parts) == 5 && isTraceparent(parts[4]) {
+		parts = parts[:4] // a fanout generation's trace context
+	}
 	if len(parts) != 4 {
 		return Identity{}, false
 	}

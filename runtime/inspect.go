@@ -72,6 +72,9 @@ type FanoutState struct {
 	Leading    bool
 	Leader     Identity // the leading (or last) generation's process
 	Generation string   // its id
+	// Trace is the W3C traceparent of the flight that leads (or led)
+	// Generation, when its process traces (FlightTracer); else "".
+	Trace string
 	// Outcome is "result" (kept for every caller), "error" (kept for the
 	// callers of Generation) or "".
 	Outcome     string
@@ -211,6 +214,7 @@ func parseFanout(v string, size int, ttl int64) *FanoutState {
 		f.OutcomeSize = max(size-2-len(gen), 0)
 	}
 	f.Leader, _ = parseOwnerID(f.Generation)
+	f.Trace = traceOf(f.Generation)
 	return f
 }
 

@@ -51,13 +51,13 @@ func (f *flight) lead(gen string, sent time.Time, first bool) {
 		return
 	}
 	j := &Job{f: f, gen: gen, lease: l}
-	tctx, cancel := context.WithTimeoutCause(c.bg, f.cfg.timeout, ErrTimeout)
+	tctx, cancel := context.WithTimeoutCause(withValues(c.bg, f.obsCtx), f.cfg.timeout, ErrTimeout)
 	j.ctx, j.cancel = context.WithCancelCause(tctx)
 	j.stopTimeout = cancel
 	f.mu.Lock()
 	led := f.toLocked(evLeads)
 	if led {
-		f.job = j
+		f.job, f.awaited = j, gen
 	}
 	runner := f.runner
 	f.mu.Unlock()
@@ -166,7 +166,9 @@ func (j *Job) claimForComplete() error {
 // (cause ErrTimeout), its lease was lost (ErrLost: then another caller may
 // be running it), or the client closed (ErrClosed); context.Cause says
 // which. Unlike Lock.Context(parent), it takes no parent: a job runs for
-// every caller of the key, so no one caller's context may end it.
+// every caller of the key, so no one caller's context may end it. It
+// carries the values of the context of the caller that started the flight
+// in this process (its trace, with a FlightTracer the flight's span).
 func (j *Job) Context() context.Context {
 	if j == nil {
 		return closedCtx

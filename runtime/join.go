@@ -44,7 +44,7 @@ func (f *flight) run(first bool) {
 		f.mu.Lock()
 		mayLead := f.runner != nil || (first && f.claim != nil)
 		f.mu.Unlock()
-		gen, sent := f.c.newOwnerID(), time.Now()
+		gen, sent := f.c.newOwnerID()+f.trace, time.Now()
 		j, err := f.join(gen, mayLead, leader)
 		// Join again at least every OpTimeout while waiting, even when the
 		// leader's lease runs longer: an outage that the subscription does
@@ -114,6 +114,9 @@ func (f *flight) run(first bool) {
 				return
 			}
 			leader = j.leader
+			f.mu.Lock()
+			f.awaited = leader
+			f.mu.Unlock()
 			if sub == nil {
 				if testHookFanoutWait != nil {
 					testHookFanoutWait(f.key)

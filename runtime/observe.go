@@ -31,8 +31,11 @@ type Observer interface {
 	// Queued: a semaphore waiter found no permit.
 	Queued(ctx context.Context, e QueueEvent)
 	// FanoutDone: a flight of this process delivered its outcome to its
-	// local callers.
+	// local callers (ctx: the flight's, see FlightTracer).
 	FanoutDone(ctx context.Context, e FanoutEvent)
+	// FanoutReturned: one caller of Fanout (or one Push's onDone) got its
+	// outcome, or gave up (its timeout, its context); ctx is that caller's.
+	FanoutReturned(ctx context.Context, e FanoutCallEvent)
 	// Dropped: something read from Redis was malformed or too large (a
 	// foreign value, a forged or truncated message) and was ignored.
 	Dropped(ctx context.Context, e DropEvent)
@@ -101,6 +104,36 @@ type FanoutEvent struct {
 	Err     error     // the outcome's error: nil for a result; a *RemoteError when another process's leader failed
 }
 
+// FanoutCallEvent: one caller's part in a flight ended.
+type FanoutCallEvent struct {
+	Key    string
+	Start  time.Time // when it called
+	Leader bool      // its outcome came from this process's run
+	Err    error     // its error: the outcome's, or why it gave up
+	// Run is the W3C traceparent of the flight that ran the job it got
+	// the outcome of (or waited for), in whichever process that was;
+	// "" when that process does not trace (see FlightTracer).
+	Run string
+}
+
+// FlightTracer is implemented by an Observer that traces fanout flights
+// across processes (dlockotel's does). StartFlight is called when this
+// process starts a flight, with its first caller's context (values only),
+// under the client's flight lock: it must be fast and must not call the
+// client. It returns the flight's context, which the flight's events
+// (FanoutDone ends it) and its job get, and the flight's W3C traceparent
+// ("" for none): every generation the flight leads carries it in its id,
+// so callers in every process see it as FanoutCallEvent.Run. Without a
+// FlightTracer, ids carry no trace context and nothing is spent on it.
+type FlightTracer interface {
+	StartFlight(ctx context.Context, e FlightEvent) (context.Context, string)
+}
+
+// FlightEvent: this process starts a flight for Key.
+type FlightEvent struct {
+	Key string
+}
+
 // DropEvent: something read from Redis for Key was ignored.
 type DropEvent struct {
 	Kind Kind
@@ -120,12 +153,13 @@ type LimitEvent struct {
 // they fall through to BaseObserver.
 type BaseObserver struct{}
 
-func (BaseObserver) Acquired(context.Context, AcquireEvent)        {}
-func (BaseObserver) NotAcquired(context.Context, NotAcquiredEvent) {}
-func (BaseObserver) Released(context.Context, ReleaseEvent)        {}
-func (BaseObserver) Extended(context.Context, ExtendEvent)         {}
-func (BaseObserver) Lost(context.Context, LostEvent)               {}
-func (BaseObserver) Queued(context.Context, QueueEvent)            {}
-func (BaseObserver) FanoutDone(context.Context, FanoutEvent)       {}
-func (BaseObserver) Dropped(context.Context, DropEvent)            {}
-func (BaseObserver) LimitMismatch(context.Context, LimitEvent)     {}
+func (BaseObserver) Acquired(context.Context, AcquireEvent)          {}
+func (BaseObserver) NotAcquired(context.Context, NotAcquiredEvent)   {}
+func (BaseObserver) Released(context.Context, ReleaseEvent)          {}
+func (BaseObserver) Extended(context.Context, ExtendEvent)           {}
+func (BaseObserver) Lost(context.Context, LostEvent)                 {}
+func (BaseObserver) Queued(context.Context, QueueEvent)              {}
+func (BaseObserver) FanoutDone(context.Context, FanoutEvent)         {}
+func (BaseObserver) FanoutReturned(context.Context, FanoutCallEvent) {}
+func (BaseObserver) Dropped(context.Context, DropEvent)              {}
+func (BaseObserver) LimitMismatch(context.Context, LimitEvent)       {}

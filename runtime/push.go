@@ -56,7 +56,7 @@ func (c *Client) push(ctx context.Context, key string, onDone func([]byte, error
 	if f := c.flights[key]; f != nil {
 		f.mu.Lock()
 		if f.state != flightEnded {
-			cl := f.attachLocked(onDone, async, cfg, runner)
+			cl := f.attachLocked(ctx, onDone, async, cfg, runner)
 			f.mu.Unlock()
 			c.fmu.Unlock()
 			return nil, attachment{f, cl}, ErrNotAcquired
@@ -65,9 +65,13 @@ func (c *Client) push(ctx context.Context, key string, onDone func([]byte, error
 	}
 	f := &flight{c: c, key: key, tag: tag, cfg: cfg, callers: map[*caller]struct{}{}, runner: runner,
 		start: time.Now(), obsCtx: context.WithoutCancel(ctx)}
+	if tr, ok := c.opts.Observer.(FlightTracer); ok {
+		f.obsCtx, f.trace = tr.StartFlight(f.obsCtx, FlightEvent{Key: key})
+		f.trace = traceField(f.trace)
+	}
 	f.ctx, f.cancel = context.WithCancel(c.bg)
 	f.mu.Lock()
-	first := f.attachLocked(onDone, async, cfg, runner)
+	first := f.attachLocked(ctx, onDone, async, cfg, runner)
 	if runner == nil {
 		f.claim = &claim{cl: first, ch: make(chan claimed, 1)}
 	}

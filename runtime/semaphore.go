@@ -164,6 +164,10 @@ func (s *Semaphore) acquire(ctx context.Context, queue bool, opts []Option) (*Pe
 			return nil, ErrNotAcquired
 		}
 		s.c.opts.Observer.Queued(ctx, QueueEvent{Key: s.key, Waiters: int(r[3])})
+		if sub == nil { // queued for the first time: counted in Snapshot until it returns
+			defer s.c.queuing(s.key)()
+		}
+		s.c.queueDepth(s.key, int(r[3]))
 		if sub == nil {
 			if testHookSemQueued != nil {
 				testHookSemQueued(s.key)

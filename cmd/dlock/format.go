@@ -52,6 +52,9 @@ func writeState(w io.Writer, st *dlockrt.KeyState) {
 		switch {
 		case f.Leading:
 			fmt.Fprintf(tw, "  fanout\tled by %s%s%s\n", f.Leader, ago(st, f.Leader.Asked, " since it asked "), left(f.TTL, ", lease "))
+			if f.Trace != "" {
+				fmt.Fprintf(tw, "  \ttrace %s\n", f.Trace)
+			}
 		case f.Outcome == "result":
 			fmt.Fprintf(tw, "  fanout\ta result of %d bytes kept for late callers%s\n", f.OutcomeSize, left(f.TTL, ", "))
 		case f.Outcome == "error":

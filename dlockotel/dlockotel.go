@@ -18,11 +18,12 @@
 //	               whichever process that was
 //	dlock.flight   one flight of this process (the callers of one key that
 //	               share one wait or one run), from its first local caller's
-//	               call to the delivery of the outcome, as a child of that
-//	               caller's span; the job runs in it, so its spans are the
-//	               flight's children; attributes "dlock.fanout.role" and
-//	               "dlock.fanout.callers"; error status when the outcome is
-//	               an error
+//	               call to the delivery of the outcome (or, when every caller
+//	               left first, to the end of the flight: error status), as a
+//	               child of that caller's span; the job runs in it, so its
+//	               spans are the flight's children; attributes
+//	               "dlock.fanout.role" and "dlock.fanout.callers"; error
+//	               status when the outcome is an error
 //
 // The dlock.flight span's context (W3C traceparent) travels in the id of
 // every generation the flight leads: in Redis and in the outcome every
@@ -51,8 +52,9 @@
 //	                                    from Redis, ignored
 //
 // Gauges(mp, client) adds what a client holds and waits for now:
-// dlock.leases.held (with "kind"), dlock.flights (with "state") and
-// dlock.lock.waiters.
+// dlock.leases.held (with "kind"), dlock.flights (with "state"),
+// dlock.lock.waiters, dlock.semaphore.waiters and
+// dlock.semaphore.queue.depth.
 //
 // It lives in a module of its own, so that dlock's users who do not use
 // OpenTelemetry do not inherit it.
@@ -173,6 +175,25 @@ func (o *observer) StartFlight(ctx context.Context, e dlockrt.FlightEvent) (cont
 	return context.WithValue(ctx, flightSpan{}, sp), carrier.Get("traceparent")
 }
 
+// EndFlight ends the flight's dlock.flight span.
+func (o *observer) EndFlight(ctx context.Context, e dlockrt.FlightEndEvent) {
+	if o.tracer == nil {
+		return // StartFlight started nothing; a span in ctx is another client's
+	}
+	sp, ok := ctx.Value(flightSpan{}).(trace.Span)
+	if !ok {
+		return
+	}
+	sp.SetAttributes(attribute.String("dlock.fanout.role", role(e.Leader)), attribute.Int("dlock.fanout.callers", e.Callers))
+	switch {
+	case !e.Delivered:
+		sp.SetStatus(codes.Error, "ended without an outcome: every caller left")
+	case e.Err != nil:
+		sp.SetStatus(codes.Error, e.Err.Error())
+	}
+	sp.End()
+}
+
 func (o *observer) FanoutDone(ctx context.Context, e dlockrt.FanoutEvent) {
 	byRole := metric.WithAttributes(attribute.String("role", role(e.Leader)))
 	o.runs.Add(ctx, 1, byRole)
@@ -180,15 +201,6 @@ func (o *observer) FanoutDone(ctx context.Context, e dlockrt.FanoutEvent) {
 	if e.Err != nil {
 		o.err.Add(ctx, 1, byRole)
 	}
-	sp, ok := ctx.Value(flightSpan{}).(trace.Span)
-	if !ok {
-		return
-	}
-	sp.SetAttributes(attribute.String("dlock.fanout.role", role(e.Leader)), attribute.Int("dlock.fanout.callers", e.Callers))
-	if e.Err != nil {
-		sp.SetStatus(codes.Error, e.Err.Error())
-	}
-	sp.End()
 }
 
 func (o *observer) FanoutReturned(ctx context.Context, e dlockrt.FanoutCallEvent) {

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -371,10 +372,14 @@ type signalQueued struct {
 	queued chan struct{}
 }
 
-// StartFlight forwards to the wrapped observer: a wrapper that drops it
-// drops the flights' spans and their trace context.
+// StartFlight and EndFlight forward to the wrapped observer: a wrapper
+// that drops them drops the flights' spans and their trace context.
 func (s signalQueued) StartFlight(ctx context.Context, e dlockrt.FlightEvent) (context.Context, string) {
 	return s.Observer.(dlockrt.FlightTracer).StartFlight(ctx, e)
+}
+
+func (s signalQueued) EndFlight(ctx context.Context, e dlockrt.FlightEndEvent) {
+	s.Observer.(dlockrt.FlightTracer).EndFlight(ctx, e)
 }
 
 func (s signalQueued) Queued(ctx context.Context, e dlockrt.QueueEvent) {
@@ -382,5 +387,60 @@ func (s signalQueued) Queued(ctx context.Context, e dlockrt.QueueEvent) {
 	select {
 	case s.queued <- struct{}{}:
 	default:
+	}
+}
+
+// Every dlock.flight span ends, with an error status when its callers all
+// left first (the job outlived its caller's timeout); a client without a
+// TracerProvider, called from a traced client's job, leaves that job's
+// flight span alone.
+func TestObserver_flightSpansEnd(t *testing.T) {
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	a := dlocktest.NewClient(t, &dlockrt.Options{Observer: New(noop.NewMeterProvider(), tp)})
+	untraced := dlocktest.NewClient(t, &dlockrt.Options{Observer: New(noop.NewMeterProvider(), nil)})
+	jobDone := make(chan struct{})
+	_, err := a.Fanout(t.Context(), "slow", func(ctx context.Context) ([]byte, error) {
+		defer close(jobDone)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}, dlockrt.WithTimeout(100*time.Millisecond))
+	if !errors.Is(err, dlockrt.ErrTimeout) {
+		t.Fatalf("caller = %v; want ErrTimeout", err)
+	}
+	recv(t, jobDone, 10*time.Second, "the job to end")
+
+	flightsEnded := func() (n int) {
+		for _, sp := range spans.Ended() {
+			if sp.Name() == "dlock.flight" {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, "the abandoned flight's span to end", func() bool { return flightsEnded() == 1 })
+	inner, outer, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		_, err := a.Fanout(t.Context(), "outer", func(ctx context.Context) ([]byte, error) {
+			untraced.Fanout(ctx, "inner", func(context.Context) ([]byte, error) { return nil, nil })
+			close(inner)
+			recvGo(t, outer, 10*time.Second, "the test to look at the outer flight's span")
+			return []byte("v"), nil
+		})
+		done <- err
+	}()
+	recv(t, inner, 10*time.Second, "the untraced client's fanout in the job")
+	if n := flightsEnded(); n != 1 {
+		t.Errorf("%d dlock.flight spans ended while the outer job runs; want 1 (the untraced client ended the outer's)", n)
+	}
+	close(outer)
+	if err := recv(t, done, 10*time.Second, "the outer Fanout"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both flights' spans to end", func() bool { return flightsEnded() == 2 })
+	for _, sp := range spans.Ended() {
+		if sp.Name() == "dlock.flight" && attrs(sp)["dlock.fanout.callers"] == "0" && sp.Status().Code != codes.Error {
+			t.Errorf("the abandoned flight's span has status %v; want an error", sp.Status())
+		}
 	}
 }

@@ -304,8 +304,9 @@ func (c *Client) detached(ctx context.Context) (context.Context, context.CancelF
 }
 
 // withValues returns a context that ends with parent and carries vals's
-// values (and parent's, where vals has none): a job runs in the trace of
-// the caller that started its flight, on the client's lifetime.
+// values (and parent's, where vals has none), but for a fencing token
+// (TokenFromContext): a job runs in the trace of the caller that started
+// its flight, on the client's lifetime, and holds none of its locks.
 func withValues(parent, vals context.Context) context.Context {
 	return valuesCtx{parent, vals}
 }
@@ -316,6 +317,9 @@ type valuesCtx struct {
 }
 
 func (v valuesCtx) Value(key any) any {
+	if _, token := key.(tokenKey); token {
+		return v.Context.Value(key) // a caller's fencing token is not the job's: it holds no lock
+	}
 	if x := v.vals.Value(key); x != nil {
 		return x
 	}

@@ -50,7 +50,11 @@ func (c *Client) Fanout(ctx context.Context, key string, job func(context.Contex
 	case o := <-ch:
 		return o.b, o.err
 	case <-ctx.Done():
-		return nil, at.f.leaveUnanswered(at.cl, ctx.Err())
+		if left, err := at.f.leaveUnanswered(at.cl, ctx.Err()); left {
+			return nil, err
+		}
+		o := <-ch // the outcome came first: it is being delivered
+		return o.b, o.err
 	}
 }
 

@@ -66,6 +66,7 @@ type flight struct {
 	answered bool                                  // a join had its reply: Redis answered this flight
 	warned   bool                                  // a dropped message was logged
 	awaited  string                                // the generation it waits on or leads, for its callers' events
+	led      bool                                  // it has been leading
 }
 
 type flightState uint8
@@ -125,20 +126,33 @@ func (f *flight) toLocked(ev flightEvent) bool {
 		return false
 	}
 	f.state = next
-	if next == flightEnded {
+	switch next {
+	case flightLeading:
+		f.led = true
+	case flightEnded:
 		f.cancel()
 	}
 	return true
 }
 
-// forget removes an ended flight from the client's map.
-func (f *flight) forget() {
+// forget removes a flight that ended without an outcome from the client's
+// map (the code that ended it calls it once) and ends its trace.
+func (f *flight) forget() { f.forgetWith(FlightEndEvent{}) }
+
+// forgetWith is forget for a flight that ended with e's outcome.
+func (f *flight) forgetWith(e FlightEndEvent) {
 	c := f.c
 	c.fmu.Lock()
 	if c.flights[f.key] == f {
 		delete(c.flights, f.key)
 	}
 	c.fmu.Unlock()
+	if tr, ok := c.opts.Observer.(FlightTracer); ok {
+		f.mu.Lock()
+		e.Key, e.Leader = f.key, f.led
+		f.mu.Unlock()
+		tr.EndFlight(f.obsCtx, e)
+	}
 }
 
 // caller is one caller's place in a flight.
@@ -177,6 +191,12 @@ func (f *flight) detachLocked(cl *caller) (ended bool) {
 // leave detaches a caller before the outcome, calling its onDone with why.
 // A flight that is not leading ends when its last caller leaves.
 func (f *flight) leave(cl *caller, why error) {
+	f.leaveIfAttached(cl, why)
+}
+
+// leaveIfAttached is leave, reporting whether cl was still attached (else
+// its outcome was, or is being, delivered).
+func (f *flight) leaveIfAttached(cl *caller, why error) bool {
 	f.mu.Lock()
 	_, attached := f.callers[cl]
 	ended := f.detachLocked(cl)
@@ -189,6 +209,7 @@ func (f *flight) leave(cl *caller, why error) {
 		f.returned(cl, leading, awaited, why)
 		cl.deliver(nil, why)
 	}
+	return attached
 }
 
 // returned tells the Observer that one caller's part ended: with err (nil
@@ -208,18 +229,18 @@ func (f *flight) detach(cl *caller) {
 	}
 }
 
-// leaveUnanswered is a caller leaving because its context ended: it
-// returns why, wrapped as ErrUnavailable when Redis never answered the
-// flight.
-func (f *flight) leaveUnanswered(cl *caller, why error) error {
+// leaveUnanswered is a caller leaving because its context ended, with
+// why, wrapped as ErrUnavailable when Redis never answered the flight. It
+// reports left false when the caller's outcome came first (it is, or is
+// being, delivered to its onDone).
+func (f *flight) leaveUnanswered(cl *caller, why error) (left bool, err error) {
 	f.mu.Lock()
 	answered := f.answered
 	f.mu.Unlock()
-	f.leave(cl, why)
 	if !answered {
-		return unavailable(why)
+		why = unavailable(why)
 	}
-	return why
+	return f.leaveIfAttached(cl, why), why
 }
 
 func (cl *caller) deliver(b []byte, err error) {
@@ -244,13 +265,13 @@ func (f *flight) finish(env *envelope, err error) {
 	callers, gen := f.callers, f.awaited
 	f.callers = map[*caller]struct{}{}
 	f.mu.Unlock()
-	f.forget()
 	var payload []byte
 	if env != nil {
 		payload, err = env.outcome()
 		gen = env.gen
 	}
 	f.c.opts.Observer.FanoutDone(f.obsCtx, FanoutEvent{Key: f.key, Start: f.start, Leader: leading, Callers: len(callers), Err: err})
+	f.forgetWith(FlightEndEvent{Delivered: true, Callers: len(callers), Err: err})
 	for cl := range callers {
 		cl.timer.Stop()
 		f.returned(cl, leading, gen, err)

@@ -33,8 +33,11 @@ type Observer interface {
 	// FanoutDone: a flight of this process delivered its outcome to its
 	// local callers (ctx: the flight's, see FlightTracer).
 	FanoutDone(ctx context.Context, e FanoutEvent)
-	// FanoutReturned: one caller of Fanout (or one Push's onDone) got its
-	// outcome, or gave up (its timeout, its context); ctx is that caller's.
+	// FanoutReturned: one caller attached to a flight (a Fanout caller, or
+	// a Push whose onDone is called) got its outcome, or gave up (its
+	// timeout, its context), with the error it returns; ctx is that
+	// caller's. A call refused before it reached a flight (bad options,
+	// a closed client) has none.
 	FanoutReturned(ctx context.Context, e FanoutCallEvent)
 	// Dropped: something read from Redis was malformed or too large (a
 	// foreign value, a forged or truncated message) and was ignored.
@@ -120,18 +123,32 @@ type FanoutCallEvent struct {
 // across processes (dlockotel's does). StartFlight is called when this
 // process starts a flight, with its first caller's context (values only),
 // under the client's flight lock: it must be fast and must not call the
-// client. It returns the flight's context, which the flight's events
-// (FanoutDone ends it) and its job get, and the flight's W3C traceparent
-// ("" for none): every generation the flight leads carries it in its id,
-// so callers in every process see it as FanoutCallEvent.Run. Without a
-// FlightTracer, ids carry no trace context and nothing is spent on it.
+// client. It returns the flight's context, which the flight's events and
+// its job get, and the flight's W3C traceparent ("" for none): every
+// generation the flight leads carries it in its id, so callers in every
+// process see it as FanoutCallEvent.Run. EndFlight is called exactly once
+// for every flight StartFlight was called for, with the context it
+// returned, when the flight ends: with its outcome (after FanoutDone), or
+// without one (every caller left; the job outlived them). Without a
+// FlightTracer, ids carry no trace context and nothing is spent on it. A
+// wrapper around an Observer must forward both methods to keep them.
 type FlightTracer interface {
 	StartFlight(ctx context.Context, e FlightEvent) (context.Context, string)
+	EndFlight(ctx context.Context, e FlightEndEvent)
 }
 
 // FlightEvent: this process starts a flight for Key.
 type FlightEvent struct {
 	Key string
+}
+
+// FlightEndEvent: a flight of this process ended.
+type FlightEndEvent struct {
+	Key       string
+	Leader    bool  // it led a generation (its job ran here)
+	Delivered bool  // its outcome reached its callers; false when they all left first
+	Callers   int   // callers that got the outcome
+	Err       error // the outcome's error (nil for a result, or when none was delivered)
 }
 
 // DropEvent: something read from Redis for Key was ignored.

@@ -20,8 +20,33 @@ type tracingObserver struct {
 
 	mu      sync.Mutex
 	flights int
+	ends    map[string]int // EndFlight calls per flight (its traceparent)
+	endings []FlightEndEvent
 	calls   []tracedCall
 	done    []context.Context // FanoutDone's contexts
+}
+
+func (o *tracingObserver) EndFlight(ctx context.Context, e FlightEndEvent) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ends == nil {
+		o.ends = map[string]int{}
+	}
+	o.ends[ctx.Value(flightKey{}).(string)]++
+	o.endings = append(o.endings, e)
+}
+
+// ended reports whether every flight started has ended, and fails the
+// test when one ended twice.
+func (o *tracingObserver) ended(t *testing.T) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for tp, n := range o.ends {
+		if n != 1 {
+			t.Errorf("flight %s ended %d times", tp, n)
+		}
+	}
+	return len(o.ends) == o.flights
 }
 
 type tracedCall struct {
@@ -224,5 +249,114 @@ func TestOwnerID_traceContext(t *testing.T) {
 	}
 	if traceOf(c.newOwnerID()) != "" {
 		t.Errorf("an id without a trace has one")
+	}
+}
+
+// Every flight a FlightTracer started is ended once, with or without an
+// outcome: when its callers time out waiting for another process, when
+// its job outlives its only caller, and when callers leave before Redis
+// ever answered (a paused server).
+func TestFlightTracer_everyFlightEndsOnce(t *testing.T) {
+	waitEnded := func(t *testing.T, o *tracingObserver) {
+		redistest.WaitFor(t, 10*time.Second, "every flight to end", func(context.Context) bool { return o.ended(t) })
+	}
+	t.Run("follower times out", func(t *testing.T) {
+		rdb := newRedis(t)
+		a := newClient(t, rdb, nil)
+		o := &tracingObserver{traceID: strings.Repeat("1", 32)}
+		b := newClient(t, rdb, &Options{Observer: o})
+		k := key(t, "f")
+		started, finish := make(chan struct{}), make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			a.Fanout(t.Context(), k, func(context.Context) ([]byte, error) {
+				close(started)
+				recvGo(t, finish, time.Minute, "the test to let the job finish")
+				return []byte("v"), nil
+			})
+		})
+		recv(t, started, 10*time.Second, "the leader's job to start")
+		_, err := b.Fanout(t.Context(), k, func(context.Context) ([]byte, error) { return nil, nil }, WithTimeout(200*time.Millisecond))
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("follower = %v; want ErrTimeout", err)
+		}
+		waitEnded(t, o)
+		close(finish)
+		waitGroup(t, &wg, 30*time.Second, "the leader")
+		if e := o.endings; len(e) != 1 || e[0].Delivered || e[0].Leader || e[0].Key != k {
+			t.Errorf("EndFlight %+v; want one, undelivered, not leading", e)
+		}
+	})
+	t.Run("job outlives its caller", func(t *testing.T) {
+		o := &tracingObserver{traceID: strings.Repeat("2", 32)}
+		c := newClient(t, newRedis(t), &Options{Observer: o})
+		jobDone := make(chan struct{})
+		_, err := c.Fanout(t.Context(), key(t, "f"), func(ctx context.Context) ([]byte, error) {
+			defer close(jobDone)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}, WithTimeout(200*time.Millisecond))
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("caller = %v; want ErrTimeout", err)
+		}
+		recv(t, jobDone, 10*time.Second, "the job to end")
+		waitEnded(t, o)
+		if e := o.endings; len(e) != 1 || e[0].Delivered || !e[0].Leader {
+			t.Errorf("EndFlight %+v; want one, undelivered, leading", e)
+		}
+	})
+	for _, push := range []bool{false, true} {
+		t.Run(fmt.Sprintf("caller leaves before an answer, push %v", push), func(t *testing.T) {
+			srv := redistest.StartServer(t)
+			rdb := srv.Client()
+			t.Cleanup(func() { rdb.Close() })
+			o := &tracingObserver{traceID: strings.Repeat("3", 32)}
+			c := newClient(t, rdb, &Options{Observer: o, OpTimeout: 300 * time.Millisecond})
+			srv.Pause()
+			t.Cleanup(srv.Resume)
+			ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+			defer cancel()
+			var err error
+			if push {
+				_, err = c.Push(ctx, "k", func([]byte, error) { t.Errorf("onDone of a Push that returned an error") })
+			} else {
+				_, err = c.Fanout(ctx, "k", func(context.Context) ([]byte, error) { return nil, nil })
+			}
+			if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("call = %v; want ErrUnavailable", err)
+			}
+			waitEnded(t, o)
+			if calls := o.returned(); !push && (len(calls) != 1 || !errors.Is(calls[0].e.Err, ErrUnavailable)) {
+				t.Errorf("FanoutReturned %+v; want one, with the ErrUnavailable Fanout returned", calls)
+			}
+		})
+	}
+}
+
+// A job's context carries its first caller's values, but not the fencing
+// token of a lock that caller holds: the job holds no lock.
+func TestFanout_jobHasNoCallersToken(t *testing.T) {
+	c := newClient(t, newRedis(t), nil)
+	l, err := c.Lock(t.Context(), key(t, "l"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release(bg())
+	lctx, cancel := l.Context(context.WithValue(t.Context(), callerKey{}, "c"))
+	defer cancel()
+	if _, ok := TokenFromContext(lctx); !ok {
+		t.Fatal("the lock's context has no token")
+	}
+	var tokenSeen bool
+	var value any
+	if _, err := c.Fanout(lctx, key(t, "f"), func(ctx context.Context) ([]byte, error) {
+		_, tokenSeen = TokenFromContext(ctx)
+		value = ctx.Value(callerKey{})
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if tokenSeen || value != "c" {
+		t.Errorf("the job's context: token %v, caller's value %v; want no token, the value", tokenSeen, value)
 	}
 }

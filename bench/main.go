@@ -27,7 +27,7 @@ var (
 	dur    = flag.Duration("d", 2*time.Second, "duration of each throughput measurement")
 	out    = flag.String("out", "../docs", "where bench.md and bench.png are written")
 	redraw = flag.Bool("redraw", false, "redraw bench.png from bench.md in -out, without measuring")
-	only   = flag.String("only", "", "run only the measurements whose name contains this (locks, handoff, fanout, joiners, semaphore, codecs, generator); nothing is written")
+	only   = flag.String("only", "", "run only the measurements whose name contains this (locks, handoff, renewals, fanout, joiners, semaphore, codecs, generator); nothing is written")
 )
 
 // row is one line of the result table.
@@ -67,6 +67,7 @@ func main() {
 	}{
 		{"locks", func() []row { return lockCycles(ctx, addr) }},
 		{"handoff", func() []row { return handoff(ctx, addr) }},
+		{"renewals", func() []row { return renewals(ctx, addr) }},
 		{"fanout", func() []row { return fanout(ctx, addr) }},
 		{"joiners", func() []row { return joiners(ctx, addr) }},
 		{"semaphore", func() []row { return semaphoreWake(ctx, addr) }},

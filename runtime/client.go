@@ -24,7 +24,11 @@ type Client struct {
 	bg     context.Context // cancelled by Close; parent of watchdogs
 	stop   context.CancelFunc
 
-	fan fanoutRedis // the fanout scripts (fanoutScripts; faked by tests)
+	fan  fanoutRedis // the fanout scripts (fanoutScripts; faked by tests)
+	pipe pipeline    // scripts queued for the next round trip (pipeline.go)
+
+	pipesMu sync.Mutex           // protects pipes; a leaf
+	pipes   map[string]*pipeline // a Cluster's, by primary address
 
 	// Mutexes nest in the order of lockorder.go.
 	mu      lockedBy[clientMuRank] // protects leases, closing, waiting
@@ -77,6 +81,7 @@ func New(rdb redis.UniversalClient, opts *Options) (*Client, error) {
 	c := &Client{rdb: rdb, opts: o, leases: map[*lease]struct{}{}, flights: map[string]*flight{}, turnstiles: map[string]*turnstile{},
 		clock: newLeaseClock()}
 	c.fan = fanoutScripts{c}
+	c.pipe.rdb = rdb
 	c.idSuffix = identitySuffix(o.Name)
 	bg, stop := context.WithCancelCause(context.Background())
 	c.bg, c.stop = bg, func() { stop(ErrClosed) } // work on c.bg ends with cause ErrClosed
@@ -185,7 +190,7 @@ func (c *Client) check() error {
 // reply: the caller, if the reply came before it left, else undo.
 func (c *Client) run(ctx context.Context, s *redis.Script, keys []string, args []any, undo func(context.Context, any)) (any, error) {
 	if ctx.Done() == nil {
-		v, err := s.Run(ctx, c.rdb, keys, args...).Result()
+		v, err := c.exec(ctx, s, keys, args)
 		c.undoIfAmbiguous(ctx, err, undo)
 		return v, redisErr(err)
 	}
@@ -199,7 +204,7 @@ func (c *Client) run(ctx context.Context, s *redis.Script, keys []string, args [
 	ch := make(chan reply, 1)
 	var owner atomic.Int32 // a replyOwner: who owns the late reply
 	go func() {
-		v, err := s.Run(context.WithoutCancel(ctx), c.rdb, keys, args...).Result()
+		v, err := c.exec(context.WithoutCancel(ctx), s, keys, args)
 		if owner.CompareAndSwap(int32(replyUnowned), int32(replyCaller)) {
 			ch <- reply{v, err}
 			return

@@ -60,14 +60,33 @@ func (k *leaseClock) armLocked(at time.Time) {
 	k.timer.Reset(time.Until(at))
 }
 
+// Renewals that fall due together go to Redis together: when the clock
+// wakes, it also renews the watchdog leases whose renewal is due within
+// renewEarly of now (their renewal then comes a little before a third of
+// their lease, which only makes them safer), so that the renewals of
+// leases taken at about the same time share pipelines (pipeline.go) and
+// stay in step afterwards. Steps that end a lease are never taken early.
+const maxRenewEarly = 250 * time.Millisecond
+
+// renewEarly is how much earlier than due a lease of ttl may be renewed.
+func renewEarly(ttl time.Duration) time.Duration { return min(ttl/10, maxRenewEarly) }
+
 // tick wakes the leases that are due and arms the timer for the next.
 func (k *leaseClock) tick() {
 	now := time.Now()
-	var due []*lease
+	var due, notYet []*lease
 	k.mu.Lock()
 	k.armed = time.Time{}
-	for len(k.q) > 0 && !k.q[0].at.After(now) {
-		due = append(due, heap.Pop(&k.q).(*lease))
+	for len(k.q) > 0 && !k.q[0].at.After(now.Add(maxRenewEarly)) {
+		l := heap.Pop(&k.q).(*lease)
+		if !l.at.After(now) || l.watchdog && !l.at.After(now.Add(renewEarly(l.ttl))) {
+			due = append(due, l)
+		} else {
+			notYet = append(notYet, l)
+		}
+	}
+	for _, l := range notYet {
+		heap.Push(&k.q, l)
 	}
 	if len(k.q) > 0 && !k.stopped {
 		k.armLocked(k.q[0].at)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/dlock-go/dlock/internal/redistest"
 )
 
@@ -325,6 +327,56 @@ func TestLock_releaseWhileTheSubscriptionReconnects(t *testing.T) {
 	close(reconnect)
 	if err := recv(t, got, 20*time.Second, "the waiter's Lock"); err != nil {
 		t.Fatalf("Lock after a release while its subscription reconnected = %v", err)
+	}
+}
+
+// P5: a release published while the waiter's channel is not subscribed
+// anywhere (its subscription connection broke, and the new one's
+// SSUBSCRIBE has not reached the server) wakes the waiter once the channel
+// is subscribed again: the mux tells the channel's subscribers then, and
+// the waiter looks again, long before the holder's lease would have ended.
+func TestLock_wokenWhenItsChannelIsSubscribedAgain(t *testing.T) {
+	k := key(t, "k")
+	asleep := make(chan struct{}, 4)
+	setHook(t, &testHookLockSleep, func(key string) {
+		if key == k {
+			sendGo(t, asleep, struct{}{}, 10*time.Second, "the test to see the waiter asleep")
+		}
+	})
+	rdb := newRedis(t)
+	proxy := redistest.StartProxy(t, standaloneAddr(t))
+	ps := redis.NewClient(&redis.Options{Addr: proxy.Addr(), ReadTimeout: 300 * time.Millisecond, DialTimeout: 300 * time.Millisecond})
+	t.Cleanup(func() { ps.Close() })
+	c1 := newClient(t, rdb, nil)
+	c2 := newClient(t, newRedis(t), &Options{PubSub: ps})
+	l1, err := c1.Once(t.Context(), k, WithTTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		l2, err := c2.Lock(ctx, k)
+		if err == nil {
+			l2.Release(bg())
+		}
+		got <- err
+	}()
+	recv(t, asleep, 10*time.Second, "the waiter to sleep")
+	// The subscription connection breaks, and what goes to the server on
+	// the next one is held back: the channel is subscribed nowhere.
+	proxy.CutOneWay(true)
+	proxy.DropAll()
+	recv(t, asleep, 10*time.Second, "the waiter, told of the break, to look again and sleep")
+	ch := lockChannel(mustTag(t, c1, k))
+	if n, err := rdb.PubSubShardNumSub(bg(), ch).Result(); err != nil || n[ch] != 0 {
+		t.Fatalf("subscribers of the waiter's channel while cut: %v, %v; want none", n, err)
+	}
+	l1.Release(t.Context()) // published to nobody
+	proxy.Restore()
+	if err := recv(t, got, 30*time.Second, "the waiter's Lock"); err != nil {
+		t.Fatalf("Lock after a release while its channel was subscribed nowhere = %v; want the lock, once subscribed again", err)
 	}
 }
 

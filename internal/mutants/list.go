@@ -145,7 +145,7 @@ var goMutants = []mutant{
 		from: "\tch.notifyLocked(notice{resync: true})\n}\n\n// close stops",
 		to:   "}\n\n// close stops",
 		why:  "a channel subscribed again (after a reconnect, or on the node its slot moved to) is not told to its subscribers: messages lost meanwhile stay lost",
-		pkg:  "./runtime", tests: []string{"TestCluster_Lock_wokenAcrossMoveAndFailover"}},
+		pkg:  "./runtime", tests: []string{"TestLock_wokenWhenItsChannelIsSubscribedAgain", "TestCluster_Lock_wokenAcrossMoveAndFailover"}},
 	{id: "W9", promise: "P5", file: "runtime/muxroute.go",
 		from: "\t\t\tif ch.confirmed {\n\t\t\t\tch.notifyLocked(notice{resync: true})\n\t\t\t}\n",
 		to:   "",

@@ -49,6 +49,15 @@ func pipelineState(p *pipeline) (busy, queued int) {
 	return p.busy, len(p.queue)
 }
 
+// holdQueues makes queued scripts wait for a round trip to end, however
+// long, for the rest of the test: tests that stall the slots can fill the
+// queue. Call it before making the test's clients.
+func holdQueues(t *testing.T) {
+	old := maxQueueWait
+	maxQueueWait = time.Hour
+	t.Cleanup(func() { maxQueueWait = old })
+}
+
 // stallPipeline pauses srv and starts pipelineSlots Inspects of c that
 // take every slot of p, and then n Once calls of keys[i] that queue; it
 // returns when they are all in place, with the Once calls' errors to come
@@ -85,6 +94,7 @@ func stallPipeline(t *testing.T, srv *redistest.Server, c *Client, p *pipeline, 
 // frees, each with its own reply; scripts Redis no longer has (SCRIPT
 // FLUSH) go again by EVAL, in the pipeline too.
 func TestPipeline_queuedScriptsShareARoundTrip(t *testing.T) {
+	holdQueues(t)
 	srv := redistest.StartServer(t)
 	rdb := srv.Client()
 	t.Cleanup(func() { rdb.Close() })
@@ -120,6 +130,7 @@ func TestPipeline_queuedScriptsShareARoundTrip(t *testing.T) {
 // in it fails with an ambiguous error (ErrUnavailable), and each caller
 // undoes what its script may have taken: no key stays held by nobody.
 func TestPipeline_lostReplyIsAmbiguousForEveryScript(t *testing.T) {
+	holdQueues(t)
 	srv := redistest.StartServer(t)
 	dropper := redistest.NewReplyDropper()
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), Dialer: dropper.Dial, MaxRetries: -1})
@@ -157,6 +168,7 @@ func TestPipeline_lostReplyIsAmbiguousForEveryScript(t *testing.T) {
 // On a Cluster each primary has its own pipeline: scripts queued for a
 // paused node do not hold up a script for another.
 func TestPipeline_perNodeOnACluster(t *testing.T) {
+	holdQueues(t)
 	cl := sharedCluster(t).For(t)
 	rdb := cl.Client()
 	t.Cleanup(func() { rdb.Close() })
@@ -244,4 +256,217 @@ func TestWatchdog_renewalsDueTogetherShareRoundTrips(t *testing.T) {
 	if trips*4 > renewals {
 		t.Fatalf("%d renewals took %d round trips; want them to share round trips (at most a quarter as many)", renewals, trips)
 	}
+}
+
+// fakeBusy marks every slot of p in use, as if pipelineSlots round trips
+// hung. end(n) ends n of them (n < 0: all that remain), as a round trip
+// ending does: a slot freed goes to the queue first.
+func fakeBusy(p *pipeline) (end func(n int)) {
+	p.mu.Lock()
+	p.busy += pipelineSlots
+	p.mu.Unlock()
+	left := pipelineSlots
+	return func(n int) {
+		if n < 0 || n > left {
+			n = left
+		}
+		left -= n
+		for range n {
+			p.roundTripDone()
+		}
+	}
+}
+
+// Scripts queued behind round trips that hang go on their own once they
+// waited maxQueueWait: a stalled connection holds nobody up.
+func TestPipeline_stalledSlotsHoldNobodyUp(t *testing.T) {
+	c := newClient(t, newRedis(t), nil)
+	defer fakeBusy(&c.pipe)(-1)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	l, err := c.Once(ctx, key(t, "k"))
+	if err != nil {
+		t.Fatalf("Once behind stalled slots: %v", err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatalf("Release behind stalled slots: %v", err)
+	}
+}
+
+// refuser is a hook that, while on, refuses every command and pipeline
+// without sending it (as a circuit breaker does).
+type refuser struct{ on atomic.Bool }
+
+var errRefused = errors.New("refused by a hook")
+
+func (r *refuser) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (r *refuser) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if r.on.Load() {
+			return errRefused
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (r *refuser) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if r.on.Load() {
+			return errRefused
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// A pipeline a hook refused fails each of its scripts with that error, as
+// it fails a script alone: a queued Release is ErrUnavailable, never a
+// reply read as "not held".
+func TestPipeline_refusedPipelineFailsEachScript(t *testing.T) {
+	holdQueues(t)
+	rdb := newRedis(t)
+	hook := &refuser{}
+	rdb.AddHook(hook)
+	c := newClient(t, rdb, nil)
+	var locks []*Lock
+	for i := range 3 {
+		l, err := c.Once(t.Context(), key(t, fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		locks = append(locks, l)
+	}
+	end := fakeBusy(&c.pipe)
+	errs := make(chan error, len(locks))
+	for _, l := range locks {
+		go func() { errs <- l.Release(context.Background()) }()
+	}
+	redistest.WaitFor(t, 5*time.Second, "the releases to queue", func(context.Context) bool {
+		_, queued := pipelineState(&c.pipe)
+		return queued == len(locks)
+	})
+	hook.on.Store(true)
+	end(1) // one stalled round trip ends: the queue goes
+	for range locks {
+		if err := recv(t, errs, 5*time.Second, "the queued releases"); !errors.Is(err, ErrUnavailable) || !errors.Is(err, errRefused) {
+			t.Errorf("a Release whose pipeline a hook refused = %v; want ErrUnavailable with the hook's error", err)
+		}
+	}
+	hook.on.Store(false)
+	end(-1)
+}
+
+// A panic while sending (in a hook) frees the slots it held and fails the
+// other scripts of its pipeline: later scripts still go.
+func TestPipeline_panicFreesItsSlot(t *testing.T) {
+	holdQueues(t)
+	rdb := newRedis(t)
+	var panics atomic.Int32
+	rdb.AddHook(panicker{&panics})
+	c := newClient(t, rdb, nil)
+	call := func(k string) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("panicked: %v", r)
+			}
+		}()
+		_, err = c.Inspect(context.Background(), key(t, k))
+		return err
+	}
+	panics.Store(pipelineSlots + 1)
+	for range pipelineSlots + 1 { // alone: each frees its slot
+		if err := call("k"); err == nil {
+			t.Fatal("a panicking hook did not panic")
+		}
+	}
+	panics.Store(1)
+	end := fakeBusy(&c.pipe)
+	errs := make(chan error, 3)
+	for i := range 3 {
+		go func() { errs <- call(fmt.Sprint(i)) }() // keys of their own: one pipeline
+	}
+	redistest.WaitFor(t, 5*time.Second, "the scripts to queue", func(context.Context) bool {
+		_, queued := pipelineState(&c.pipe)
+		return queued == 3
+	})
+	end(1)
+	for range 3 {
+		if err := recv(t, errs, 5*time.Second, "every script of the panicked pipeline"); err == nil {
+			t.Error("a script of a panicked pipeline succeeded")
+		}
+	}
+	end(-1)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Inspect(ctx, key(t, "k")); err != nil {
+		t.Fatalf("Inspect after the panics: %v; want the slots free", err)
+	}
+}
+
+// panicker is a hook that panics, while n > 0, once per command or pipeline.
+type panicker struct{ n *atomic.Int32 }
+
+func (p panicker) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (p panicker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if p.n.Add(-1) >= 0 {
+			panic("hook")
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (p panicker) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if p.n.Add(-1) >= 0 {
+			panic("hook")
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// go-redis sends a pipeline again when its reply is lost; a batch never
+// carries two scripts of one key, so a Release queued with another
+// caller's Once of its key still finds the key as it left it, and
+// reports success.
+func TestPipeline_resentBatchHoldsOneScriptPerKey(t *testing.T) {
+	holdQueues(t)
+	dropper := redistest.NewReplyDropper()
+	rdb := redis.NewClient(&redis.Options{Addr: standaloneAddr(t), Dialer: dropper.Dial}) // go-redis retries
+	t.Cleanup(func() { rdb.Close() })
+	c := newClient(t, rdb, nil)
+	k := key(t, "k")
+	l, err := c.Once(t.Context(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := fakeBusy(&c.pipe)
+	released, taken := make(chan error, 1), make(chan error, 1)
+	go func() { released <- l.Release(context.Background()) }()
+	redistest.WaitFor(t, 5*time.Second, "the release to queue", func(context.Context) bool {
+		_, queued := pipelineState(&c.pipe)
+		return queued == 1
+	})
+	go func() {
+		l2, err := c.Once(context.Background(), k)
+		if err == nil {
+			l2.Release(bg())
+		}
+		taken <- err
+	}()
+	redistest.WaitFor(t, 5*time.Second, "the Once to queue", func(context.Context) bool {
+		_, queued := pipelineState(&c.pipe)
+		return queued == 2
+	})
+	dropper.Arm(k)
+	end(1) // one slot frees: the release goes, alone in its batch; the Once waits for the next
+	recv(t, dropper.Dropped(), 5*time.Second, "a reply to be lost")
+	if err := recv(t, released, 10*time.Second, "the Release"); err != nil {
+		t.Errorf("Release whose pipeline was sent again = %v; want success", err)
+	}
+	if err := recv(t, taken, 10*time.Second, "the Once"); err != nil {
+		t.Errorf("Once after the release = %v; want the lock", err)
+	}
+	end(-1)
 }

@@ -381,6 +381,35 @@ var goMutants = []mutant{
 		why:  "the wrappers of a cgo file go into a file without the cgo constraint: CGO_ENABLED=0 builds fail",
 		pkg:  "./generator", tests: []string{"TestGenerate_cgoFile"}},
 
+	// Round trips (issue 21)
+	{id: "M1", promise: "P19", file: "runtime/pipeline.go",
+		from: "if len(batch) == maxBatch || sharesKey(inBatch, q.keys) {",
+		to:   "if len(batch) == maxBatch {",
+		why:  "a batch holds two scripts of one key: a pipeline go-redis sends again turns a Release into ErrNotHeld",
+		pkg:  "./runtime", tests: []string{"TestPipeline_resentBatchHoldsOneScriptPerKey"}},
+	{id: "M2", promise: "P19", file: "runtime/pipeline.go",
+		from: "if b.v == nil && b.err == nil { // never answered",
+		to:   "if false { // never answered",
+		why:  "a pipeline a hook refused gives its scripts nil, nil: a Release reads as not held, a renewal as lost",
+		pkg:  "./runtime", tests: []string{"TestPipeline_refusedPipelineFailsEachScript"}},
+	{id: "M3", promise: "P4", file: "runtime/clock.go",
+		from: "if !l.at.After(now) || l.watchdog && !l.at.After(now.Add(renewEarly(l.ttl))) {",
+		to:   "if !l.at.After(now) {",
+		why:  "renewals that fall due together go one round trip each",
+		pkg:  "./runtime", tests: []string{"TestWatchdog_renewalsDueTogetherShareRoundTrips"}},
+
+	// Trace links (issue 20)
+	{id: "V1", promise: "P35", file: "runtime/join.go",
+		from: "gen, sent := f.c.newOwnerID()+f.trace, time.Now()",
+		to:   "gen, sent := f.c.newOwnerID(), time.Now()",
+		why:  "a generation carries no trace context: waiters elsewhere cannot link to the run",
+		pkg:  "./runtime", tests: []string{"TestFanout_callersLearnTheRunsTrace"}},
+	{id: "V2", promise: "P35", file: "runtime/flight.go",
+		from: "func (f *flight) forget() { f.forgetWith(FlightEndEvent{}) }",
+		to:   "func (f *flight) forget() { f.forgetWith(FlightEndEvent{Delivered: true}) }",
+		why:  "a flight that ended without an outcome reports one delivered (its span ends without its error status)",
+		pkg:  "./runtime", tests: []string{"TestFlightTracer_everyFlightEndsOnce"}},
+
 	// The checker's excuses and rules (issue 17)
 	{id: "H3", promise: "P28", file: "internal/history/ops.go",
 		from: "case w.effect == Pause && w.target == l.proc && l.acqRet < w.t1 && l.endCall > w.t0:",

@@ -186,6 +186,13 @@ func TestPipeline_perNodeOnACluster(t *testing.T) {
 	if mine == &c.pipe {
 		t.Fatal("a Cluster key got the client's default pipeline")
 	}
+	// go-redis loads what it knows of the commands from one node, once, on
+	// a client's first script: not from the node about to be paused.
+	for _, k := range []string{stalled, other} {
+		if _, err := c.Inspect(t.Context(), k); err != nil {
+			t.Fatal(err)
+		}
+	}
 	node.Pause()
 	t.Cleanup(node.Resume)
 	var wg sync.WaitGroup

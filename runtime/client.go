@@ -126,13 +126,7 @@ func (c *Client) Close() error {
 		wg.Go(func() { l.doRelease(ctx, ErrClosed) })
 	}
 	wg.Wait()
-	c.fmu.Lock()
-	flights := make([]*flight, 0, len(c.flights))
-	for _, f := range c.flights {
-		flights = append(flights, f)
-	}
-	c.fmu.Unlock()
-	for _, f := range flights {
+	for _, f := range c.flightsNow() {
 		f.finish(nil, ErrClosed)
 	}
 	c.stop()

@@ -104,13 +104,7 @@ func (c *Client) Snapshot() Snapshot {
 			s.Leases = append(s.Leases, LeaseInfo{Kind: l.kind, Key: l.key, Since: l.acquired, Left: time.Until(deadline), Watchdog: l.watchdog})
 		}
 	}
-	c.fmu.Lock()
-	flights := make([]*flight, 0, len(c.flights))
-	for _, f := range c.flights {
-		flights = append(flights, f)
-	}
-	c.fmu.Unlock()
-	for _, f := range flights {
+	for _, f := range c.flightsNow() {
 		f.mu.Lock()
 		state, callers := f.state, len(f.callers)
 		f.mu.Unlock()

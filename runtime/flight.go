@@ -135,6 +135,18 @@ func (f *flight) toLocked(ev flightEvent) bool {
 	return true
 }
 
+// flightsNow returns the client's flights at this moment (each may end
+// meanwhile: its own state says).
+func (c *Client) flightsNow() []*flight {
+	c.fmu.Lock()
+	defer c.fmu.Unlock()
+	flights := make([]*flight, 0, len(c.flights))
+	for _, f := range c.flights {
+		flights = append(flights, f)
+	}
+	return flights
+}
+
 // forget removes a flight that ended without an outcome from the client's
 // map (the code that ended it calls it once) and ends its trace.
 func (f *flight) forget() { f.forgetWith(FlightEndEvent{}) }

@@ -257,16 +257,7 @@ func TestLock_pubsubConnectionKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		defer cancel()
-		l2, err := c2.Lock(ctx, k)
-		if err == nil {
-			l2.Release(bg())
-		}
-		got <- err
-	}()
+	got := lockAndRelease(t, c2, k, 10*time.Second)
 	ch := lockChannel(mustTag(t, c1, k))
 	redistest.WaitFor(t, 5*time.Second, "the waiter's subscription", func(ctx context.Context) bool {
 		n, err := rdb.PubSubShardNumSub(ctx, ch).Result()
@@ -288,12 +279,7 @@ func TestLock_pubsubConnectionKilled(t *testing.T) {
 // before the holder's lease ends.
 func TestLock_releaseWhileTheSubscriptionReconnects(t *testing.T) {
 	k := key(t, "k")
-	asleep := make(chan struct{}, 4)
-	setHook(t, &testHookLockSleep, func(key string) {
-		if key == k {
-			sendGo(t, asleep, struct{}{}, 10*time.Second, "the test to see the waiter asleep")
-		}
-	})
+	asleep := signalSleeps(t, k)
 	broken, reconnect := make(chan struct{}, 4), make(chan struct{})
 	setHook(t, &testHookMuxBroken, func() {
 		if sendGo(t, broken, struct{}{}, 10*time.Second, "the test to see the connection broken") {
@@ -307,16 +293,7 @@ func TestLock_releaseWhileTheSubscriptionReconnects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		defer cancel()
-		l2, err := c2.Lock(ctx, k)
-		if err == nil {
-			l2.Release(bg())
-		}
-		got <- err
-	}()
+	got := lockAndRelease(t, c2, k, 10*time.Second)
 	recv(t, asleep, 10*time.Second, "the waiter to sleep")
 	if err := rdb.Do(bg(), "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
 		t.Fatalf("CLIENT KILL = %v", err)
@@ -337,12 +314,7 @@ func TestLock_releaseWhileTheSubscriptionReconnects(t *testing.T) {
 // the waiter looks again, long before the holder's lease would have ended.
 func TestLock_wokenWhenItsChannelIsSubscribedAgain(t *testing.T) {
 	k := key(t, "k")
-	asleep := make(chan struct{}, 4)
-	setHook(t, &testHookLockSleep, func(key string) {
-		if key == k {
-			sendGo(t, asleep, struct{}{}, 10*time.Second, "the test to see the waiter asleep")
-		}
-	})
+	asleep := signalSleeps(t, k)
 	rdb := newRedis(t)
 	proxy := redistest.StartProxy(t, standaloneAddr(t))
 	ps := redis.NewClient(&redis.Options{Addr: proxy.Addr(), ReadTimeout: 300 * time.Millisecond, DialTimeout: 300 * time.Millisecond})
@@ -353,16 +325,7 @@ func TestLock_wokenWhenItsChannelIsSubscribedAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-		defer cancel()
-		l2, err := c2.Lock(ctx, k)
-		if err == nil {
-			l2.Release(bg())
-		}
-		got <- err
-	}()
+	got := lockAndRelease(t, c2, k, 20*time.Second)
 	recv(t, asleep, 10*time.Second, "the waiter to sleep")
 	// The subscription connection breaks, and what goes to the server on
 	// the next one is held back: the channel is subscribed nowhere.
@@ -378,6 +341,34 @@ func TestLock_wokenWhenItsChannelIsSubscribedAgain(t *testing.T) {
 	if err := recv(t, got, 30*time.Second, "the waiter's Lock"); err != nil {
 		t.Fatalf("Lock after a release while its channel was subscribed nowhere = %v; want the lock, once subscribed again", err)
 	}
+}
+
+// signalSleeps signals, for the rest of the test, each time a waiter for
+// key k goes to sleep. Call it before making the clients.
+func signalSleeps(t *testing.T, k string) <-chan struct{} {
+	asleep := make(chan struct{}, 4)
+	setHook(t, &testHookLockSleep, func(key string) {
+		if key == k {
+			sendGo(t, asleep, struct{}{}, 10*time.Second, "the test to see the waiter asleep")
+		}
+	})
+	return asleep
+}
+
+// lockAndRelease waits for k's lock with c, for at most d, in the
+// background, releases it, and delivers Lock's error.
+func lockAndRelease(t *testing.T, c *Client, k string, d time.Duration) <-chan error {
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(t.Context(), d)
+		defer cancel()
+		l, err := c.Lock(ctx, k)
+		if err == nil {
+			l.Release(bg())
+		}
+		got <- err
+	}()
+	return got
 }
 
 // A foreign value in a lock's key (one dlock did not write) counts as held

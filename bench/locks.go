@@ -61,8 +61,9 @@ func lockImpls(rdb *redis.Client) map[string]cycle {
 
 // lockCycles: acquire+release cycles per second on uncontended keys, at 1,
 // 4 and 32 workers, with what each cycle cost: Redis commands (the
-// server's INFO commandstats, scripts' inner commands included) and round
-// trips (counted on the client). Goals: dlock >= 1.0x raw at one worker,
+// server's INFO commandstats, scripts' inner commands included), round
+// trips (counted on the client) and the server's CPU time (INFO cpu: what
+// a single-threaded server runs out of first). Goals: dlock >= 1.0x raw at one worker,
 // >= 1.5x at 32.
 func lockCycles(ctx context.Context, addr string) []row {
 	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64})
@@ -75,12 +76,12 @@ func lockCycles(ctx context.Context, addr string) []row {
 	for _, workers := range []int{1, 4, 32} {
 		group := "lock acquire+release, " + strconv.Itoa(workers) + " worker(s)"
 		fs := map[string]func() float64{}
-		cmdsPer, tripsPer := map[string][]float64{}, map[string][]float64{}
+		cmdsPer, tripsPer, cpuPer := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
 		for name, f := range impls {
 			fs[name] = func() float64 {
 				var n atomic.Int64
 				stop := time.Now().Add(*dur)
-				cmds0, trips0 := allCalls(ctx, rdb), trips.n.Load()
+				cmds0, trips0, cpu0 := allCalls(ctx, rdb), trips.n.Load(), serverCPU(ctx, rdb)
 				var wg sync.WaitGroup
 				for w := range workers {
 					wg.Go(func() {
@@ -95,7 +96,8 @@ func lockCycles(ctx context.Context, addr string) []row {
 				wg.Wait()
 				cycles := float64(max(n.Load(), 1))
 				trips1 := trips.n.Load()
-				cmdsPer[name] = append(cmdsPer[name], float64(allCalls(ctx, rdb)-cmds0-1)/cycles) // -1: the INFO that read them
+				cmdsPer[name] = append(cmdsPer[name], float64(allCalls(ctx, rdb)-cmds0-2)/cycles) // -2: the INFOs that read them
+				cpuPer[name] = append(cpuPer[name], (serverCPU(ctx, rdb)-cpu0).Seconds()*1e6/cycles)
 				tripsPer[name] = append(tripsPer[name], float64(trips1-trips0)/cycles)
 				return float64(n.Load()) / dur.Seconds()
 			}
@@ -118,7 +120,8 @@ func lockCycles(ctx context.Context, addr string) []row {
 		for _, name := range names[:2] {
 			rows = append(rows,
 				row{group: group, name: name + ": Redis commands per cycle", value: medianOf(cmdsPer[name])},
-				row{group: group, name: name + ": round trips per cycle", value: medianOf(tripsPer[name])})
+				row{group: group, name: name + ": round trips per cycle", value: medianOf(tripsPer[name])},
+				row{group: group, name: name + ": server CPU per cycle", value: medianOf(cpuPer[name]), unit: "µs"})
 		}
 	}
 	return rows
@@ -316,6 +319,24 @@ func allCalls(ctx context.Context, rdb *redis.Client) int64 {
 		}
 	}
 	return n
+}
+
+// serverCPU is the CPU time the server has used (user and system).
+func serverCPU(ctx context.Context, rdb *redis.Client) time.Duration {
+	info, err := rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0
+	}
+	var secs float64
+	for _, line := range strings.Split(info, "\n") {
+		for _, k := range []string{"used_cpu_user:", "used_cpu_sys:"} {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), k); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				secs += f
+			}
+		}
+	}
+	return time.Duration(secs * float64(time.Second))
 }
 
 // tripCounter counts a go-redis client's round trips: one per command

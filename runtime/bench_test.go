@@ -109,6 +109,60 @@ func BenchmarkLock_OnceRelease(b *testing.B) {
 	}
 }
 
+// BenchmarkLock_serverTime: what each lock script costs the server's single
+// thread, as INFO commandstats times it (server-µs/op), apart from the
+// round trip: acquire of a key just released (it keeps its last token)
+// and of a key Redis never saw, and release. The lock cycle's throughput
+// under load is bounded by this plus the round trips' system calls.
+func BenchmarkLock_serverTime(b *testing.B) {
+	rdb := newRedis(b)
+	c := newClient(b, rdb, &Options{Prefix: "benchsrv"})
+	owner := c.newOwnerID()
+	tag, _ := c.tag("k")
+	k := []string{lockKey(tag)}
+	for _, bc := range []struct {
+		name  string
+		s     *redis.Script
+		args  []any
+		setup func()
+	}{
+		{"acquire/released", scriptLockAcquire, []any{owner, 10000}, func() { rdb.Set(bg(), k[0], "1765000000000000 -"+owner, time.Minute) }},
+		{"acquire/new", scriptLockAcquire, []any{owner, 10000}, func() { rdb.Del(bg(), k[0]) }},
+		{"release", scriptLockRelease, []any{owner, 60000, lockChannel(tag)}, func() { rdb.Set(bg(), k[0], "1765000000000000 "+owner, time.Minute) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			if err := bc.s.Load(bg(), rdb).Err(); err != nil {
+				b.Fatal(err)
+			}
+			rdb.ConfigResetStat(bg())
+			for b.Loop() {
+				bc.setup()
+				if err := bc.s.EvalSha(bg(), rdb, k, bc.args...).Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(serverUsec(b, rdb, "evalsha")/float64(b.N), "server-µs/op")
+		})
+	}
+}
+
+// serverUsec is the server's time in cmd since its stats were reset, in µs.
+func serverUsec(b *testing.B, rdb *redis.Client, cmd string) float64 {
+	b.Helper()
+	for _, line := range strings.Split(rdb.Info(bg(), "commandstats").Val(), "\n") {
+		if _, rest, ok := strings.Cut(line, "cmdstat_"+cmd+":"); ok {
+			_, rest, _ = strings.Cut(rest, "usec=")
+			v, err := strconv.ParseFloat(rest[:strings.IndexByte(rest, ',')], 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return v
+		}
+	}
+	b.Fatalf("no %s in commandstats", cmd)
+	return 0
+}
+
 // BenchmarkSemaphore_wakeup: how long a waiter takes to get the permit after
 // the holder releases it (one notification, not a poll interval).
 func BenchmarkSemaphore_wakeup(b *testing.B) {

@@ -331,7 +331,8 @@ func TestInspect_holderBeforeIdentity(t *testing.T) {
 	k := key(t, "old")
 	tag, _ := c.tag(k)
 	old := randomID() // what a 0.3 process sends as its owner
-	if v, err := scriptLockAcquire.Run(bg(), rdb, []string{lockKey(tag)}, old, 5000).Result(); err != nil || v.([]any)[0].(int64) != 1 {
+	acquire03 := oldLockAcquire(t)
+	if v, err := acquire03.Run(bg(), rdb, []string{lockKey(tag)}, old, 5000).Result(); err != nil || v.([]any)[0].(int64) != 1 {
 		t.Fatalf("a 0.3 acquire: %v %v", v, err)
 	}
 	st, err := c.Inspect(bg(), k)
@@ -350,7 +351,7 @@ func TestInspect_holderBeforeIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Release(bg())
-	if v, err := scriptLockAcquire.Run(bg(), rdb, []string{lockKey(tag)}, randomID(), 5000).Result(); err != nil || v.([]any)[0].(int64) != 0 {
+	if v, err := acquire03.Run(bg(), rdb, []string{lockKey(tag)}, randomID(), 5000).Result(); err != nil || v.([]any)[0].(int64) != 0 {
 		t.Fatalf("a 0.3 acquire while a 0.4 process holds: %v %v; want refused", v, err)
 	}
 }

@@ -110,28 +110,15 @@ func (s *lockset) try(ctx context.Context, ttl time.Duration) (attempt, error) {
 		v, err := s.c.run(ctx, scriptLockAcquire, g.locks, args, func(ctx context.Context, _ any) {
 			s.releaseGroups(ctx, gi+1)
 		})
+		var granted bool
 		if err == nil {
-			var ok bool
-			var vals []int64
-			if vals, ok = int64s(v); !ok || len(vals) < 2 {
-				err = unavailable(errBadReply)
-			} else if vals[0] == 1 {
-				a.tokens = append(a.tokens, vals[1:]...)
-				if testHookGroupTaken != nil && gi+1 < len(s.groups) {
-					testHookGroupTaken(gi + 1)
-				}
-				continue
-			} else {
-				a.wait = time.Duration(vals[1]) * time.Millisecond
-				if vals[1] < 0 {
-					a.wait = -1
-				}
-				for _, i := range vals[2:] {
-					if i >= 1 && int(i) <= len(g.keys) {
-						a.held = append(a.held, g.keys[i-1])
-					}
-				}
+			granted, err = a.parse(v, g.keys)
+		}
+		if granted {
+			if testHookGroupTaken != nil && gi+1 < len(s.groups) {
+				testHookGroupTaken(gi + 1)
 			}
+			continue
 		}
 		if gi > 0 && err == nil {
 			ctx, cancel := s.c.detached(ctx)
@@ -151,6 +138,38 @@ func (s *lockset) try(ctx context.Context, ttl time.Duration) (attempt, error) {
 		return a, nil
 	}
 	return a, nil
+}
+
+// parse adds lock_acquire's reply for a group of keys to a: their tokens
+// when the group was granted (for one key the token alone, for several
+// {1, tokens...}), else the keys others hold and the shortest of their
+// leases.
+func (a *attempt) parse(v any, keys []string) (granted bool, err error) {
+	if token, ok := v.(int64); ok {
+		if len(keys) != 1 {
+			return false, unavailable(errBadReply)
+		}
+		a.tokens = append(a.tokens, token)
+		return true, nil
+	}
+	vals, ok := int64s(v)
+	if !ok || len(vals) < 2 {
+		return false, unavailable(errBadReply)
+	}
+	if vals[0] == 1 {
+		a.tokens = append(a.tokens, vals[1:]...)
+		return true, nil
+	}
+	a.wait = time.Duration(vals[1]) * time.Millisecond
+	if vals[1] < 0 {
+		a.wait = -1
+	}
+	for _, i := range vals[2:] {
+		if i >= 1 && int(i) <= len(keys) {
+			a.held = append(a.held, keys[i-1])
+		}
+	}
+	return false, nil
 }
 
 // testHookGroupTaken, when set by a test, runs after a multi-lock took

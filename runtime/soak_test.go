@@ -105,9 +105,16 @@ func runSoak(t *testing.T, setup string, dur time.Duration, env []string, admin 
 	// The soakers stop by themselves 10 minutes after the schedule's end
 	// if the driver never tells them to (it died).
 	deadline := strconv.FormatInt(time.Now().Add(dur+10*time.Minute).UnixMilli(), 10)
+	// Process 0 takes its locks with dlock 0.3's lock_acquire, as during a
+	// rolling deploy: the builds share every key, and the checker holds
+	// both to the same promises.
 	start := func(id int) *child {
-		return startHelper(t, "soaker", append(env, "ORACLE_ADDR="+standaloneAddr(t), "HISTORY="+filepath.Join(dir, strconv.Itoa(id)+".jsonl"),
-			"ORACLE="+name, "ID="+strconv.Itoa(id), "STOP_FILE="+stopFile, "DEADLINE="+deadline)...)
+		e := append(slices.Clip(env), "ORACLE_ADDR="+standaloneAddr(t), "HISTORY="+filepath.Join(dir, strconv.Itoa(id)+".jsonl"),
+			"ORACLE="+name, "ID="+strconv.Itoa(id), "STOP_FILE="+stopFile, "DEADLINE="+deadline)
+		if id == 0 {
+			e = append(e, "LOCK_ACQUIRE_SCRIPT=testdata/lock_acquire_v0.3.lua")
+		}
+		return startHelper(t, "soaker", e...)
 	}
 	drv, err := history.Create(filepath.Join(dir, "driver.jsonl"), "driver")
 	if err != nil {

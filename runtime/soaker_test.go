@@ -50,7 +50,8 @@ const soakTTL = time.Second
 // open (close-not-final:<ID>); at the end the process counts its leftover
 // subscriptions there. Env: LOCK_ADDR, ORACLE_ADDR, ORACLE, ID, STOP_FILE,
 // DEADLINE, HISTORY, and SENTINELS or CLUSTER (addresses, comma-separated)
-// instead of LOCK_ADDR.
+// instead of LOCK_ADDR; LOCK_ACQUIRE_SCRIPT, the file of an older build's
+// lock_acquire to take locks with instead of this build's.
 func helperSoaker() int {
 	s, err := newSoaker()
 	if err != nil {
@@ -93,6 +94,15 @@ type soaker struct {
 func newSoaker() (*soaker, error) {
 	env := os.Getenv
 	s := &soaker{id: env("ID"), name: env("ORACLE"), stop: env("STOP_FILE")}
+	if path := env("LOCK_ACQUIRE_SCRIPT"); path != "" {
+		// An older build's lock_acquire, side by side with this one's (a
+		// rolling deploy): this process takes its locks with it.
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		scriptLockAcquire = redis.NewScript(string(src))
+	}
 	ms, _ := strconv.ParseInt(env("DEADLINE"), 10, 64)
 	s.deadline = time.UnixMilli(ms)
 	s.ordb = redis.NewClient(&redis.Options{Addr: env("ORACLE_ADDR")})

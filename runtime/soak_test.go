@@ -164,6 +164,7 @@ func runSoak(t *testing.T, setup string, dur time.Duration, env []string, admin 
 	for step := 0; step < len(faults) || time.Since(began) < dur; step++ {
 		time.Sleep(700 * time.Millisecond) // the load runs between faults
 		f := faults[step%len(faults)]
+		t.Logf("%s fault: %s", time.Now().Format("15:04:05.000"), f.name) // to place a late call
 		switch f.name {
 		case kill: // and start another in its place
 			victim, id := procs[step%3], ids[step%3]
@@ -397,6 +398,12 @@ func soakReport(t *testing.T, setup, name, dir string, dur time.Duration, faults
 			notFinal += n
 		}
 	}
+	var lateCalls []string // what was late, in processes the driver did not stop
+	for _, l := range newRedis(t).LRange(ctx, oracle{name: name}.keys("")[2]+":late", 0, -1).Val() {
+		if id, _, _ := strings.Cut(strings.TrimPrefix(l, "p"), " "); !paused["late:"+id] {
+			lateCalls = append(lateCalls, l)
+		}
+	}
 	leftover, _ := strconv.Atoi(all["leftover"])
 	work := map[string]int{}
 	for _, r := range rep.Rows {
@@ -427,7 +434,7 @@ func soakReport(t *testing.T, setup, name, dir string, dur time.Duration, faults
 		}
 	}
 	if late != 0 || leftover != 0 || notFinal != 0 || work["lock:"] == 0 || work["semaphore:"] == 0 || work["fanout:"] == 0 {
-		t.Errorf("soak found: %d late calls, %d leftover subscriptions, %d leases believed after Close; operations %v", late, leftover, notFinal, work)
+		t.Errorf("soak found: %d late calls %q, %d leftover subscriptions, %d leases believed after Close; operations %v", late, lateCalls, leftover, notFinal, work)
 	}
 	if len(heldAtRest) > 0 {
 		t.Errorf("held by nobody once every process stopped:\n%s", strings.Join(heldAtRest, "\n"))

@@ -156,15 +156,18 @@ func (s *soaker) running() bool {
 	return os.IsNotExist(err) && time.Now().Before(s.deadline)
 }
 
-// timed runs a blocking call under a deadline of limit, and counts it as
-// late when it returns more than a second after.
-func (s *soaker) timed(limit time.Duration, f func(ctx context.Context)) {
+// timed runs a blocking call (what) under a deadline of limit, and counts
+// it as late when it returns more than a second after; each late call is
+// also described in the oracle's list <stats>:late, for the report.
+func (s *soaker) timed(what string, limit time.Duration, f func(ctx context.Context)) {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	start := time.Now()
 	f(ctx)
-	if time.Since(start) > limit+time.Second {
+	if took := time.Since(start); took > limit+time.Second {
 		s.ordb.HIncrBy(context.Background(), s.stats, "late:"+s.id, 1)
+		s.ordb.RPush(context.Background(), s.stats+":late", fmt.Sprintf("p%s %s began %s, returned after %v (deadline %v)",
+			s.id, what, start.Format("15:04:05.000"), took.Round(time.Millisecond), limit))
 	}
 }
 
@@ -246,7 +249,7 @@ func (s *soaker) locks() {
 			ops := []int64{s.acquire(history.Lock, "k0", 0), s.acquire(history.Lock, "k1", 0)}
 			var m *MultiLock
 			var err error
-			s.timed(3*time.Second, func(ctx context.Context) {
+			s.timed("MultiWith k0 k1", 3*time.Second, func(ctx context.Context) {
 				m, err = s.c.MultiWith(ctx, []string{"k0", "k1"}, WithRetries(10, 20*time.Millisecond))
 			})
 			if err != nil {
@@ -263,7 +266,7 @@ func (s *soaker) locks() {
 			op := s.acquire(history.Lock, key, 0)
 			var l *Lock
 			var err error
-			s.timed(3*time.Second, func(ctx context.Context) { l, err = s.c.Once(ctx, key) })
+			s.timed("Once "+key, 3*time.Second, func(ctx context.Context) { l, err = s.c.Once(ctx, key) })
 			if s.acquired(op, l.Token(), err) {
 				soakHold(s.rec, history.Lock, []int64{op}, l.Done(), l.Release)
 			}
@@ -271,7 +274,7 @@ func (s *soaker) locks() {
 			op := s.acquire(history.Lock, key, 0)
 			var l *Lock
 			var err error
-			s.timed(5*time.Second, func(ctx context.Context) { l, err = s.c.Lock(ctx, key) })
+			s.timed("Lock "+key, 5*time.Second, func(ctx context.Context) { l, err = s.c.Lock(ctx, key) })
 			if s.acquired(op, l.Token(), err) {
 				soakHold(s.rec, history.Lock, []int64{op}, l.Done(), l.Release)
 			}
@@ -285,7 +288,7 @@ func (s *soaker) semaphores() {
 		var p *Permit
 		var err error
 		try := rand.IntN(4) == 0
-		s.timed(5*time.Second, func(ctx context.Context) {
+		s.timed("semaphore acquire", 5*time.Second, func(ctx context.Context) {
 			if try {
 				p, err = s.sem.TryAcquire(ctx)
 			} else {
@@ -301,7 +304,7 @@ func (s *soaker) semaphores() {
 func (s *soaker) fanouts() {
 	for s.running() {
 		round := "fan" + strconv.FormatInt(time.Now().UnixMilli()/300, 10)
-		s.timed(3*time.Second, func(ctx context.Context) {
+		s.timed("Fanout "+round, 3*time.Second, func(ctx context.Context) {
 			op := s.rec.Call(history.Event{Kind: history.Fanout, Op: history.Call, Key: round})
 			b, err := s.c.Fanout(ctx, round, func(ctx context.Context) ([]byte, error) {
 				since := history.Now()
@@ -338,7 +341,7 @@ func (s *soaker) ownLocker() {
 		op := s.acquire(history.Lock, key, 0)
 		var l *Lock
 		var err error
-		s.timed(3*time.Second, func(ctx context.Context) {
+		s.timed("Once or Lock "+key, 3*time.Second, func(ctx context.Context) {
 			if rand.IntN(2) == 0 {
 				l, err = s.c.Once(ctx, key)
 			} else {
@@ -359,7 +362,7 @@ func (s *soaker) longHolder() {
 		op := s.acquire(history.Lock, "long", 0)
 		var l *Lock
 		var err error
-		s.timed(5*time.Second, func(ctx context.Context) { l, err = s.c.Lock(ctx, "long") })
+		s.timed("Lock long", 5*time.Second, func(ctx context.Context) { l, err = s.c.Lock(ctx, "long") })
 		if !s.acquired(op, l.Token(), err) {
 			continue
 		}
@@ -382,7 +385,7 @@ func (s *soaker) closer() {
 		}
 		var op int64
 		var done <-chan struct{}
-		s.timed(3*time.Second, func(ctx context.Context) {
+		s.timed("closer's Lock or Acquire", 3*time.Second, func(ctx context.Context) {
 			if rand.IntN(2) == 0 {
 				key := "k" + strconv.Itoa(rand.IntN(2))
 				op = s.acquire(history.Lock, key, 0)

@@ -81,7 +81,8 @@ func lockCycles(ctx context.Context, addr string) []row {
 			fs[name] = func() float64 {
 				var n atomic.Int64
 				stop := time.Now().Add(*dur)
-				cmds0, trips0, cpu0 := allCalls(ctx, rdb), trips.n.Load(), serverCPU(ctx, rdb)
+				cmds0, cpu0 := allCalls(ctx, rdb), serverCPU(ctx, rdb)
+				trips0 := trips.n.Load()
 				var wg sync.WaitGroup
 				for w := range workers {
 					wg.Go(func() {

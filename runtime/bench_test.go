@@ -2,6 +2,7 @@ package dlockrt
 
 import (
 	"context"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -112,22 +113,32 @@ func BenchmarkLock_OnceRelease(b *testing.B) {
 // BenchmarkLock_serverTime: what each lock script costs the server's single
 // thread, as INFO commandstats times it (server-µs/op), apart from the
 // round trip: acquire of a key just released (it keeps its last token)
-// and of a key Redis never saw, and release. The lock cycle's throughput
-// under load is bounded by this plus the round trips' system calls.
+// and of a key Redis never saw, by this build's script and by 0.3's
+// (testdata), interleaved; and release. The lock cycle's throughput under
+// load is bounded by this plus the round trips' system calls.
 func BenchmarkLock_serverTime(b *testing.B) {
 	rdb := newRedis(b)
 	c := newClient(b, rdb, &Options{Prefix: "benchsrv"})
 	owner := c.newOwnerID()
 	tag, _ := c.tag("k")
 	k := []string{lockKey(tag)}
+	src03, err := os.ReadFile("testdata/lock_acquire_v0.3.lua")
+	if err != nil {
+		b.Fatal(err)
+	}
+	acquire03 := redis.NewScript(string(src03))
+	released := func() { rdb.Set(bg(), k[0], "1765000000000000 -"+owner, time.Minute) }
+	fresh := func() { rdb.Del(bg(), k[0]) }
 	for _, bc := range []struct {
 		name  string
 		s     *redis.Script
 		args  []any
 		setup func()
 	}{
-		{"acquire/released", scriptLockAcquire, []any{owner, 10000}, func() { rdb.Set(bg(), k[0], "1765000000000000 -"+owner, time.Minute) }},
-		{"acquire/new", scriptLockAcquire, []any{owner, 10000}, func() { rdb.Del(bg(), k[0]) }},
+		{"acquire/released", scriptLockAcquire, []any{owner, 10000}, released},
+		{"acquire-0.3/released", acquire03, []any{owner, 10000}, released},
+		{"acquire/new", scriptLockAcquire, []any{owner, 10000}, fresh},
+		{"acquire-0.3/new", acquire03, []any{owner, 10000}, fresh},
 		{"release", scriptLockRelease, []any{owner, 60000, lockChannel(tag)}, func() { rdb.Set(bg(), k[0], "1765000000000000 "+owner, time.Minute) }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

@@ -105,13 +105,14 @@ func runSoak(t *testing.T, setup string, dur time.Duration, env []string, admin 
 	// The soakers stop by themselves 10 minutes after the schedule's end
 	// if the driver never tells them to (it died).
 	deadline := strconv.FormatInt(time.Now().Add(dur+10*time.Minute).UnixMilli(), 10)
-	// Process 0 takes its locks with dlock 0.3's lock_acquire, as during a
-	// rolling deploy: the builds share every key, and the checker holds
-	// both to the same promises.
-	start := func(id int) *child {
+	// The process in slot 0 (the first, and each one started in its place)
+	// takes its locks with dlock 0.3's lock_acquire, as during a rolling
+	// deploy: the builds share every key, and the checker holds both to
+	// the same promises.
+	start := func(slot, id int) *child {
 		e := append(slices.Clip(env), "ORACLE_ADDR="+standaloneAddr(t), "HISTORY="+filepath.Join(dir, strconv.Itoa(id)+".jsonl"),
 			"ORACLE="+name, "ID="+strconv.Itoa(id), "STOP_FILE="+stopFile, "DEADLINE="+deadline)
-		if id == 0 {
+		if slot == 0 {
 			e = append(e, "LOCK_ACQUIRE_SCRIPT=testdata/lock_acquire_v0.3.lua")
 		}
 		return startHelper(t, "soaker", e...)
@@ -134,7 +135,7 @@ func runSoak(t *testing.T, setup string, dur time.Duration, env []string, admin 
 	procs := map[int]*child{}
 	ids := map[int]int{}
 	for id := range 3 {
-		procs[id], ids[id] = start(id), id
+		procs[id], ids[id] = start(id, id), id
 	}
 	live := func() []int {
 		var out []int
@@ -168,7 +169,7 @@ func runSoak(t *testing.T, setup string, dur time.Duration, env []string, admin 
 		switch f.name {
 		case kill: // and start another in its place
 			victim, id := procs[step%3], ids[step%3]
-			procs[step%3], ids[step%3] = start(10+step), 10+step
+			procs[step%3], ids[step%3] = start(step%3, 10+step), 10+step
 			window(f.name, f.effect, id, func() { victim.kill() })
 			killed = append(killed, victim)
 			lastKill = time.Now()

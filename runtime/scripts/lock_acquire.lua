@@ -24,7 +24,9 @@
 -- Written for the one-key case, which is nearly every call: a grant of one
 -- key builds no reply table, and no list of held keys is made unless one
 -- is held (each table costs the server's single thread time on every
--- acquire; PROTOCOL.md, Cost).
+-- acquire; PROTOCOL.md, Cost on the server). Tokens are written with
+-- '%.0f', exact for every whole number below 2^53 on any word size ('%d'
+-- goes through a C long: 32 bits on 32-bit builds).
 local owner, n = ARGV[1], #KEYS
 local vals, held, wait = {}, nil, -1
 for i = 1, n do
@@ -65,7 +67,7 @@ for i = 1, n do
     token = last + 1
     if now > token then token = now end
   end
-  redis.call('SET', KEYS[i], string.format('%d', token) .. ' ' .. owner, 'PX', ARGV[2])
+  redis.call('SET', KEYS[i], string.format('%.0f', token) .. ' ' .. owner, 'PX', ARGV[2])
   if n == 1 then return token end
   out = out or {1}
   out[i + 1] = token

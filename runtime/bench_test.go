@@ -2,7 +2,6 @@ package dlockrt
 
 import (
 	"context"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,21 +16,35 @@ import (
 // clientCommands sums the calls of the commands clients send dlock's way
 // (scripts and subscriptions; not the commands scripts run inside).
 func clientCommands(b *testing.B, rdb *redis.Client) int64 {
+	var n float64
+	for _, cmd := range []string{"evalsha", "eval", "ssubscribe", "sunsubscribe"} {
+		n += commandStat(b, rdb, cmd, "calls")
+	}
+	return int64(n)
+}
+
+// commandStat is field (calls, usec) of cmd in the server's INFO
+// commandstats; 0 when cmd has not run since the stats were reset.
+func commandStat(b *testing.B, rdb *redis.Client, cmd, field string) float64 {
 	b.Helper()
 	info, err := rdb.Info(bg(), "commandstats").Result()
 	if err != nil {
 		b.Fatal(err)
 	}
-	var n int64
 	for _, line := range strings.Split(info, "\n") {
-		for _, cmd := range []string{"evalsha", "eval", "ssubscribe", "sunsubscribe"} {
-			if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
-				v, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
-				n += v
+		if _, rest, ok := strings.Cut(line, "cmdstat_"+cmd+":"); ok {
+			for _, kv := range strings.Split(strings.TrimSpace(rest), ",") {
+				if v, ok := strings.CutPrefix(kv, field+"="); ok {
+					f, err := strconv.ParseFloat(v, 64)
+					if err != nil {
+						b.Fatal(err)
+					}
+					return f
+				}
 			}
 		}
 	}
-	return n
+	return 0
 }
 
 // BenchmarkFanout: 10 clients (as 10 processes, each with its own
@@ -122,11 +135,7 @@ func BenchmarkLock_serverTime(b *testing.B) {
 	owner := c.newOwnerID()
 	tag, _ := c.tag("k")
 	k := []string{lockKey(tag)}
-	src03, err := os.ReadFile("testdata/lock_acquire_v0.3.lua")
-	if err != nil {
-		b.Fatal(err)
-	}
-	acquire03 := redis.NewScript(string(src03))
+	acquire03 := oldLockAcquire(b)
 	released := func() { rdb.Set(bg(), k[0], "1765000000000000 -"+owner, time.Minute) }
 	fresh := func() { rdb.Del(bg(), k[0]) }
 	for _, bc := range []struct {
@@ -152,26 +161,9 @@ func BenchmarkLock_serverTime(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(serverUsec(b, rdb, "evalsha")/float64(b.N), "server-µs/op")
+			b.ReportMetric(commandStat(b, rdb, "evalsha", "usec")/float64(b.N), "server-µs/op")
 		})
 	}
-}
-
-// serverUsec is the server's time in cmd since its stats were reset, in µs.
-func serverUsec(b *testing.B, rdb *redis.Client, cmd string) float64 {
-	b.Helper()
-	for _, line := range strings.Split(rdb.Info(bg(), "commandstats").Val(), "\n") {
-		if _, rest, ok := strings.Cut(line, "cmdstat_"+cmd+":"); ok {
-			_, rest, _ = strings.Cut(rest, "usec=")
-			v, err := strconv.ParseFloat(rest[:strings.IndexByte(rest, ',')], 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return v
-		}
-	}
-	b.Fatalf("no %s in commandstats", cmd)
-	return 0
 }
 
 // BenchmarkSemaphore_wakeup: how long a waiter takes to get the permit after

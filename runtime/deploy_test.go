@@ -11,7 +11,7 @@ import (
 // oldLockAcquire is lock_acquire as dlock 0.3 shipped it (a grant of one
 // key replies {1, token}): what the older processes of a rolling deploy run
 // against the same keys.
-func oldLockAcquire(t *testing.T) *redis.Script {
+func oldLockAcquire(t testing.TB) *redis.Script {
 	t.Helper()
 	src, err := os.ReadFile("testdata/lock_acquire_v0.3.lua")
 	if err != nil {

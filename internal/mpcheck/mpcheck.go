@@ -7,6 +7,8 @@ import (
 	"fmt"
 )
 
+var errTooLong = errors.New("a declared length exceeds the input")
+
 // Lengths walks the msgpack values in b and fails when any declared
 // length (of a string, a byte string, an extension, an array or a map)
 // exceeds the bytes that remain: msgpack's decoder allocates a declared
@@ -25,7 +27,6 @@ func Lengths(b []byte) error {
 		}
 		return v, true
 	}
-	bad := errors.New("a declared length exceeds the input")
 	i, pending := 0, 1
 	for i < len(b) {
 		if pending == 0 {
@@ -53,7 +54,7 @@ func Lengths(b []byte) error {
 			n := 1 << (c - 0xc7)
 			l, ok := be(i, n)
 			if !ok {
-				return bad
+				return errTooLong
 			}
 			i += n
 			size = l + 1
@@ -71,7 +72,7 @@ func Lengths(b []byte) error {
 			n := 2 << ((c - 0xdc) & 1)
 			l, ok := be(i, n)
 			if !ok {
-				return bad
+				return errTooLong
 			}
 			i += n
 			items = l
@@ -84,22 +85,22 @@ func Lengths(b []byte) error {
 		if hdr > 0 {
 			l, ok := be(i, hdr)
 			if !ok {
-				return bad
+				return errTooLong
 			}
 			i += hdr
 			size = l
 		}
 		if size > len(b)-i {
-			return bad
+			return errTooLong
 		}
 		i += size
 		if items > len(b)-i { // every value takes at least one byte
-			return bad
+			return errTooLong
 		}
 		pending += items
 	}
 	if pending > 0 {
-		return bad
+		return errTooLong
 	}
 	return nil
 }

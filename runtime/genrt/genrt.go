@@ -41,19 +41,58 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{dlockrt.ErrInvalid}, args...)...)
 }
 
-// EncodeTuple encodes an n-element msgpack array whose elements f writes.
-func EncodeTuple(n int, f func(enc *msgpack.Encoder) error) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := msgpack.NewEncoder(&buf)
-	enc.SetSortMapKeys(true)
-	if err := enc.EncodeArrayLen(n); err != nil {
-		return nil, err
-	}
-	if err := f(enc); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+// maxPooled is the largest buffer a pooled encoder or decoder keeps: one
+// huge value does not pin its memory for the life of the process.
+const maxPooled = 64 << 10
+
+// tupleEncoder is an encoder and its buffer, reused across EncodeTuple
+// calls (as msgpack.Marshal reuses its encoders).
+type tupleEncoder struct {
+	buf bytes.Buffer
+	enc *msgpack.Encoder
 }
+
+var tupleEncoders = sync.Pool{New: func() any {
+	e := &tupleEncoder{}
+	e.enc = msgpack.NewEncoder(&e.buf)
+	return e
+}}
+
+// EncodeTuple encodes an n-element msgpack array whose elements f writes.
+// The bytes it returns are the caller's.
+func EncodeTuple(n int, f func(enc *msgpack.Encoder) error) ([]byte, error) {
+	e := tupleEncoders.Get().(*tupleEncoder)
+	e.buf.Reset()
+	e.enc.Reset(&e.buf) // its options too
+	e.enc.SetSortMapKeys(true)
+	err := e.enc.EncodeArrayLen(n)
+	if err == nil {
+		err = f(e.enc)
+	}
+	var b []byte
+	if err == nil {
+		b = bytes.Clone(e.buf.Bytes())
+	}
+	if e.buf.Cap() <= maxPooled {
+		tupleEncoders.Put(e)
+	}
+	return b, err
+}
+
+// tupleDecoder is a decoder and its reader, reused across DecodeTuple
+// calls (as msgpack.Unmarshal reuses its decoders). What a decoder returns
+// is copied out of its buffer (strings, byte strings), so no decoded value
+// shares memory with a later decode.
+type tupleDecoder struct {
+	r   bytes.Reader
+	dec *msgpack.Decoder
+}
+
+var tupleDecoders = sync.Pool{New: func() any {
+	d := &tupleDecoder{}
+	d.dec = msgpack.NewDecoder(&d.r)
+	return d
+}}
 
 // DecodeTuple decodes an n-element msgpack array whose elements f reads,
 // and fails with ErrDecode on anything else (wrong length, trailing bytes).
@@ -61,20 +100,30 @@ func DecodeTuple(b []byte, n int, f func(dec *msgpack.Decoder) error) error {
 	if err := mpcheck.Lengths(b); err != nil {
 		return fmt.Errorf("%w: %w", ErrDecode, err)
 	}
-	r := bytes.NewReader(b)
-	dec := msgpack.NewDecoder(r)
-	got, err := dec.DecodeArrayLen()
+	d := tupleDecoders.Get().(*tupleDecoder)
+	d.r.Reset(b)
+	d.dec.Reset(&d.r) // its options too
+	err := decodeTuple(d, n, f)
+	d.r.Reset(nil) // keep no reference to b
+	if len(b) <= maxPooled {
+		tupleDecoders.Put(d)
+	}
+	return err
+}
+
+func decodeTuple(d *tupleDecoder, n int, f func(dec *msgpack.Decoder) error) error {
+	got, err := d.dec.DecodeArrayLen()
 	if err != nil || got != n {
 		return fmt.Errorf("%w: want a tuple of %d, got %d (%v)", ErrDecode, n, got, err)
 	}
-	if err := f(dec); err != nil {
+	if err := f(d.dec); err != nil {
 		if errors.Is(err, ErrDecode) {
 			return err
 		}
 		return fmt.Errorf("%w: %w", ErrDecode, err)
 	}
-	if r.Len() != 0 {
-		return fmt.Errorf("%w: %d trailing bytes", ErrDecode, r.Len())
+	if d.r.Len() != 0 {
+		return fmt.Errorf("%w: %d trailing bytes", ErrDecode, d.r.Len())
 	}
 	return nil
 }

@@ -41,8 +41,8 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{dlockrt.ErrInvalid}, args...)...)
 }
 
-// maxPooled is the largest buffer a pooled encoder or decoder keeps: one
-// huge value does not pin its memory for the life of the process.
+// maxPooled is the largest buffer a pooled encoder keeps: one huge value
+// does not pin its memory for the life of the process.
 const maxPooled = 64 << 10
 
 // tupleEncoder is an encoder and its buffer, reused across EncodeTuple
@@ -79,44 +79,25 @@ func EncodeTuple(n int, f func(enc *msgpack.Encoder) error) ([]byte, error) {
 	return b, err
 }
 
-// tupleDecoder is a decoder and its reader, reused across DecodeTuple
-// calls (as msgpack.Unmarshal reuses its decoders). What a decoder returns
-// is copied out of its buffer (strings, byte strings), so no decoded value
-// shares memory with a later decode.
-type tupleDecoder struct {
-	r   bytes.Reader
-	dec *msgpack.Decoder
-}
-
-var tupleDecoders = sync.Pool{New: func() any {
-	d := &tupleDecoder{}
-	d.dec = msgpack.NewDecoder(&d.r)
-	return d
-}}
-
 // DecodeTuple decodes an n-element msgpack array whose elements f reads,
 // and fails with ErrDecode on anything else (wrong length, trailing bytes).
+// Each call has a decoder of its own: unlike encoders, msgpack's decoders
+// keep state that Reset does not clear (the buffer an extension type's
+// UnmarshalMsgpack is handed, and a recording that a failed DecodeRaw
+// leaves on), so a reused one could change a value already returned, or
+// grow without bound.
 func DecodeTuple(b []byte, n int, f func(dec *msgpack.Decoder) error) error {
 	if err := mpcheck.Lengths(b); err != nil {
 		return fmt.Errorf("%w: %w", ErrDecode, err)
 	}
-	d := tupleDecoders.Get().(*tupleDecoder)
+	d := new(tupleDecoder)
 	d.r.Reset(b)
-	d.dec.Reset(&d.r) // its options too
-	err := decodeTuple(d, n, f)
-	d.r.Reset(nil) // keep no reference to b
-	if len(b) <= maxPooled {
-		tupleDecoders.Put(d)
-	}
-	return err
-}
-
-func decodeTuple(d *tupleDecoder, n int, f func(dec *msgpack.Decoder) error) error {
+	d.dec.Reset(&d.r) // as msgpack.NewDecoder does
 	got, err := d.dec.DecodeArrayLen()
 	if err != nil || got != n {
 		return fmt.Errorf("%w: want a tuple of %d, got %d (%v)", ErrDecode, n, got, err)
 	}
-	if err := f(d.dec); err != nil {
+	if err := f(&d.dec); err != nil {
 		if errors.Is(err, ErrDecode) {
 			return err
 		}
@@ -126,6 +107,12 @@ func decodeTuple(d *tupleDecoder, n int, f func(dec *msgpack.Decoder) error) err
 		return fmt.Errorf("%w: %d trailing bytes", ErrDecode, d.r.Len())
 	}
 	return nil
+}
+
+// tupleDecoder is a decoder and its reader, in one allocation.
+type tupleDecoder struct {
+	r   bytes.Reader
+	dec msgpack.Decoder
 }
 
 // PeekNil reports whether the next value is nil, without consuming it.

@@ -11,9 +11,9 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// EncodeTuple and DecodeTuple reuse their encoders and decoders. These
-// tests hold what reuse must never change: the bytes and values a call
-// returns are its caller's, and what one call set on its encoder or
+// EncodeTuple reuses its encoders (DecodeTuple does not: see its doc).
+// These tests hold what reuse must never change: the bytes and values a
+// call returns are its caller's, and what one call set on its encoder or
 // decoder never reaches the next. (sync.Pool may hand out a fresh one, and
 // under -race drops some on purpose: each case runs many times.)
 
@@ -133,6 +133,50 @@ func TestDecodeTuple_valuesOutliveTheDecoder(t *testing.T) {
 	}
 	if s != "kept string" || string(b) != "kept bytes" {
 		t.Fatalf("values of an earlier DecodeTuple changed to %q, %q", s, b)
+	}
+}
+
+// retained is an extension type whose UnmarshalMsgpack keeps the slice
+// msgpack hands it (msgpack's own buffer), as a careless codec might.
+type retained []byte
+
+func (r *retained) MarshalMsgpack() ([]byte, error) { return []byte(*r), nil }
+func (r *retained) UnmarshalMsgpack(b []byte) error { *r = b; return nil }
+
+func init() { msgpack.RegisterExt(77, (*retained)(nil)) }
+
+// A value that an extension type kept from one DecodeTuple is not
+// overwritten by the next (a reused decoder would hand the next call the
+// same buffer).
+func TestDecodeTuple_extensionValuesOutliveTheDecoder(t *testing.T) {
+	round := func(s string) string {
+		v := retained(s)
+		b, err := EncodeTuple(1, func(enc *msgpack.Encoder) error { return enc.Encode(&v) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got retained
+		if err := DecodeTuple(b, 1, func(dec *msgpack.Decoder) error { return dec.Decode(&got) }); err != nil {
+			t.Fatal(err)
+		}
+		return string(got)
+	}
+	v := retained("alice-session")
+	b, err := EncodeTuple(1, func(enc *msgpack.Encoder) error { return enc.Encode(&v) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first retained
+	if err := DecodeTuple(b, 1, func(dec *msgpack.Decoder) error { return dec.Decode(&first) }); err != nil {
+		t.Fatal(err)
+	}
+	for range reuses {
+		if got := round("mallory-token"); got != "mallory-token" {
+			t.Fatalf("round trip of an extension value = %q", got)
+		}
+	}
+	if string(first) != "alice-session" {
+		t.Fatalf("an extension value of an earlier DecodeTuple changed to %q", first)
 	}
 }
 

@@ -122,7 +122,7 @@ func (l *lease) due() {
 func (l *lease) renew(lossAt time.Time) {
 	var lastErr error
 	for {
-		ctx, cancel := context.WithDeadline(l.c.bg, lossAt)
+		ctx, cancel := context.WithDeadline(patient(l.c.bg), lossAt)
 		l.emu.Lock()
 		sent := time.Now()
 		ok, err := l.extend(ctx, l.ttl)

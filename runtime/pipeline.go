@@ -13,10 +13,11 @@ import (
 // Auto-pipelining. A script goes to Redis alone while fewer than
 // pipelineSlots round trips of the client to its node are in flight, so
 // one caller waits for nothing but its own reply. Scripts that find every
-// slot taken queue; when a round trip ends, or when the first of them has
-// waited maxQueueWait (a slow link, a stalled connection), the first
-// script queued sends the queue (up to maxBatch) in one write, as a
-// go-redis pipeline. On a Cluster each primary (as the client sees the
+// slot taken queue, and so do the watchdog's renewals (patient); when a
+// round trip ends, when a script that is not patient finds a slot free,
+// or when the first of them has waited maxQueueWait (a slow link, a
+// stalled connection, renewals alone), the first script queued sends the
+// queue (up to maxBatch) in one write, as a go-redis pipeline. On a Cluster each primary (as the client sees the
 // slots) has its own queue and slots, so a slow node holds up no script
 // bound for another. Under load, Redis then reads and answers many scripts
 // per system call instead of one, which is what a busy single-threaded
@@ -70,11 +71,16 @@ type piped struct {
 
 // exec runs script s and returns its reply: alone when a slot is free,
 // else in the next pipeline. ctx must not be cancellable (run bounds the
-// caller's wait by its context).
+// caller's wait by its context). A patient script (see patient) queues
+// even when a slot is free; the next script that is not patient takes the
+// queue along in its round trip, or the queue goes once its first script
+// waited maxQueueWait.
 func (c *Client) exec(ctx context.Context, s *redis.Script, keys []string, args []any) (any, error) {
 	p := c.pipelineFor(ctx, keys[0])
+	free := ctx.Value(patientKey{}) == nil
 	p.mu.Lock()
-	if p.busy < pipelineSlots && len(p.queue) == 0 {
+	free = free && p.busy < pipelineSlots
+	if free && len(p.queue) == 0 {
 		p.busy++
 		p.mu.Unlock()
 		defer p.roundTripDone()
@@ -82,16 +88,32 @@ func (c *Client) exec(ctx context.Context, s *redis.Script, keys []string, args 
 	}
 	call := &piped{ctx: ctx, s: s, keys: keys, args: args, queued: time.Now(), wake: make(chan bool, 1)}
 	p.queue = append(p.queue, call)
-	if len(p.queue) == 1 {
+	switch {
+	case free: // patient scripts queue with a slot free: they go now, with this one
+		p.busy++
+		p.sendLocked()
+	case len(p.queue) == 1:
 		p.armLocked(maxQueueWait)
+		p.mu.Unlock()
+	default:
+		p.mu.Unlock()
 	}
-	p.mu.Unlock()
 	if <-call.wake {
 		defer p.roundTripDone()
 		p.send(call.batch)
 	}
 	return call.v, call.err
 }
+
+// patientKey marks the context of scripts that may wait up to
+// maxQueueWait to share a round trip even when a slot is free.
+type patientKey struct{}
+
+// patient marks ctx's scripts patient: the watchdog's renewals, which
+// come a third of a lease before it would end and lose nothing by
+// waiting a millisecond, so that the renewals the lease clock wakes
+// together go in one round trip instead of taking free slots one by one.
+func patient(ctx context.Context) context.Context { return context.WithValue(ctx, patientKey{}, true) }
 
 // pipelineFor returns the pipeline of the node that serves key: the
 // client's one, but on a Cluster, its primary's (by the client's view of

@@ -212,59 +212,6 @@ func TestPipeline_perNodeOnACluster(t *testing.T) {
 	waitGroup(t, &wg, 30*time.Second, "the stalled node's scripts")
 }
 
-// countExtends counts the client's renewals.
-type countExtends struct {
-	BaseObserver
-	n atomic.Int64
-}
-
-func (o *countExtends) Extended(context.Context, ExtendEvent) { o.n.Add(1) }
-
-// Renewals that fall due together share round trips: 300 leases taken at
-// about the same time are renewed by the watchdog in far fewer round trips
-// than renewals, and none is lost.
-func TestWatchdog_renewalsDueTogetherShareRoundTrips(t *testing.T) {
-	rdb := redis.NewClient(&redis.Options{Addr: standaloneAddr(t)})
-	t.Cleanup(func() { rdb.Close() })
-	obs := &countExtends{}
-	c := newClient(t, rdb, &Options{Observer: obs})
-	const n = 300
-	locks := make([]*Lock, n)
-	var wg sync.WaitGroup
-	for w := range 16 {
-		wg.Go(func() {
-			for i := w; i < n; i += 16 {
-				l, err := c.Once(t.Context(), key(t, fmt.Sprint(i)), WithTTL(1500*time.Millisecond))
-				if err != nil {
-					t.Errorf("Once: %v", err)
-					return
-				}
-				locks[i] = l
-			}
-		})
-	}
-	waitGroup(t, &wg, 30*time.Second, "the Once calls")
-	if t.Failed() {
-		return
-	}
-	rt := &roundTrips{}
-	rdb.AddHook(rt)
-	redistest.WaitFor(t, 20*time.Second, "two renewals of every lease", func(context.Context) bool { return obs.n.Load() >= 2*n })
-	trips, renewals := rt.trips.Load(), obs.n.Load()
-	for i, l := range locks {
-		select {
-		case <-l.Done():
-			t.Fatalf("lease %d lost: %v", i, l.Err())
-		default:
-		}
-		l.Release(bg())
-	}
-	t.Logf("%d renewals in %d round trips", renewals, trips)
-	if trips*4 > renewals {
-		t.Fatalf("%d renewals took %d round trips; want them to share round trips (at most a quarter as many)", renewals, trips)
-	}
-}
-
 // fakeBusy marks every slot of p in use, as if pipelineSlots round trips
 // hung. end(n) ends n of them (n < 0: all that remain), as a round trip
 // ending does: a slot freed goes to the queue first.

@@ -149,6 +149,43 @@ func TestWatchdog_renewalsDueTogetherShareRoundTrips(t *testing.T) {
 	}
 }
 
+// A multi-lock on a Cluster is renewed group by group (a group per key),
+// one script after another: only the first waits to share a round trip,
+// so the renewal waits for the queue's timer once, not once per key (a
+// 100-key multi-lock would need 100 ms more for each renewal, and lose a
+// short lease).
+func TestMultiLock_clusterRenewalWaitsOnce(t *testing.T) {
+	cl := sharedCluster(t)
+	c := newClient(t, cl.Client(), nil)
+	keys := make([]string, 20)
+	for i := range keys {
+		keys[i] = key(t, fmt.Sprint("m", i))
+	}
+	m, err := c.MultiWith(t.Context(), keys, WithTTL(time.Minute), WithWatchdog(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Release(bg())
+	if len(m.set.groups) < 2 {
+		t.Fatalf("a multi-lock of %d keys on a Cluster has %d groups; want one per key", len(keys), len(m.set.groups))
+	}
+	late := func() (n int64) {
+		c.pipesMu.Lock()
+		defer c.pipesMu.Unlock()
+		for _, p := range c.pipes {
+			n += p.late.Load()
+		}
+		return n + c.pipe.late.Load()
+	}
+	before := late()
+	if ok, err := m.lease.extend(patient(t.Context()), time.Minute); !ok || err != nil {
+		t.Fatalf("the watchdog's renewal of the multi-lock = %v, %v", ok, err)
+	}
+	if n := late() - before; n > 1 {
+		t.Fatalf("a renewal of %d groups waited for the queue's timer %d times; want once at most", len(m.set.groups), n)
+	}
+}
+
 // warmPipeline loads the inspect script and dials a connection for
 // pipelines, so that a test's round trips count its scripts only.
 func warmPipeline(t *testing.T, rdb *redis.Client) {

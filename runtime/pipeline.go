@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -34,9 +35,10 @@ import (
 type pipeline struct {
 	rdb   redis.UniversalClient
 	mu    sync.Mutex
-	busy  int         // round trips in flight
-	queue []*piped    // scripts waiting for a round trip, in arrival order
-	timer *time.Timer // armed while scripts queue: sends them when they waited too long
+	busy  int          // round trips in flight
+	queue []*piped     // scripts waiting for a round trip, in arrival order
+	timer *time.Timer  // armed while scripts queue: sends them when they waited too long
+	late  atomic.Int64 // batches the timer sent (read by tests)
 }
 
 // pipelineSlots is how many round trips (of one node) go out alone before
@@ -77,7 +79,8 @@ type piped struct {
 // waited maxQueueWait.
 func (c *Client) exec(ctx context.Context, s *redis.Script, keys []string, args []any) (any, error) {
 	p := c.pipelineFor(ctx, keys[0])
-	free := ctx.Value(patientKey{}) == nil
+	waits, _ := ctx.Value(patientKey{}).(bool)
+	free := !waits
 	p.mu.Lock()
 	free = free && p.busy < pipelineSlots
 	if free && len(p.queue) == 0 {
@@ -114,6 +117,13 @@ type patientKey struct{}
 // waiting a millisecond, so that the renewals the lease clock wakes
 // together go in one round trip instead of taking free slots one by one.
 func patient(ctx context.Context) context.Context { return context.WithValue(ctx, patientKey{}, true) }
+
+// impatient undoes patient: a renewal's scripts after its first (the
+// groups of a multi-lock on a Cluster, renewed one after another) go at
+// once, so that a renewal waits maxQueueWait at most once.
+func impatient(ctx context.Context) context.Context {
+	return context.WithValue(ctx, patientKey{}, false)
+}
 
 // pipelineFor returns the pipeline of the node that serves key: the
 // client's one, but on a Cluster, its primary's (by the client's view of
@@ -169,6 +179,7 @@ func (p *pipeline) overdue() {
 		return
 	}
 	p.busy++
+	p.late.Add(1)
 	p.sendLocked()
 }
 

@@ -16,11 +16,7 @@ import (
 // even when a slot is free: the first script that is not patient takes
 // them along, each with its own reply, and nothing is sent before.
 func TestPipeline_patientScriptsGoWithTheNextScript(t *testing.T) {
-	holdQueues(t)
-	srv := redistest.StartServer(t)
-	rdb := srv.Client()
-	t.Cleanup(func() { rdb.Close() })
-	c := newClient(t, rdb, nil)
+	c, count := patientClient(t)
 	keys := make([]string, 8)
 	for i := range keys {
 		keys[i] = key(t, fmt.Sprint(i))
@@ -28,9 +24,7 @@ func TestPipeline_patientScriptsGoWithTheNextScript(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	warmPipeline(t, rdb)
-	rt := &roundTrips{}
-	rdb.AddHook(rt)
+	rt := count()
 	states := make(chan *KeyState, len(keys))
 	for _, k := range keys {
 		go func() {
@@ -67,14 +61,8 @@ func TestPipeline_patientScriptsGoWithTheNextScript(t *testing.T) {
 // Patient scripts with nobody else to go with go once the first of them
 // waited maxQueueWait, all in one round trip.
 func TestPipeline_patientScriptsAloneGoAfterTheQueueWait(t *testing.T) {
-	holdQueues(t)
-	srv := redistest.StartServer(t)
-	rdb := srv.Client()
-	t.Cleanup(func() { rdb.Close() })
-	c := newClient(t, rdb, nil)
-	warmPipeline(t, rdb)
-	rt := &roundTrips{}
-	rdb.AddHook(rt)
+	c, count := patientClient(t)
+	rt := count()
 	const n = 5
 	done := make(chan error, n)
 	for i := range n {
@@ -186,14 +174,24 @@ func TestMultiLock_clusterRenewalWaitsOnce(t *testing.T) {
 	}
 }
 
-// warmPipeline loads the inspect script and dials a connection for
-// pipelines, so that a test's round trips count its scripts only.
-func warmPipeline(t *testing.T, rdb *redis.Client) {
-	t.Helper()
-	if err := scriptInspect.Load(t.Context(), rdb).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rdb.Pipelined(t.Context(), func(p redis.Pipeliner) error { p.Ping(t.Context()); return nil }); err != nil {
-		t.Fatal(err)
+// patientClient returns a client of a server of its own, with queued
+// scripts held (holdQueues), and count, which starts counting the
+// client's round trips once the inspect script is loaded and a connection
+// for pipelines dialled, so that they count the test's scripts only.
+func patientClient(t *testing.T) (c *Client, count func() *roundTrips) {
+	holdQueues(t)
+	srv := redistest.StartServer(t)
+	rdb := srv.Client()
+	t.Cleanup(func() { rdb.Close() })
+	return newClient(t, rdb, nil), func() *roundTrips {
+		if err := scriptInspect.Load(t.Context(), rdb).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rdb.Pipelined(t.Context(), func(p redis.Pipeliner) error { p.Ping(t.Context()); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		rt := &roundTrips{}
+		rdb.AddHook(rt)
+		return rt
 	}
 }

@@ -194,10 +194,7 @@ func (g *lockGroup) releaseArgs(c *Client, owner string) []any {
 }
 
 func (s *lockset) extend(ctx context.Context, ttl time.Duration) (bool, error) {
-	for i, g := range s.groups {
-		if i == 1 {
-			ctx = impatient(ctx) // a renewal waits to share a round trip once, not once per group
-		}
+	for _, g := range s.groups {
 		v, err := s.c.run(ctx, scriptLockExtend, g.locks, []any{s.owner, ms(ttl)}, nil)
 		if err != nil {
 			return false, err

@@ -79,10 +79,9 @@ type piped struct {
 // waited maxQueueWait.
 func (c *Client) exec(ctx context.Context, s *redis.Script, keys []string, args []any) (any, error) {
 	p := c.pipelineFor(ctx, keys[0])
-	waits, _ := ctx.Value(patientKey{}).(bool)
-	free := !waits
+	wait := mayWait(ctx)
 	p.mu.Lock()
-	free = free && p.busy < pipelineSlots
+	free := !wait && p.busy < pipelineSlots
 	if free && len(p.queue) == 0 {
 		p.busy++
 		p.mu.Unlock()
@@ -108,21 +107,28 @@ func (c *Client) exec(ctx context.Context, s *redis.Script, keys []string, args 
 	return call.v, call.err
 }
 
-// patientKey marks the context of scripts that may wait up to
-// maxQueueWait to share a round trip even when a slot is free.
+// patientKey marks the context of a patient script (its *patience).
 type patientKey struct{}
 
-// patient marks ctx's scripts patient: the watchdog's renewals, which
-// come a third of a lease before it would end and lose nothing by
-// waiting a millisecond, so that the renewals the lease clock wakes
-// together go in one round trip instead of taking free slots one by one.
-func patient(ctx context.Context) context.Context { return context.WithValue(ctx, patientKey{}, true) }
+// patience is one renewal's: its first script may wait, the rest may not.
+type patience struct{ spent atomic.Bool }
 
-// impatient undoes patient: a renewal's scripts after its first (the
-// groups of a multi-lock on a Cluster, renewed one after another) go at
-// once, so that a renewal waits maxQueueWait at most once.
-func impatient(ctx context.Context) context.Context {
-	return context.WithValue(ctx, patientKey{}, false)
+// patient marks ctx's first script patient: it may wait up to
+// maxQueueWait to share a round trip even when a slot is free. The
+// watchdog's renewals are: they come a third of a lease before it would
+// end and lose nothing by waiting a millisecond, and the renewals the
+// lease clock wakes together then go in one round trip instead of taking
+// free slots one by one. Only the first script waits, so that a renewal
+// of several scripts (a multi-lock on a Cluster renews its groups one
+// after another) waits once, not once per script.
+func patient(ctx context.Context) context.Context {
+	return context.WithValue(ctx, patientKey{}, &patience{})
+}
+
+// mayWait reports whether a script run with ctx may wait (see patient).
+func mayWait(ctx context.Context) bool {
+	p, _ := ctx.Value(patientKey{}).(*patience)
+	return p != nil && !p.spent.Swap(true)
 }
 
 // pipelineFor returns the pipeline of the node that serves key: the

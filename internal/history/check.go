@@ -55,6 +55,9 @@ type Report struct {
 	// naming the visualization written for it; empty when the history
 	// keeps every promise.
 	Failures []string
+	// Timeline lists the fault windows with times from the history's
+	// start, as the failures give them.
+	Timeline string
 }
 
 // Markdown renders the report as a table, naming the setup (standalone,
@@ -131,6 +134,7 @@ type history struct {
 	calls   []span             // fanout callers with an outcome
 	failed  []span             // operations that returned an error
 	procs   map[string]int     // client IDs for the visualization
+	start   int64              // the first event: failures give times from it
 }
 
 // Check reads every *.jsonl history file in dir and checks the promises.
@@ -200,6 +204,7 @@ func Check(dir string, o Options) (*Report, error) {
 		}
 	}
 	r.Rows = append(r.Rows, h.rows("liveness: nothing fails but for contention, nor is a lease lost", ops, viol, verdict)...)
+	r.Timeline = h.timeline()
 	return r, nil
 }
 

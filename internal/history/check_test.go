@@ -102,6 +102,13 @@ func TestCheck_lockOverlapFailsWithVisualization(t *testing.T) {
 	if len(r.Failures) != 2 || !strings.Contains(r.Failures[0], filepath.Join(dir, "history-lock-holders-k.html")) {
 		t.Fatalf("failures: %q", r.Failures)
 	}
+	// The overlap tells each hold's story, in times from the start.
+	want := "k: at +0.003s lease 2 of b began believing while 1 others believed they held it:\n" +
+		"\tlease 2 of b: asked +0.002s, granted +0.003s (token 2, lease 0s), stopped believing +0.007s\n" +
+		"\tlease 1 of a: asked +0.000s, granted +0.001s (token 1, lease 0s), stopped believing +0.005s"
+	if r.Failures[1] != "lock: "+want {
+		t.Fatalf("failure %q, want %q", r.Failures[1], want)
+	}
 	if _, err := os.Stat(filepath.Join(dir, "history-lock-holders-k.html")); err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +130,9 @@ func TestCheck_lockOverlapInAPauseIsExcused(t *testing.T) {
 	}
 	if got := row(t, r, "SIGSTOP", Lock); got.In != 1 || got.Verdict != "linearizable outside the windows" {
 		t.Fatalf("row %+v", got)
+	}
+	if want := "fault windows:\n\t+0.002s to +0.020s: SIGSTOP (a)"; r.Timeline != want {
+		t.Fatalf("timeline %q, want %q", r.Timeline, want)
 	}
 }
 

@@ -49,7 +49,7 @@ func (h *history) holdFacts(kind string) ([][2]int64, []violation) {
 	var viol []violation
 	for _, o := range relaxed {
 		left[[2]any{o.h, o.t}] = true
-		viol = append(viol, violation{o.t, "", o.what()})
+		viol = append(viol, violation{o.t, "", h.overlapWhat(o)})
 	}
 	for _, o := range strict {
 		if left[[2]any{o.h, o.t}] {
@@ -73,7 +73,7 @@ func (h *history) holdFacts(kind string) ([][2]int64, []violation) {
 		if win == "" {
 			win = "?"
 		}
-		viol = append(viol, violation{o.t, win, o.what()})
+		viol = append(viol, violation{o.t, win, h.overlapWhat(o)})
 	}
 	viol = append(viol, h.lateGrants(kind)...)
 	if kind == Lock {
@@ -111,8 +111,16 @@ type overlap struct {
 	with []*hold
 }
 
-func (o overlap) what() string {
-	return fmt.Sprintf("%s: lease %d of %s granted while %d others believed they held it", o.h.key, o.h.n, o.h.proc, len(o.with))
+// overlapWhat says what an overlap is, with the story of each hold in it
+// (times from the history's start), so that a failure in a log that is
+// all one has (CI) can be understood.
+func (h *history) overlapWhat(o overlap) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: at %s lease %d of %s began believing while %d others believed they held it:", o.h.key, h.at(o.t), o.h.n, o.h.proc, len(o.with))
+	for _, x := range append([]*hold{o.h}, o.with...) {
+		b.WriteString("\n\t" + h.story(x))
+	}
+	return b.String()
 }
 
 // overlaps sweeps the beliefs of each key in time order.
@@ -248,4 +256,41 @@ func (h *history) livenessFacts(settle int64) ([][2]int64, []violation) {
 		}
 	}
 	return ops, viol
+}
+
+// at is t as an offset from the history's start.
+func (h *history) at(t int64) string {
+	if t == never {
+		return "never"
+	}
+	return fmt.Sprintf("+%.3fs", float64(t-h.start)/1e9)
+}
+
+// story is a hold's life: asked, granted (token), ended, and the parts
+// of its belief the windows excuse.
+func (h *history) story(l *hold) string {
+	end := "stopped believing"
+	if l.lost {
+		end = "saw Done closed"
+	}
+	s := fmt.Sprintf("lease %d of %s: asked %s, granted %s (token %d, lease %v), %s %s", l.n, l.proc,
+		h.at(l.acqCall), h.at(l.acqRet), l.token, time.Duration(l.ttl), end, h.at(l.endCall))
+	for _, c := range l.cuts {
+		s += fmt.Sprintf("; excused %s to %s (%s)", h.at(c.t0), h.at(c.t1), c.window)
+	}
+	return s
+}
+
+// timeline lists the fault windows, with times from the history's start
+// (as the failures give them).
+func (h *history) timeline() string {
+	var b strings.Builder
+	b.WriteString("fault windows:")
+	for _, w := range h.windows {
+		fmt.Fprintf(&b, "\n\t%s to %s: %s", h.at(w.t0), h.at(w.t1), w.name)
+		if w.target != "" {
+			b.WriteString(" (" + w.target + ")")
+		}
+	}
+	return b.String()
 }

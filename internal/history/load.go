@@ -24,6 +24,7 @@ func load(dir string) (*history, error) {
 	spans := map[id]*span{}
 	var order []id
 	last := map[string]int64{} // each process's last event
+	start := int64(never)      // the first event
 	for _, name := range files {
 		f, err := os.Open(name)
 		if err != nil {
@@ -44,6 +45,7 @@ func load(dir string) (*history, error) {
 			}
 			k := id{e.Proc, e.ID}
 			last[e.Proc] = max(last[e.Proc], e.T)
+			start = min(start, e.T)
 			if !e.Ret {
 				if spans[k] != nil {
 					return nil, fmt.Errorf("%s: operation %d of %s recorded twice (two processes with one name?)", name, e.ID, e.Proc)
@@ -59,7 +61,7 @@ func load(dir string) (*history, error) {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	h := &history{holds: map[string][]*hold{}, leads: map[string][]int64{}, procs: map[string]int{}}
+	h := &history{holds: map[string][]*hold{}, leads: map[string][]int64{}, procs: map[string]int{}, start: start}
 	leases := map[id]*hold{}
 	for _, k := range order {
 		s := spans[k]

@@ -70,12 +70,14 @@ bench: redis
 # failovers and slot migrations) for SOAK (2m) each, every operation
 # recorded and checked by porcupine (internal/history), then prints one
 # table: fault × promise. Also the heap check over 10^6 operations. make
-# test runs short versions of them all.
+# test runs short versions of them all. SOAK_FAULTS (a regexp of fault
+# names) keeps only those faults, to chase one: SOAK_FAULTS='clock|restart'.
 SOAK ?= 2m
 SOAK_REPORT ?= $(CURDIR)/soak-report.md
+SOAK_FAULTS ?=
 soak: redis
 	rm -f $(SOAK_REPORT)
-	DLOCK_SOAK=$(SOAK) DLOCK_SOAK_REPORT=$(SOAK_REPORT) $(GO) test -race -count=1 -timeout 60m -run 'TestSoak' -v ./runtime/ > soak.log 2>&1; \
+	DLOCK_SOAK=$(SOAK) DLOCK_SOAK_FAULTS='$(SOAK_FAULTS)' DLOCK_SOAK_REPORT=$(SOAK_REPORT) $(GO) test -race -count=1 -timeout 60m -run 'TestSoak' -v ./runtime/ > soak.log 2>&1; \
 	status=$$?; cat $(SOAK_REPORT) 2>/dev/null; grep -E '^(--- |FAIL|ok)' soak.log; echo "(full log: soak.log)"; exit $$status
 
 # make mutants: plants each one-line bug of internal/mutants/list*.go in a

@@ -141,12 +141,13 @@ func (l *lease) renew(lossAt time.Time) {
 			return
 		}
 		if err == nil {
-			// Not held any more (for a multi-lock: some of it): release
-			// what is still ours, then tell the holder.
+			// Not held any more (for a multi-lock: some of it): tell the
+			// holder at once, for another may hold it already, then give
+			// back what is still ours.
+			l.lose(fmt.Errorf("%w: %w: another holder has it", ErrLost, ErrNotHeld))
 			ctx, cancel := l.c.detached(l.obsCtx)
 			l.release(ctx)
 			cancel()
-			l.lose(fmt.Errorf("%w: %w: another holder has it", ErrLost, ErrNotHeld))
 			return
 		}
 		lastErr = err

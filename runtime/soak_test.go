@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -160,6 +161,12 @@ func runSoak(t *testing.T, setup string, dur time.Duration, env []string, admin 
 		soakFault{slowThenCut, history.None, nil},
 		soakFault{lateGrants, history.Late, nil},
 		soakFault{forged, history.None, func() { forge(t, admin, name, 500*time.Millisecond) }})
+	if re := os.Getenv("DLOCK_SOAK_FAULTS"); re != "" { // to chase one fault: make soak SOAK_FAULTS=...
+		faults = slices.DeleteFunc(faults, func(f soakFault) bool { return !regexp.MustCompile(re).MatchString(f.name) })
+		if len(faults) == 0 {
+			t.Fatalf("DLOCK_SOAK_FAULTS=%q matches no fault", re)
+		}
+	}
 	var killed []*child
 	lastKill := time.Time{}
 	for step := 0; step < len(faults) || time.Since(began) < dur; step++ {

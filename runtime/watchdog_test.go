@@ -443,25 +443,3 @@ func TestLock_slowLinkHolderToldBeforeTheServerFreesIt(t *testing.T) {
 		})
 	}
 }
-
-// A renewal that finds the key taken by another ends the lease at once:
-// Done closes, and Err says it was lost to another holder.
-func TestLock_renewalFindingTheKeyTakenEndsTheLease(t *testing.T) {
-	rdb := newRedis(t)
-	a, b := newClient(t, newRedis(t), nil), newClient(t, newRedis(t), nil)
-	k := key(t, "k")
-	la, err := a.Once(t.Context(), k, WithTTL(300*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb.Del(bg(), lockKey(mustTag(t, a, k))) // lost, as in a failover that lost the write
-	lb, err := b.Once(t.Context(), k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lb.Release(bg())
-	recv(t, la.Done(), 2*time.Second, "the first holder's lease to end at its next renewal")
-	if err := la.Err(); !errors.Is(err, ErrLost) || !errors.Is(err, ErrNotHeld) {
-		t.Fatalf("Err = %v; want ErrLost and ErrNotHeld", err)
-	}
-}

@@ -417,6 +417,11 @@ var goMutants = []mutant{
 		to:   "if !l.at.After(now) {",
 		why:  "renewals that fall due together go one round trip each",
 		pkg:  "./runtime", tests: []string{"TestWatchdog_renewalsDueTogetherShareRoundTrips"}},
+	{id: "M6", promise: "P3", file: "runtime/lease.go",
+		from: "l.lose(fmt.Errorf(\"%w: %w: another holder has it\", ErrLost, ErrNotHeld))",
+		to:   "rctx, rcancel := l.c.detached(l.obsCtx); l.release(rctx); rcancel(); l.lose(fmt.Errorf(\"%w: %w: another holder has it\", ErrLost, ErrNotHeld))",
+		why:  "a renewal that finds the key taken gives back the rest before it tells the holder, who believes a round trip longer while another holds the key",
+		pkg:  "./runtime", tests: []string{"TestLock_renewalFindingTheKeyTakenEndsTheLease"}},
 
 	// Trace links (issue 20)
 	{id: "V1", promise: "P35", file: "runtime/join.go",

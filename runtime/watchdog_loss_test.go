@@ -1,0 +1,77 @@
+package dlockrt
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// releaseGate is a hook that holds every lock_release script (alone or in
+// a pipeline) until open is closed, and says on started when one is held.
+type releaseGate struct {
+	open    chan struct{}
+	started chan struct{}
+}
+
+func newReleaseGate() *releaseGate {
+	return &releaseGate{open: make(chan struct{}), started: make(chan struct{}, 16)}
+}
+
+func (g *releaseGate) hold(cmds ...redis.Cmder) {
+	for _, c := range cmds {
+		if a := c.Args(); len(a) > 1 && (a[1] == scriptLockRelease.Hash() || a[1] == lockReleaseSrc) {
+			g.started <- struct{}{}
+			<-g.open
+			return
+		}
+	}
+}
+
+func (g *releaseGate) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (g *releaseGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		g.hold(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (g *releaseGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		g.hold(cmds...)
+		return next(ctx, cmds)
+	}
+}
+
+// A renewal that finds the key taken by another ends the lease at once:
+// Done closes, and Err says it was lost to another holder. The holder is
+// told before what is left of the lease is given back: another holds the
+// key, so the holder must stop at once, not a round trip later (the
+// release of a multi-lock's other keys may take a while on a slow link).
+func TestLock_renewalFindingTheKeyTakenEndsTheLease(t *testing.T) {
+	rdb := newRedis(t)
+	gate := newReleaseGate()
+	ardb := newRedis(t)
+	ardb.AddHook(gate)
+	a, b := newClient(t, ardb, nil), newClient(t, newRedis(t), nil)
+	defer close(gate.open) // before the clients close (defers run last in, first out)
+	k := key(t, "k")
+	la, err := a.Once(t.Context(), k, WithTTL(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb.Del(bg(), lockKey(mustTag(t, a, k))) // lost, as in a failover that lost the write
+	lb, err := b.Once(t.Context(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Release(bg())
+	recv(t, la.Done(), 2*time.Second, "the first holder's lease to end at its next renewal, its release still held")
+	if err := la.Err(); !errors.Is(err, ErrLost) || !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("Err = %v; want ErrLost and ErrNotHeld", err)
+	}
+	recv(t, gate.started, 2*time.Second, "the release of what is left of the lease")
+}

@@ -146,21 +146,29 @@ func Create(path, proc string) (*Recorder, error) {
 }
 
 // Call records the call of an operation, stamped now, and returns its ID.
+//
+// Call and Return take their stamp before they wait for the file: while
+// another goroutine's write(2) is stalled (the kernel throttles writers
+// when a build fills the page cache), a holder that saw Done closed has
+// stopped believing when it said so, not when the file was free; a stamp
+// taken after the wait would stretch its belief over another's grant.
 func (r *Recorder) Call(e Event) int64 {
+	t := Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.next++
-	e.Proc, e.ID, e.Ret, e.T = r.proc, r.next, false, Now()
+	e.Proc, e.ID, e.Ret, e.T = r.proc, r.next, false, t
 	r.write(e)
 	return e.ID
 }
 
-// Return records the return of the operation id, stamped now; e carries
-// its outputs (Token, Value, Err).
+// Return records the return of the operation id, stamped now (see Call);
+// e carries its outputs (Token, Value, Err).
 func (r *Recorder) Return(id int64, e Event) {
+	t := Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	e.Proc, e.ID, e.Ret, e.T = r.proc, id, true, Now()
+	e.Proc, e.ID, e.Ret, e.T = r.proc, id, true, t
 	r.write(e)
 }
 

@@ -466,4 +466,9 @@ var goMutants = []mutant{
 		to:   "l.proc == w.target && l.ttl > 0 && l.ttl <= w.delay && w.t0+w.delay <= l.acqRet && l.acqRet < w.t0",
 		why:  "a grant returned through replies held past its lease passes unless someone else held the key",
 		pkg:  "./internal/history", tests: []string{"TestCheck_lateGrantFailsWithoutAnOverlap"}},
+	{id: "H9", promise: "P28", file: "internal/history/history.go",
+		from: "e.Proc, e.ID, e.Ret, e.T = r.proc, r.next, false, t",
+		to:   "e.Proc, e.ID, e.Ret, e.T = r.proc, r.next, false, Now()+0*t",
+		why:  "an event is stamped when the file is free, not when it was called: a stalled write stretches a holder's belief over another's grant (a false overlap)",
+		pkg:  "./internal/history", tests: []string{"TestRecorder_stampsWhenCalledNotWhenTheFileIsFree"}},
 }

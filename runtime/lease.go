@@ -177,7 +177,11 @@ func (l *lease) renewed(sent time.Time, ttl time.Duration) {
 	}
 }
 
-// finish ends the lease with err; it reports false if it had ended before.
+// finish ends the lease with err. With released (a Release, Close or
+// completion, which then runs the release script) it reports false if a
+// release ran before, so that the script runs once even after a loss;
+// else (a loss) it reports false if the lease had ended before, so that a
+// loss found by two paths at once is told once.
 func (l *lease) finish(err error, released bool) bool {
 	l.mu.Lock()
 	if released {
@@ -187,8 +191,9 @@ func (l *lease) finish(err error, released bool) bool {
 		}
 		l.released = true
 	}
+	ends := !l.ended
 	var onEnd map[int]func(error)
-	if !l.ended {
+	if ends {
 		l.ended = true
 		l.err = err
 		close(l.done)
@@ -200,7 +205,7 @@ func (l *lease) finish(err error, released bool) bool {
 	for _, f := range onEnd { // outside the lock: a callback may act on the lease
 		f(err)
 	}
-	return true
+	return released || ends
 }
 
 // afterEnd calls f with the lease's error when it ends (at once if it has

@@ -161,10 +161,14 @@ func runSoak(t *testing.T, setup string, dur time.Duration, env []string, admin 
 		soakFault{slowThenCut, history.None, nil},
 		soakFault{lateGrants, history.Late, nil},
 		soakFault{forged, history.None, func() { forge(t, admin, name, 500*time.Millisecond) }})
-	if re := os.Getenv("DLOCK_SOAK_FAULTS"); re != "" { // to chase one fault: make soak SOAK_FAULTS=...
-		faults = slices.DeleteFunc(faults, func(f soakFault) bool { return !regexp.MustCompile(re).MatchString(f.name) })
+	if v := os.Getenv("DLOCK_SOAK_FAULTS"); v != "" { // to chase one fault: make soak SOAK_FAULTS=...
+		re, err := regexp.Compile(v)
+		if err != nil {
+			t.Fatalf("DLOCK_SOAK_FAULTS: %v", err)
+		}
+		faults = slices.DeleteFunc(faults, func(f soakFault) bool { return !re.MatchString(f.name) })
 		if len(faults) == 0 {
-			t.Fatalf("DLOCK_SOAK_FAULTS=%q matches no fault", re)
+			t.Fatalf("DLOCK_SOAK_FAULTS=%q matches no fault", v)
 		}
 	}
 	var killed []*child

@@ -229,11 +229,17 @@ func (s *soaker) loseReplies() {
 
 // acquired records the return of an acquire.
 func (s *soaker) acquired(op int64, token int64, err error) bool {
+	return s.acquiredAt(op, token, err, history.Now())
+}
+
+// acquiredAt records the return of an acquire at t: a multi-lock's keys
+// share the moment it returned.
+func (s *soaker) acquiredAt(op int64, token int64, err error, t int64) bool {
 	if err != nil {
-		s.rec.Return(op, history.Event{Err: err.Error()})
+		s.rec.ReturnAt(op, history.Event{Err: err.Error()}, t)
 		return false
 	}
-	s.rec.Return(op, history.Event{Token: token})
+	s.rec.ReturnAt(op, history.Event{Token: token}, t)
 	return true
 }
 
@@ -252,14 +258,15 @@ func (s *soaker) locks() {
 			s.timed("MultiWith k0 k1", 3*time.Second, func(ctx context.Context) {
 				m, err = s.c.MultiWith(ctx, []string{"k0", "k1"}, WithRetries(10, 20*time.Millisecond))
 			})
+			now := history.Now()
 			if err != nil {
 				for _, op := range ops {
-					s.acquired(op, 0, err)
+					s.acquiredAt(op, 0, err, now)
 				}
 				continue
 			}
 			for i, op := range ops {
-				s.acquired(op, m.Tokens()[i], nil)
+				s.acquiredAt(op, m.Tokens()[i], nil, now)
 			}
 			soakHold(s.rec, history.Lock, ops, m.Done(), m.Release)
 		case r == 1: // one try
@@ -466,18 +473,21 @@ func hold(rec *history.Recorder, kind string, leases []int64, done <-chan struct
 	case <-done:
 	case <-time.After(d):
 	}
+	// A multi-lock's keys share the moment its holder stopped believing.
 	select {
 	case <-done:
+		now := history.Now()
 		for _, l := range leases {
-			rec.Call(history.Event{Kind: kind, Op: history.Lost, Lease: l})
+			rec.CallAt(history.Event{Kind: kind, Op: history.Lost, Lease: l}, now)
 		}
 		release(ctx)
 		return
 	default:
 	}
 	var ops []int64
+	now := history.Now()
 	for _, l := range leases {
-		ops = append(ops, rec.Call(history.Event{Kind: kind, Op: history.Release, Lease: l}))
+		ops = append(ops, rec.CallAt(history.Event{Kind: kind, Op: history.Release, Lease: l}, now))
 	}
 	err := release(ctx)
 	for _, op := range ops {

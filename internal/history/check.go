@@ -106,8 +106,9 @@ type hold struct {
 	ttl             int64 // the lease asked for (ns); 0 when not recorded
 	acqCall, acqRet int64
 	endCall, endRet int64
-	lost            bool  // its holder saw Done closed
-	cuts            []cut // the parts of its belief the windows excuse, sorted, disjoint
+	lost            bool   // its holder saw Done closed
+	how             string // how it ended, for a failure's story
+	cuts            []cut  // the parts of its belief the windows excuse, sorted, disjoint
 }
 
 // cut is a part of a hold's belief a window excuses: the lease may have

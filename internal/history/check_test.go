@@ -104,8 +104,8 @@ func TestCheck_lockOverlapFailsWithVisualization(t *testing.T) {
 	}
 	// The overlap tells each hold's story, in times from the start.
 	want := "k: at +0.003s lease 2 of b began believing while 1 others believed they held it:\n" +
-		"\tlease 2 of b: asked +0.002s, granted +0.003s (token 2, lease 0s), stopped believing +0.007s\n" +
-		"\tlease 1 of a: asked +0.000s, granted +0.001s (token 1, lease 0s), stopped believing +0.005s"
+		"\tlease 2 of b: asked +0.002s, granted +0.003s (token 2, lease 0s), released +0.007s\n" +
+		"\tlease 1 of a: asked +0.000s, granted +0.001s (token 1, lease 0s), released +0.005s"
 	if r.Failures[1] != "lock: "+want {
 		t.Fatalf("failure %q, want %q", r.Failures[1], want)
 	}

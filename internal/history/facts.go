@@ -269,12 +269,8 @@ func (h *history) at(t int64) string {
 // story is a hold's life: asked, granted (token), ended, and the parts
 // of its belief the windows excuse.
 func (h *history) story(l *hold) string {
-	end := "stopped believing"
-	if l.lost {
-		end = "saw Done closed"
-	}
 	s := fmt.Sprintf("lease %d of %s: asked %s, granted %s (token %d, lease %v), %s %s", l.n, l.proc,
-		h.at(l.acqCall), h.at(l.acqRet), l.token, time.Duration(l.ttl), end, h.at(l.endCall))
+		h.at(l.acqCall), h.at(l.acqRet), l.token, time.Duration(l.ttl), l.how, h.at(l.endCall))
 	for _, c := range l.cuts {
 		s += fmt.Sprintf("; excused %s to %s (%s)", h.at(c.t0), h.at(c.t1), c.window)
 	}

@@ -147,25 +147,48 @@ func Create(path, proc string) (*Recorder, error) {
 
 // Call records the call of an operation, stamped now, and returns its ID.
 //
-// Call and Return take their stamp before they wait for the file: while
-// another goroutine's write(2) is stalled (the kernel throttles writers
-// when a build fills the page cache), a holder that saw Done closed has
-// stopped believing when it said so, not when the file was free; a stamp
-// taken after the wait would stretch its belief over another's grant.
+// Each stamp is the one that keeps the checker strict and true when
+// another goroutine's write(2) stalls (the kernel throttles writers when a
+// build fills the page cache): the end of a holder's belief (Release,
+// Lost) is stamped when the holder stopped believing, before the wait for
+// the file, or a stalled write would stretch its belief over another's
+// grant; the start of anything else (an acquire asked for, a job's run, a
+// window a process opens on itself) is stamped after the wait, when it
+// can begin, or an early stamp would let it count as asked for before a
+// window it missed. (Return stamps before the wait: the operation has
+// returned.)
 func (r *Recorder) Call(e Event) int64 {
-	t := Now()
+	if e.Op == Release || e.Op == Lost {
+		return r.CallAt(e, Now())
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.callLocked(e, Now())
+}
+
+// CallAt is Call stamped t (Now, read earlier): the ends of a multi-lock's
+// beliefs, one per key, share the moment its holder stopped.
+func (r *Recorder) CallAt(e Event, t int64) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.callLocked(e, t)
+}
+
+func (r *Recorder) callLocked(e Event, t int64) int64 {
 	r.next++
 	e.Proc, e.ID, e.Ret, e.T = r.proc, r.next, false, t
 	r.write(e)
 	return e.ID
 }
 
-// Return records the return of the operation id, stamped now (see Call);
-// e carries its outputs (Token, Value, Err).
-func (r *Recorder) Return(id int64, e Event) {
-	t := Now()
+// Return records the return of the operation id, stamped now, before it
+// waits for the file (see Call); e carries its outputs (Token, Value,
+// Err).
+func (r *Recorder) Return(id int64, e Event) { r.ReturnAt(id, e, Now()) }
+
+// ReturnAt is Return stamped t: a multi-lock's grants, one per key, share
+// the moment it returned.
+func (r *Recorder) ReturnAt(id int64, e Event, t int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e.Proc, e.ID, e.Ret, e.T = r.proc, id, true, t

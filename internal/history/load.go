@@ -104,11 +104,11 @@ func load(dir string) (*history, error) {
 			if l == nil || l.endCall >= 0 {
 				continue
 			}
-			l.endCall, l.endRet = e.T, s.end()
+			l.endCall, l.endRet, l.how = e.T, s.end(), "released"
 			if e.Op == Lost {
-				l.endRet, l.lost = e.T, true
+				l.endRet, l.lost, l.how = e.T, true, "saw Done closed"
 			} else if s.ret != nil && s.ret.Err != "" {
-				l.endRet = never // unacknowledged: the key lapses some time later
+				l.endRet, l.how = never, "released (unacknowledged)" // the key lapses some time later
 			}
 		}
 	}
@@ -122,10 +122,10 @@ func load(dir string) (*history, error) {
 			if l.endCall >= 0 {
 				continue
 			}
-			l.endCall, l.endRet = l.acqRet, never
+			l.endCall, l.endRet, l.how = l.acqRet, never, "no end recorded"
 			for _, w := range h.windows {
 				if w.effect == Kill && w.target == l.proc && w.t0 >= l.acqRet {
-					l.endCall, l.endRet = w.t0, w.t0
+					l.endCall, l.endRet, l.how = w.t0, w.t0, "died"
 				}
 			}
 		}

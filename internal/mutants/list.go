@@ -422,6 +422,11 @@ var goMutants = []mutant{
 		to:   "rctx, rcancel := l.c.detached(l.obsCtx); l.release(rctx); rcancel(); l.lose(fmt.Errorf(\"%w: %w: another holder has it\", ErrLost, ErrNotHeld))",
 		why:  "a renewal that finds the key taken gives back the rest before it tells the holder, who believes a round trip longer while another holds the key",
 		pkg:  "./runtime", tests: []string{"TestLock_renewalFindingTheKeyTakenEndsTheLease"}},
+	{id: "M7", promise: "P3", file: "runtime/lease.go",
+		from: "return released || ends",
+		to:   "return true",
+		why:  "a loss found by two paths at once (the loss point and an Extend out of time) is told to the Observer and the log twice",
+		pkg:  "./runtime", tests: []string{"TestLock_lostOnceWhenTwoPathsFindItLost"}},
 
 	// Trace links (issue 20)
 	{id: "V1", promise: "P35", file: "runtime/join.go",
@@ -467,8 +472,13 @@ var goMutants = []mutant{
 		why:  "a grant returned through replies held past its lease passes unless someone else held the key",
 		pkg:  "./internal/history", tests: []string{"TestCheck_lateGrantFailsWithoutAnOverlap"}},
 	{id: "H9", promise: "P28", file: "internal/history/history.go",
-		from: "e.Proc, e.ID, e.Ret, e.T = r.proc, r.next, false, t",
-		to:   "e.Proc, e.ID, e.Ret, e.T = r.proc, r.next, false, Now()+0*t",
-		why:  "an event is stamped when the file is free, not when it was called: a stalled write stretches a holder's belief over another's grant (a false overlap)",
+		from: "if e.Op == Release || e.Op == Lost {",
+		to:   "if false {",
+		why:  "the end of a belief is stamped when the file is free, not when the holder stopped: a stalled write stretches its belief over another's grant (a false overlap)",
+		pkg:  "./internal/history", tests: []string{"TestRecorder_stampsWhenCalledNotWhenTheFileIsFree"}},
+	{id: "H10", promise: "P28", file: "internal/history/history.go",
+		from: "if e.Op == Release || e.Op == Lost {",
+		to:   "if true {",
+		why:  "an acquire is stamped before the wait for the file, earlier than it can begin: it counts as asked for before a window it missed (an excuse it should not get)",
 		pkg:  "./internal/history", tests: []string{"TestRecorder_stampsWhenCalledNotWhenTheFileIsFree"}},
 }

@@ -232,8 +232,7 @@ func (s *soaker) acquired(op int64, token int64, err error) bool {
 	return s.acquiredAt(op, token, err, history.Now())
 }
 
-// acquiredAt records the return of an acquire at t: a multi-lock's keys
-// share the moment it returned.
+// acquiredAt records the return of an acquire at t (a multi-lock's keys share one).
 func (s *soaker) acquiredAt(op int64, token int64, err error, t int64) bool {
 	if err != nil {
 		s.rec.ReturnAt(op, history.Event{Err: err.Error()}, t)

@@ -247,31 +247,31 @@ func TestPipeline_stalledSlotsHoldNobodyUp(t *testing.T) {
 	}
 }
 
-// refuser is a hook that, while on, refuses every command and pipeline
-// without sending it (as a circuit breaker does).
-type refuser struct{ on atomic.Bool }
+// cmdsHook is a go-redis hook that runs f on what goes out: a command
+// alone, or a pipeline's commands. An error from f refuses them unsent.
+type cmdsHook func(cmds []redis.Cmder) error
 
-var errRefused = errors.New("refused by a hook")
+func (h cmdsHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
-func (r *refuser) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (r *refuser) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+func (h cmdsHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if r.on.Load() {
-			return errRefused
+		if err := h([]redis.Cmder{cmd}); err != nil {
+			return err
 		}
 		return next(ctx, cmd)
 	}
 }
 
-func (r *refuser) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (h cmdsHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if r.on.Load() {
-			return errRefused
+		if err := h(cmds); err != nil {
+			return err
 		}
 		return next(ctx, cmds)
 	}
 }
+
+var errRefused = errors.New("refused by a hook")
 
 // A pipeline a hook refused fails each of its scripts with that error, as
 // it fails a script alone: a queued Release is ErrUnavailable, never a
@@ -279,8 +279,13 @@ func (r *refuser) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 func TestPipeline_refusedPipelineFailsEachScript(t *testing.T) {
 	holdQueues(t)
 	rdb := newRedis(t)
-	hook := &refuser{}
-	rdb.AddHook(hook)
+	var refusing atomic.Bool // while set, every command and pipeline is refused (as by a circuit breaker)
+	rdb.AddHook(cmdsHook(func([]redis.Cmder) error {
+		if refusing.Load() {
+			return errRefused
+		}
+		return nil
+	}))
 	c := newClient(t, rdb, nil)
 	var locks []*Lock
 	for i := range 3 {
@@ -299,14 +304,14 @@ func TestPipeline_refusedPipelineFailsEachScript(t *testing.T) {
 		_, queued := pipelineState(&c.pipe)
 		return queued == len(locks)
 	})
-	hook.on.Store(true)
+	refusing.Store(true)
 	end(1) // one stalled round trip ends: the queue goes
 	for range locks {
 		if err := recv(t, errs, 5*time.Second, "the queued releases"); !errors.Is(err, ErrUnavailable) || !errors.Is(err, errRefused) {
 			t.Errorf("a Release whose pipeline a hook refused = %v; want ErrUnavailable with the hook's error", err)
 		}
 	}
-	hook.on.Store(false)
+	refusing.Store(false)
 	end(-1)
 }
 

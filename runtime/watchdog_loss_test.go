@@ -11,8 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// releaseGate is a hook that holds every lock_release script (alone or in
-// a pipeline) until open is closed, and says on started when one is held.
+// releaseGate holds every lock_release script (alone or in a pipeline)
+// until open is closed, and says on started when one is held.
 type releaseGate struct {
 	open    chan struct{}
 	started chan struct{}
@@ -22,29 +22,16 @@ func newReleaseGate() *releaseGate {
 	return &releaseGate{open: make(chan struct{}), started: make(chan struct{}, 16)}
 }
 
-func (g *releaseGate) hold(cmds ...redis.Cmder) {
-	for _, c := range cmds {
-		if a := c.Args(); len(a) > 1 && (a[1] == scriptLockRelease.Hash() || a[1] == lockReleaseSrc) {
-			g.started <- struct{}{}
-			<-g.open
-			return
+func (g *releaseGate) hook() cmdsHook {
+	return func(cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if a := c.Args(); len(a) > 1 && (a[1] == scriptLockRelease.Hash() || a[1] == lockReleaseSrc) {
+				g.started <- struct{}{}
+				<-g.open
+				break
+			}
 		}
-	}
-}
-
-func (g *releaseGate) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (g *releaseGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		g.hold(cmd)
-		return next(ctx, cmd)
-	}
-}
-
-func (g *releaseGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		g.hold(cmds...)
-		return next(ctx, cmds)
+		return nil
 	}
 }
 
@@ -57,7 +44,7 @@ func TestLock_renewalFindingTheKeyTakenEndsTheLease(t *testing.T) {
 	rdb := newRedis(t)
 	gate := newReleaseGate()
 	ardb := newRedis(t)
-	ardb.AddHook(gate)
+	ardb.AddHook(gate.hook())
 	a, b := newClient(t, ardb, nil), newClient(t, newRedis(t), nil)
 	defer close(gate.open) // before the clients close (defers run last in, first out)
 	k := key(t, "k")

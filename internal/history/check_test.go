@@ -285,3 +285,17 @@ func TestCheck_fanoutSupersededOutcomeFails(t *testing.T) {
 		t.Fatalf("failures: %v", r.Failures)
 	}
 }
+
+// The timeline lists the driver's windows and only counts those a process
+// opened on itself (a soaker loses a reply about once a second).
+func TestCheck_timelineCountsAProcessesOwnWindows(t *testing.T) {
+	r, _ := check(t,
+		call("drv", 1, 2, fault("SIGSTOP", Pause, "a")), ret("drv", 1, 20, Event{}),
+		call("a", 1, 30, fault("reply lost", None, "a")), ret("a", 1, 31, Event{}),
+		call("a", 2, 40, fault("reply lost", None, "a")), ret("a", 2, 41, Event{}),
+		call("a", 3, 50, acquire("k")), ret("a", 3, 51, granted(1)),
+	)
+	if want := "fault windows:\n\t+0.000s to +0.018s: SIGSTOP (a)\n\tand 2 windows processes opened on themselves"; r.Timeline != want {
+		t.Fatalf("timeline %q, want %q", r.Timeline, want)
+	}
+}

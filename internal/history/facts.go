@@ -278,15 +278,25 @@ func (h *history) story(l *hold) string {
 }
 
 // timeline lists the fault windows, with times from the history's start
-// (as the failures give them).
+// (as the failures give them). The windows a process opened on itself (a
+// lost reply, one a second or so in each soaker) are only counted, so
+// that the list stays short enough to read in a log.
 func (h *history) timeline() string {
 	var b strings.Builder
 	b.WriteString("fault windows:")
+	own := 0
 	for _, w := range h.windows {
+		if w.target != "" && w.target == w.recorder {
+			own++
+			continue
+		}
 		fmt.Fprintf(&b, "\n\t%s to %s: %s", h.at(w.t0), h.at(w.t1), w.name)
 		if w.target != "" {
 			b.WriteString(" (" + w.target + ")")
 		}
+	}
+	if own > 0 {
+		fmt.Fprintf(&b, "\n\tand %d windows processes opened on themselves", own)
 	}
 	return b.String()
 }

@@ -1,10 +1,8 @@
 package dlockrt
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,19 +63,11 @@ func TestLock_renewalFindingTheKeyTakenEndsTheLease(t *testing.T) {
 	recv(t, gate.started, 2*time.Second, "the release of what is left of the lease")
 }
 
-// lostEvents is an Observer that counts Lost events.
-type lostEvents struct {
-	BaseObserver
-	n atomic.Int32
-}
-
-func (o *lostEvents) Lost(context.Context, LostEvent) { o.n.Add(1) }
-
 // A lease is lost once: when two paths find it lost at once (the clock's
 // step at the loss point and an Extend that ran out of time, say), the
 // Observer and the log hear of it once, and Err is the first verdict.
 func TestLock_lostOnceWhenTwoPathsFindItLost(t *testing.T) {
-	lost := &lostEvents{}
+	lost := &lossTimes{ch: make(chan time.Time, 2)}
 	c := newClient(t, newRedis(t), &Options{Observer: lost})
 	l, err := c.Once(t.Context(), key(t, "k"), WithTTL(time.Second))
 	if err != nil {
@@ -86,7 +76,7 @@ func TestLock_lostOnceWhenTwoPathsFindItLost(t *testing.T) {
 	first := fmt.Errorf("%w: first", ErrLost)
 	l.lease.lose(first)
 	l.lease.lose(fmt.Errorf("%w: second", ErrLost))
-	if n := lost.n.Load(); n != 1 {
+	if n := len(lost.ch); n != 1 {
 		t.Fatalf("Lost reported %d times; want once", n)
 	}
 	if err := l.Err(); err != first {
